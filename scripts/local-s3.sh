@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Start or stop a local S3 server (Garage, single node) on 127.0.0.1 for sealfs's tests, demo
+# and benchmarks. Installs Garage once into a stable place outside the clone and reuses it.
+#
+#   scripts/local-s3.sh start   # then: source .local-s3/env
+#   scripts/local-s3.sh stop
+#
+# Settings are written as shell exports to .local-s3/env (git-ignored): AWS_ENDPOINT_URL_S3,
+# AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, SEALFS_TEST_BUCKET.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+state="$here/.local-s3"
+tools="${SEALFS_TOOLS_DIR:-/opt/sealfs-tools}"
+garage_version=2.5.0
+garage="$tools/garage-$garage_version/bin/garage"
+s3_port="${SEALFS_S3_PORT:-3900}"
+rpc_port="${SEALFS_RPC_PORT:-3901}"
+admin_port="${SEALFS_ADMIN_PORT:-3903}"
+
+install_garage() {
+  [ -x "$garage" ] && return 0
+  echo "local-s3: building Garage $garage_version (once; about 20 minutes on 2 cores)" >&2
+  mkdir -p "$tools"
+  cargo install garage --version "$garage_version" --locked --root "$tools/garage-$garage_version" >&2
+}
+
+stop() {
+  if [ -f "$state/garage.pid" ]; then
+    pid=$(cat "$state/garage.pid")
+    if kill "$pid" 2>/dev/null; then
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$state/garage.pid"
+  fi
+}
+
+start() {
+  install_garage
+  stop
+  mkdir -p "$state"
+  # Fresh data on every start: tests expect an empty bucket.
+  rm -rf "$state/meta" "$state/data"
+  local secret key_id key_secret
+  secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  key_id="GK$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  key_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  cat > "$state/garage.toml" <<CONF
+metadata_dir = "$state/meta"
+data_dir = "$state/data"
+db_engine = "sqlite"
+metadata_fsync = false
+data_fsync = false
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc_port"
+rpc_public_addr = "127.0.0.1:$rpc_port"
+rpc_secret = "$secret"
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:$s3_port"
+root_domain = ".s3.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:$admin_port"
+admin_token = "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+CONF
+  GARAGE_DEFAULT_ACCESS_KEY="$key_id" GARAGE_DEFAULT_SECRET_KEY="$key_secret" \
+  GARAGE_DEFAULT_BUCKET=sealfs-test RUST_LOG=warn \
+    nohup "$garage" -c "$state/garage.toml" server --single-node --default-bucket \
+    > "$state/garage.log" 2>&1 &
+  echo $! > "$state/garage.pid"
+  for _ in $(seq 100); do
+    if curl -sf "http://127.0.0.1:$admin_port/health" >/dev/null 2>&1; then break; fi
+    sleep 0.2
+  done
+  curl -sf "http://127.0.0.1:$admin_port/health" >/dev/null || {
+    echo "local-s3: Garage did not become healthy; see $state/garage.log" >&2
+    tail -20 "$state/garage.log" >&2; exit 1; }
+  cat > "$state/env" <<ENV
+export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$s3_port
+export AWS_ACCESS_KEY_ID=$key_id
+export AWS_SECRET_ACCESS_KEY=$key_secret
+export AWS_REGION=us-east-1
+export SEALFS_TEST_BUCKET=sealfs-test
+ENV
+  # Wait until the bucket answers S3 requests (the default bucket is made at start-up).
+  for _ in $(seq 50); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3_port/sealfs-test" || true)
+    [ "$code" = 403 ] || [ "$code" = 200 ] && break
+    sleep 0.2
+  done
+  echo "local-s3: Garage on http://127.0.0.1:$s3_port, bucket sealfs-test; settings in $state/env" >&2
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  install) install_garage ;;
+  *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
+esac

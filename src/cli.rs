@@ -1,0 +1,242 @@
+//! Command-line definitions, turned into each module's configuration. No I/O here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::fs::{Defaults, FsConfig};
+use crate::read::ReadConfig;
+use crate::store::s3::S3Config;
+use crate::write::WriteConfig;
+
+#[derive(Debug, Parser)]
+#[command(name = "sealfs", version, about = "Mount an S3 bucket as a local directory")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount s3://BUCKET[/PREFIX] at MOUNTPOINT.
+    Mount(MountArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// s3://BUCKET or s3://BUCKET/PREFIX
+    pub url: String,
+    pub mountpoint: PathBuf,
+    /// S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / AWS).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Path-style addressing (http://host/bucket/key), needed by most local servers.
+    #[arg(long)]
+    pub force_path_style: bool,
+    #[arg(long)]
+    pub read_only: bool,
+    /// Let users other than the mounting one use the mount.
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Stay in the foreground (default: return once the mount is ready).
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// Owner of objects without a stored uid (default: the mounting user).
+    #[arg(long)]
+    pub uid: Option<u32>,
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// Permissions (octal) of files without a stored mode.
+    #[arg(long, default_value = "644", value_parser = parse_octal)]
+    pub file_mode: u16,
+    /// Permissions (octal) of directories without a stored mode.
+    #[arg(long, default_value = "755", value_parser = parse_octal)]
+    pub dir_mode: u16,
+    /// Seconds attributes and directory entries are cached.
+    #[arg(long, default_value_t = 1.0)]
+    pub metadata_ttl: f64,
+    /// Multipart part size in MiB (5..=5120).
+    #[arg(long, default_value_t = 8)]
+    pub part_size_mib: u64,
+    /// Parts uploading at once per file.
+    #[arg(long, default_value_t = 4)]
+    pub upload_concurrency: usize,
+    /// Log file for a background mount (default: logs are discarded once detached).
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, auto_unmount,
+    /// default_permissions, and any of the long options above as name=value.
+    #[arg(short = 'o', value_delimiter = ',')]
+    pub options: Vec<String>,
+}
+
+fn parse_octal(s: &str) -> Result<u16, String> {
+    u16::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("not an octal mode: {s}"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("not an S3 URL (expected s3://BUCKET[/PREFIX]): {0}")]
+    BadUrl(String),
+    #[error("unknown mount option: {0}")]
+    UnknownOption(String),
+    #[error("bad value for {0}: {1}")]
+    BadValue(String, String),
+}
+
+/// Split `s3://bucket/some/prefix` into the bucket and a prefix that is empty or ends in '/'.
+pub fn parse_url(url: &str) -> Result<(String, String), CliError> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| CliError::BadUrl(url.into()))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(CliError::BadUrl(url.into()));
+    }
+    let prefix = prefix.trim_matches('/');
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    Ok((bucket.to_string(), prefix))
+}
+
+/// Everything `mount` needs, validated.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    pub s3: S3Config,
+    pub fs: FsConfig,
+    pub mountpoint: PathBuf,
+    pub foreground: bool,
+    pub allow_other: bool,
+    pub allow_root: bool,
+    pub auto_unmount: bool,
+    pub default_permissions: bool,
+    pub log_file: Option<PathBuf>,
+    pub fsname: String,
+}
+
+impl MountArgs {
+    /// Fold `-o` options into the long options (so fstab lines and flags mean the same).
+    fn apply_options(&mut self) -> Result<(bool, bool, bool), CliError> {
+        let (mut allow_root, mut auto_unmount, mut default_permissions) = (false, false, true);
+        for opt in std::mem::take(&mut self.options) {
+            let (k, v) = opt.split_once('=').unwrap_or((opt.as_str(), ""));
+            let bad = || CliError::BadValue(k.to_string(), v.to_string());
+            match k {
+                "" | "rw" | "defaults" | "_netdev" | "nofail" | "auto" | "noauto" | "user"
+                | "nouser" | "dev" | "nodev" | "suid" | "nosuid" | "exec" | "noexec"
+                | "atime" | "noatime" | "relatime" => {}
+                "ro" => self.read_only = true,
+                "allow_other" => self.allow_other = true,
+                "allow_root" => allow_root = true,
+                "auto_unmount" => auto_unmount = true,
+                "default_permissions" => default_permissions = true,
+                "no_default_permissions" => default_permissions = false,
+                "endpoint_url" | "endpoint-url" => self.endpoint_url = Some(v.to_string()),
+                "region" => self.region = Some(v.to_string()),
+                "force_path_style" | "force-path-style" => self.force_path_style = true,
+                "uid" => self.uid = Some(v.parse().map_err(|_| bad())?),
+                "gid" => self.gid = Some(v.parse().map_err(|_| bad())?),
+                "file_mode" | "file-mode" => self.file_mode = parse_octal(v).map_err(|_| bad())?,
+                "dir_mode" | "dir-mode" => self.dir_mode = parse_octal(v).map_err(|_| bad())?,
+                "metadata_ttl" | "metadata-ttl" => {
+                    self.metadata_ttl = v.parse().map_err(|_| bad())?
+                }
+                "log_file" | "log-file" => self.log_file = Some(v.into()),
+                _ => return Err(CliError::UnknownOption(opt.clone())),
+            }
+        }
+        Ok((allow_root, auto_unmount, default_permissions))
+    }
+
+    /// Validate into a plan; `ids` are the mounting user's uid and gid.
+    pub fn into_plan(mut self, ids: (u32, u32)) -> Result<MountPlan, CliError> {
+        let (allow_root, auto_unmount, default_permissions) = self.apply_options()?;
+        let (bucket, prefix) = parse_url(&self.url)?;
+        if !(5..=5120).contains(&self.part_size_mib) {
+            return Err(CliError::BadValue(
+                "--part-size-mib".into(),
+                self.part_size_mib.to_string(),
+            ));
+        }
+        if !(self.metadata_ttl >= 0.0 && self.metadata_ttl < 1e9) {
+            return Err(CliError::BadValue(
+                "--metadata-ttl".into(),
+                self.metadata_ttl.to_string(),
+            ));
+        }
+        let part_size = self.part_size_mib * 1024 * 1024;
+        let write = WriteConfig {
+            part_size,
+            max_inflight: self.upload_concurrency.max(1),
+            max_dirty: WriteConfig::default().max_dirty.max(2 * part_size),
+        };
+        Ok(MountPlan {
+            s3: S3Config {
+                bucket: bucket.clone(),
+                region: self.region,
+                endpoint_url: self.endpoint_url,
+                force_path_style: self.force_path_style,
+            },
+            fs: FsConfig {
+                prefix: prefix.clone(),
+                defaults: Defaults {
+                    uid: self.uid.unwrap_or(ids.0),
+                    gid: self.gid.unwrap_or(ids.1),
+                    file_mode: self.file_mode,
+                    dir_mode: self.dir_mode,
+                },
+                metadata_ttl: Duration::from_secs_f64(self.metadata_ttl),
+                read_only: self.read_only,
+                write,
+                read: ReadConfig::default(),
+            },
+            mountpoint: self.mountpoint,
+            foreground: self.foreground,
+            allow_other: self.allow_other,
+            allow_root,
+            auto_unmount,
+            default_permissions,
+            log_file: self.log_file,
+            fsname: format!("sealfs:{bucket}/{prefix}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_bucket_and_prefix() {
+        assert_eq!(parse_url("s3://b").unwrap(), ("b".into(), "".into()));
+        assert_eq!(parse_url("s3://b/").unwrap(), ("b".into(), "".into()));
+        assert_eq!(parse_url("s3://b/p/q/").unwrap(), ("b".into(), "p/q/".into()));
+        assert!(parse_url("http://b").is_err());
+        assert!(parse_url("s3:///x").is_err());
+    }
+
+    #[test]
+    fn dash_o_options_set_the_long_options() {
+        let cli = Cli::parse_from([
+            "sealfs", "mount", "s3://b/p", "/mnt", "-o", "ro,allow_other,uid=7,file_mode=600",
+        ]);
+        let Command::Mount(args) = cli.command;
+        let plan = args.into_plan((1, 2)).unwrap();
+        assert!(plan.fs.read_only && plan.allow_other);
+        assert_eq!(plan.fs.defaults.uid, 7);
+        assert_eq!(plan.fs.defaults.gid, 2);
+        assert_eq!(plan.fs.defaults.file_mode, 0o600);
+        let cli = Cli::parse_from(["sealfs", "mount", "s3://b", "/mnt", "-o", "bogus"]);
+        let Command::Mount(args) = cli.command;
+        assert!(args.into_plan((0, 0)).is_err());
+    }
+}

@@ -1,0 +1,363 @@
+//! Open files: handles, reads, writes, flush/fsync/close.
+//!
+//! All handles of one inode share one `OpenFile` (so two descriptors of a file see each other's
+//! writes, as POSIX requires); each handle has its own readahead state. The shared state is
+//! created by the first open and torn down by the last release, which uploads what is pending.
+//!
+//! Errors of an upload reach the application on `close` (flush) or `fsync`; after a failure the
+//! file's writer stays failed, so every later write, flush and fsync on it reports EIO too.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::{libc_flags, meta, Fs, FsError, Result, SetAttr};
+use crate::inode::{Attr, Kind};
+use crate::read::{Reader, Version};
+use crate::store::{self, ObjectMeta};
+use crate::write::{Base, Writer};
+
+pub(super) struct OpenFile {
+    pub writer: Option<Writer>,
+    /// The object version reads come from when nothing is pending.
+    pub version: Option<Version>,
+    pub attr: Attr,
+    /// Attributes changed (chmod, utimens...) and not yet stored.
+    pub meta_dirty: bool,
+    pub unlinked: bool,
+    pub handles: usize,
+    /// Set by the last release; an open that finds it retries with a fresh state.
+    pub closed: bool,
+}
+
+pub(super) struct Handle {
+    pub ino: u64,
+    pub file: Arc<AsyncMutex<OpenFile>>,
+    pub reader: AsyncMutex<Reader>,
+    pub writable: bool,
+}
+
+impl OpenFile {
+    pub fn new(attr: Attr, version: Option<Version>, writer: Option<Writer>) -> Self {
+        Self {
+            writer,
+            version,
+            attr,
+            meta_dirty: false,
+            unlinked: false,
+            handles: 0,
+            closed: false,
+        }
+    }
+
+    fn current_attr(&self) -> Attr {
+        let mut a = self.attr.clone();
+        if let Some(w) = &self.writer {
+            a.size = w.size();
+        }
+        a
+    }
+}
+
+impl Fs {
+    pub(super) async fn open_attr(&self, ino: u64) -> Option<Attr> {
+        let file = self.files.lock().unwrap().get(&ino).cloned()?;
+        let of = file.lock().await;
+        (!of.closed).then(|| of.current_attr())
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
+        self.handles
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)
+    }
+
+    pub(super) fn new_writer(&self, version: Option<&Version>) -> Writer {
+        let base = version.map(|v| Base {
+            key: v.key.clone(),
+            etag: v.etag.clone(),
+            size: v.size,
+        });
+        Writer::new(self.store.clone(), self.cfg.write.clone(), base)
+    }
+
+    /// Current key of an open inode ("" once unlinked: such a file is never uploaded).
+    fn key_of(&self, ino: u64) -> String {
+        self.path(ino).map(|p| self.file_key(&p)).unwrap_or_default()
+    }
+
+    /// Register a handle on `file` (which must already be in `files`).
+    pub(super) fn add_handle(&self, ino: u64, file: Arc<AsyncMutex<OpenFile>>, writable: bool)
+        -> u64 {
+        let fh = self.fh();
+        let handle = Handle {
+            ino,
+            file,
+            reader: AsyncMutex::new(Reader::new(self.cfg.read.clone())),
+            writable,
+        };
+        self.handles.lock().unwrap().insert(fh, Arc::new(handle));
+        self.inodes.lock().unwrap().open(ino);
+        fh
+    }
+
+    /// The shared state of `ino`, loading (and revalidating) it when nobody has it open.
+    async fn load_open_file(&self, ino: u64) -> Result<Arc<AsyncMutex<OpenFile>>> {
+        if let Some(f) = self.files.lock().unwrap().get(&ino).cloned() {
+            return Ok(f);
+        }
+        let path = self.path(ino)?;
+        let key = self.file_key(&path);
+        let cached = {
+            let inodes = self.inodes.lock().unwrap();
+            inodes.get(ino).and_then(|n| match (&n.attr, &n.etag) {
+                (Some((a, at)), Some(e)) if at.elapsed() < self.cfg.metadata_ttl => {
+                    Some((a.clone(), e.clone()))
+                }
+                _ => None,
+            })
+        };
+        let (attr, etag) = match cached {
+            Some(c) => c,
+            None => {
+                let obj = self.store.head(&key).await?.ok_or(FsError::NotFound)?;
+                let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
+                let attr = self.attr_from(kind, &obj);
+                self.cache_attr(ino, &attr, Some(obj.etag.clone()));
+                (attr, obj.etag)
+            }
+        };
+        if attr.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let version = Version {
+            key,
+            etag,
+            size: attr.size,
+        };
+        let file = Arc::new(AsyncMutex::new(OpenFile::new(attr, Some(version), None)));
+        Ok(self
+            .files
+            .lock()
+            .unwrap()
+            .entry(ino)
+            .or_insert(file)
+            .clone())
+    }
+
+    pub async fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+        let writable = flags & libc_flags::O_ACCMODE != libc_flags::O_RDONLY;
+        if writable || flags & libc_flags::O_TRUNC != 0 {
+            self.check_writable()?;
+        }
+        loop {
+            let file = self.load_open_file(ino).await?;
+            let mut of = file.lock().await;
+            if of.closed {
+                continue;
+            }
+            if writable && flags & libc_flags::O_TRUNC != 0 {
+                let key = self.key_of(ino);
+                if of.writer.is_none() {
+                    of.writer = Some(self.new_writer(of.version.as_ref()));
+                }
+                of.attr.mtime = SystemTime::now();
+                let m = meta::to_meta(&of.attr);
+                let w = of.writer.as_mut().expect("set above");
+                w.truncate(&key, &m, 0).await?;
+                of.attr.size = 0;
+            }
+            of.handles += 1;
+            drop(of);
+            return Ok(self.add_handle(ino, file, writable));
+        }
+    }
+
+    pub async fn read(&self, fh: u64, offset: u64, len: u32) -> Result<Bytes> {
+        let h = self.handle(fh)?;
+        let mut of = h.file.lock().await;
+        if of.writer.as_ref().is_some_and(|w| w.is_changed()) {
+            let key = self.key_of(h.ino);
+            let m = meta::to_meta(&of.attr);
+            let w = of.writer.as_mut().expect("checked above");
+            return Ok(w.read(&key, &m, offset, u64::from(len)).await?);
+        }
+        let version = of.version.clone().ok_or(FsError::BadHandle)?;
+        drop(of);
+        let mut reader = h.reader.lock().await;
+        Ok(reader.read(&self.store, &version, offset, u64::from(len)).await?)
+    }
+
+    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let h = self.handle(fh)?;
+        if !h.writable {
+            return Err(FsError::BadHandle);
+        }
+        let mut of = h.file.lock().await;
+        if of.writer.is_none() {
+            of.writer = Some(self.new_writer(of.version.as_ref()));
+        }
+        let now = SystemTime::now();
+        of.attr.mtime = now;
+        of.attr.ctime = now;
+        let key = self.key_of(h.ino);
+        let m = meta::to_meta(&of.attr);
+        let w = of.writer.as_mut().expect("set above");
+        w.write(&key, &m, offset, data).await?;
+        of.attr.size = w.size();
+        Ok(data.len() as u32)
+    }
+
+    /// close(2) of one descriptor: upload what is pending, report its outcome.
+    pub async fn flush(&self, fh: u64) -> Result<()> {
+        let h = self.handle(fh)?;
+        self.flush_ino(h.ino).await
+    }
+
+    pub async fn fsync(&self, fh: u64) -> Result<()> {
+        self.flush(fh).await
+    }
+
+    pub(super) async fn flush_ino(&self, ino: u64) -> Result<()> {
+        let Some(file) = self.files.lock().unwrap().get(&ino).cloned() else {
+            return Ok(());
+        };
+        let mut of = file.lock().await;
+        let path = self.path(ino);
+        if of.unlinked || path.is_err() {
+            if let Some(w) = of.writer.as_mut() {
+                w.abort().await;
+            }
+            of.writer = None;
+            return Ok(());
+        }
+        let key = self.file_key(&path.expect("checked above"));
+        let m = meta::to_meta(&of.attr);
+        if let Some(w) = of.writer.as_mut() {
+            if let Some(base) = w.checkpoint(&key, &m).await? {
+                of.version = Some(Version {
+                    key: base.key,
+                    etag: base.etag.clone(),
+                    size: base.size,
+                });
+                of.meta_dirty = false;
+                let attr = of.current_attr();
+                if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+                    n.pending = false;
+                }
+                self.cache_attr(ino, &attr, Some(base.etag));
+            }
+        }
+        if of.meta_dirty {
+            let v = of.version.clone().ok_or(FsError::NotFound)?;
+            let src = ObjectMeta {
+                key: v.key.clone(),
+                size: v.size,
+                etag: v.etag.clone(),
+                last_modified: SystemTime::now(),
+                user: m.clone(),
+            };
+            let etag =
+                store::copy_any_size(&*self.store, &src, &key, &m, self.cfg.write.part_size)
+                    .await?;
+            of.version = Some(Version { key, etag: etag.clone(), ..v });
+            of.meta_dirty = false;
+            let attr = of.current_attr();
+            self.cache_attr(ino, &attr, Some(etag));
+        }
+        Ok(())
+    }
+
+    /// The last close of a handle. Errors here cannot reach the application (close already
+    /// returned), so they are logged; `flush` is where they are reported.
+    pub async fn release(&self, fh: u64) {
+        let Some(h) = self.handles.lock().unwrap().remove(&fh) else {
+            return;
+        };
+        let last = {
+            let mut of = h.file.lock().await;
+            of.handles -= 1;
+            of.handles == 0
+        };
+        if last {
+            if let Err(e) = self.flush_ino(h.ino).await {
+                tracing::error!(ino = h.ino, error = %e, "upload at release failed");
+            }
+            let mut of = h.file.lock().await;
+            if of.handles == 0 && !of.closed {
+                of.closed = true;
+                if let Some(w) = of.writer.as_mut() {
+                    if w.is_changed() || w.is_failed() {
+                        w.abort().await;
+                    }
+                }
+                self.files.lock().unwrap().remove(&h.ino);
+                let mut inodes = self.inodes.lock().unwrap();
+                // A new file whose upload failed does not exist: take it out of the namespace.
+                let orphan = inodes
+                    .get(h.ino)
+                    .filter(|n| n.pending)
+                    .map(|n| (n.parent, n.name.clone()));
+                if let Some((parent, name)) = orphan {
+                    inodes.unlink(parent, &name);
+                }
+            }
+        }
+        self.inodes.lock().unwrap().close(h.ino);
+    }
+
+    /// setattr on an inode that is open: applied to the shared state, stored on flush.
+    pub(super) async fn setattr_open(&self, ino: u64, _fh: Option<u64>, set: &SetAttr)
+        -> Result<Option<Attr>> {
+        let Some(file) = self.files.lock().unwrap().get(&ino).cloned() else {
+            return Ok(None);
+        };
+        let mut of = file.lock().await;
+        if of.closed {
+            return Ok(None);
+        }
+        if let Some(size) = set.size {
+            if of.writer.is_none() {
+                of.writer = Some(self.new_writer(of.version.as_ref()));
+            }
+            of.attr.mtime = SystemTime::now();
+            let key = self.key_of(ino);
+            let m = meta::to_meta(&of.attr);
+            let w = of.writer.as_mut().expect("set above");
+            w.truncate(&key, &m, size).await?;
+            of.attr.size = size;
+        }
+        let only_size = SetAttr {
+            size: None,
+            ..set.clone()
+        };
+        if only_size.perm.is_some()
+            || only_size.uid.is_some()
+            || only_size.gid.is_some()
+            || only_size.mtime.is_some()
+        {
+            super::apply(&mut of.attr, &only_size);
+            of.meta_dirty = true;
+        }
+        Ok(Some(of.current_attr()))
+    }
+
+    /// Upload pending data of every open file under directory `path` (before a rename moves
+    /// their objects).
+    pub(super) async fn flush_under(&self, path: &str) -> Result<()> {
+        let inos: Vec<u64> = self.files.lock().unwrap().keys().copied().collect();
+        let prefix = format!("{path}/");
+        for ino in inos {
+            let under = self.path(ino).is_ok_and(|p| p.starts_with(&prefix));
+            if under {
+                self.flush_ino(ino).await?;
+            }
+        }
+        Ok(())
+    }
+}

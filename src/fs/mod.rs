@@ -1,0 +1,461 @@
+//! The filesystem: every POSIX operation sealfs supports, as async functions over an
+//! `ObjectStore`, with no FUSE types (the `fuse` module adapts them). Testable without a kernel.
+//!
+//! Layout (s3fs-compatible): a file is the object `PREFIX + path`; a directory is the common
+//! prefix `PREFIX + path + "/"`, plus an empty marker object of that name when it was made by
+//! mkdir (so empty directories exist). Attributes live in s3fs's metadata keys (`meta`).
+//!
+//! Consistency: close-to-open. A file's bytes are uploaded when it is closed or fsynced (and
+//! earlier, part by part, for large sequential writes); opening revalidates the object unless
+//! its attributes were fetched within `metadata_ttl`. Attributes and directory entries are
+//! cached for `metadata_ttl`, here and in the kernel.
+//!
+//! Locking: `inodes` and `files` are plain mutexes, never held across an await. Per-file state
+//! (`OpenFile`) is behind an async mutex; take it before `inodes`, never the other way round.
+
+mod error;
+mod file;
+mod meta;
+mod names;
+
+pub use names::{RenameFlags, StatFs};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+pub use error::{FsError, Result};
+pub use meta::Defaults;
+
+use crate::inode::{Attr, InodeTable, Kind, ROOT_INO};
+use crate::read::ReadConfig;
+use crate::store::{ObjectMeta, ObjectStore};
+use crate::write::WriteConfig;
+use file::{Handle, OpenFile};
+
+/// S3 keys are at most 1024 bytes; names are further bounded by the kernel's NAME_MAX.
+const MAX_NAME: usize = 255;
+const MAX_KEY: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    /// Key prefix of the mount: empty, or ending in '/'.
+    pub prefix: String,
+    pub defaults: Defaults,
+    pub metadata_ttl: Duration,
+    pub read_only: bool,
+    pub write: WriteConfig,
+    pub read: ReadConfig,
+}
+
+/// Who is asking: new files and directories are owned by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub ino: u64,
+    pub attr: Attr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub name: String,
+    pub kind: Kind,
+}
+
+/// Changes asked by setattr; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct SetAttr {
+    pub perm: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
+}
+
+pub struct Fs {
+    store: Arc<dyn ObjectStore>,
+    cfg: FsConfig,
+    inodes: Mutex<InodeTable>,
+    files: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<OpenFile>>>>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_fh: AtomicU64,
+    root_attr: Mutex<Attr>,
+}
+
+impl Fs {
+    pub fn new(store: Arc<dyn ObjectStore>, cfg: FsConfig) -> Self {
+        let now = SystemTime::now();
+        let root_attr = Attr {
+            kind: Kind::Dir,
+            size: 0,
+            perm: cfg.defaults.dir_mode,
+            uid: cfg.defaults.uid,
+            gid: cfg.defaults.gid,
+            mtime: now,
+            ctime: now,
+        };
+        Self {
+            store,
+            cfg,
+            inodes: Mutex::new(InodeTable::new()),
+            files: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            root_attr: Mutex::new(root_attr),
+        }
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.cfg
+    }
+
+    fn fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.cfg.read_only {
+            Err(FsError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Path of `ino` inside the mount.
+    fn path(&self, ino: u64) -> Result<String> {
+        self.inodes
+            .lock()
+            .unwrap()
+            .path(ino)
+            .ok_or(FsError::NotFound)
+    }
+
+    fn file_key(&self, path: &str) -> String {
+        format!("{}{}", self.cfg.prefix, path)
+    }
+
+    /// The prefix under which a directory's entries live ("" + prefix for the root).
+    fn dir_prefix(&self, path: &str) -> String {
+        if path.is_empty() {
+            self.cfg.prefix.clone()
+        } else {
+            format!("{}{}/", self.cfg.prefix, path)
+        }
+    }
+
+    /// Path of `name` under directory `parent`, checking the name.
+    fn child_path(&self, parent: u64, name: &str) -> Result<String> {
+        if name.is_empty() || name.contains('/') || name.contains('\0') {
+            return Err(FsError::Invalid("file name"));
+        }
+        if name.len() > MAX_NAME {
+            return Err(FsError::NameTooLong);
+        }
+        let inodes = self.inodes.lock().unwrap();
+        let node = inodes.get(parent).ok_or(FsError::NotFound)?;
+        if node.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let ppath = inodes.path(parent).ok_or(FsError::NotFound)?;
+        let path = if ppath.is_empty() {
+            name.to_string()
+        } else {
+            format!("{ppath}/{name}")
+        };
+        if self.cfg.prefix.len() + path.len() + 1 > MAX_KEY {
+            return Err(FsError::NameTooLong);
+        }
+        Ok(path)
+    }
+
+    fn attr_from(&self, kind: Kind, obj: &ObjectMeta) -> Attr {
+        meta::from_meta(kind, obj.size, obj.last_modified, &obj.user, &self.cfg.defaults)
+    }
+
+    fn dir_attr(&self, marker: Option<&ObjectMeta>) -> Attr {
+        match marker {
+            Some(m) => self.attr_from(Kind::Dir, &ObjectMeta { size: 0, ..m.clone() }),
+            None => Attr {
+                kind: Kind::Dir,
+                ..self.root_attr.lock().unwrap().clone()
+            },
+        }
+    }
+
+    /// Record fresh attributes (and the object version) for `ino`.
+    fn cache_attr(&self, ino: u64, attr: &Attr, etag: Option<String>) {
+        if let Some(node) = self.inodes.lock().unwrap().get_mut(ino) {
+            node.attr = Some((attr.clone(), Instant::now()));
+            if etag.is_some() {
+                node.etag = etag;
+            }
+        }
+    }
+
+    fn fresh_attr(&self, ino: u64) -> Option<Attr> {
+        let inodes = self.inodes.lock().unwrap();
+        let (attr, at) = inodes.get(ino)?.attr.as_ref()?;
+        (at.elapsed() < self.cfg.metadata_ttl).then(|| attr.clone())
+    }
+
+    /// What is at `path` in the bucket: a file or symlink object, a directory, or nothing.
+    async fn stat_path(&self, path: &str) -> Result<Option<(Attr, Option<ObjectMeta>)>> {
+        let key = self.file_key(path);
+        if let Some(obj) = self.store.head(&key).await? {
+            let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
+            let attr = self.attr_from(kind, &obj);
+            return Ok(Some((attr, Some(obj))));
+        }
+        let prefix = self.dir_prefix(path);
+        let page = self.store.list(&prefix, Some("/"), None, Some(1)).await?;
+        if page.objects.is_empty() && page.prefixes.is_empty() {
+            return Ok(None);
+        }
+        let marker = match page.objects.first() {
+            Some(o) if o.key == prefix => self.store.head(&prefix).await?,
+            _ => None,
+        };
+        Ok(Some((self.dir_attr(marker.as_ref()), None)))
+    }
+
+    pub async fn lookup(&self, parent: u64, name: &str) -> Result<Entry> {
+        let path = self.child_path(parent, name)?;
+        let local = self.inodes.lock().unwrap().child(parent, name);
+        if let Some(ino) = local {
+            if let Some(attr) = self.open_attr(ino).await {
+                self.inodes.lock().unwrap().link(parent, name, attr.kind);
+                return Ok(Entry { ino, attr });
+            }
+        }
+        let (attr, obj) = self.stat_path(&path).await?.ok_or(FsError::NotFound)?;
+        let ino = self.inodes.lock().unwrap().link(parent, name, attr.kind);
+        self.cache_attr(ino, &attr, obj.map(|o| o.etag));
+        Ok(Entry { ino, attr })
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.lock().unwrap().forget(ino, n);
+    }
+
+    pub async fn getattr(&self, ino: u64) -> Result<Attr> {
+        if ino == ROOT_INO {
+            return Ok(self.root_attr.lock().unwrap().clone());
+        }
+        if let Some(attr) = self.open_attr(ino).await {
+            return Ok(attr);
+        }
+        if let Some(attr) = self.fresh_attr(ino) {
+            return Ok(attr);
+        }
+        let path = self.path(ino)?;
+        let (attr, obj) = self.stat_path(&path).await?.ok_or(FsError::NotFound)?;
+        self.cache_attr(ino, &attr, obj.map(|o| o.etag));
+        Ok(attr)
+    }
+
+    pub async fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
+        self.check_writable()?;
+        if ino == ROOT_INO {
+            // The root has no object to hold attributes: changes last for this mount only.
+            let mut root = self.root_attr.lock().unwrap();
+            apply(&mut root, &set);
+            return Ok(root.clone());
+        }
+        if let Some(attr) = self.setattr_open(ino, fh, &set).await? {
+            return Ok(attr);
+        }
+        let path = self.path(ino)?;
+        let (mut attr, obj) = self.stat_path(&path).await?.ok_or(FsError::NotFound)?;
+        if set.size.is_some() {
+            if attr.kind != Kind::File {
+                return Err(FsError::IsDir);
+            }
+            // truncate(2) on a file nobody has open: open it, truncate, close.
+            let fh = self.open(ino, libc_flags::O_WRONLY).await?;
+            let res = self.setattr_open(ino, Some(fh), &set).await;
+            let flushed = self.flush(fh).await;
+            self.release(fh).await;
+            let attr = res?.ok_or(FsError::BadHandle)?;
+            flushed?;
+            return Ok(attr);
+        }
+        apply(&mut attr, &set);
+        let new_meta = meta::to_meta(&attr);
+        match (attr.kind, obj) {
+            (Kind::Dir, _) => {
+                let marker = self.dir_prefix(&path);
+                self.store.put(&marker, bytes::Bytes::new(), &new_meta).await?;
+            }
+            (_, Some(obj)) => {
+                let etag = crate::store::copy_any_size(
+                    &*self.store,
+                    &obj,
+                    &obj.key,
+                    &new_meta,
+                    self.cfg.write.part_size,
+                )
+                .await?;
+                self.cache_attr(ino, &attr, Some(etag));
+                return Ok(attr);
+            }
+            (_, None) => return Err(FsError::NotFound),
+        }
+        self.cache_attr(ino, &attr, None);
+        Ok(attr)
+    }
+
+    pub fn opendir(&self, _ino: u64) -> u64 {
+        self.fh()
+    }
+
+    /// Entries of directory `ino` from `offset` on. A listing is taken when a reader starts
+    /// (offset 0) and kept for the handle, so a reader resuming at an offset sees a stable list.
+    pub async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+        let cached = self.dirs.lock().unwrap().get(&fh).cloned();
+        match cached {
+            Some(list) if offset != 0 => Ok(list),
+            _ => {
+                let list = Arc::new(self.list_dir(ino).await?);
+                self.dirs.lock().unwrap().insert(fh, list.clone());
+                Ok(list)
+            }
+        }
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().unwrap().remove(&fh);
+    }
+
+    async fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>> {
+        let path = self.path(ino)?;
+        let prefix = self.dir_prefix(&path);
+        let mut names: BTreeMap<String, Kind> = BTreeMap::new();
+        let mut token = None;
+        loop {
+            let page = self.store.list(&prefix, Some("/"), token, None).await?;
+            for o in &page.objects {
+                let name = &o.key[prefix.len()..];
+                if let Some(dir) = name.strip_suffix("_$folder$") {
+                    names.insert(dir.to_string(), Kind::Dir);
+                } else if !name.is_empty() {
+                    names.entry(name.to_string()).or_insert(Kind::File);
+                }
+            }
+            for p in &page.prefixes {
+                let name = p[prefix.len()..].trim_end_matches('/');
+                // A directory shadows a file of the same name (both cannot be shown).
+                names.insert(name.to_string(), Kind::Dir);
+            }
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        let inodes = self.inodes.lock().unwrap();
+        for (name, _) in inodes.pending_children(ino) {
+            names.entry(name).or_insert(Kind::File);
+        }
+        let parent = inodes.get(ino).map_or(ROOT_INO, |n| n.parent);
+        let mut out = vec![
+            DirEntry { ino, name: ".".into(), kind: Kind::Dir },
+            DirEntry { ino: parent, name: "..".into(), kind: Kind::Dir },
+        ];
+        for (name, kind) in names {
+            if name.is_empty() || name == "." || name == ".." || name.len() > MAX_NAME {
+                continue;
+            }
+            let (child_ino, kind) = match inodes.child(ino, &name) {
+                Some(c) => (c, inodes.get(c).map_or(kind, |n| n.kind)),
+                None => (synthetic_ino(&prefix, &name), kind),
+            };
+            out.push(DirEntry { ino: child_ino, name, kind });
+        }
+        Ok(out)
+    }
+
+    pub async fn readlink(&self, ino: u64) -> Result<String> {
+        let cached = self
+            .inodes
+            .lock()
+            .unwrap()
+            .get(ino)
+            .and_then(|n| n.symlink_target.clone());
+        if let Some(t) = cached {
+            return Ok(t);
+        }
+        let key = self.file_key(&self.path(ino)?);
+        let obj = self.store.head(&key).await?.ok_or(FsError::NotFound)?;
+        if meta::declared_kind(&obj.user) != Some(Kind::Symlink) {
+            return Err(FsError::Invalid("not a symlink"));
+        }
+        let body = self.store.get_range(&key, 0..obj.size, Some(&obj.etag)).await?;
+        let target = String::from_utf8_lossy(&body).into_owned();
+        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+            n.symlink_target = Some(target.clone());
+        }
+        Ok(target)
+    }
+
+    /// Flush every open file (unmount, shutdown). Returns the number that failed.
+    pub async fn flush_all(&self) -> usize {
+        let inos: Vec<u64> = self.files.lock().unwrap().keys().copied().collect();
+        let mut failed = 0;
+        for ino in inos {
+            if let Err(e) = self.flush_ino(ino).await {
+                tracing::error!(ino, error = %e, "flush at shutdown failed");
+                failed += 1;
+            }
+        }
+        failed
+    }
+}
+
+/// Open-flag values the fs uses (kept here so the fs needs no libc in its signatures).
+pub mod libc_flags {
+    pub const O_ACCMODE: i32 = libc::O_ACCMODE;
+    pub const O_RDONLY: i32 = libc::O_RDONLY;
+    pub const O_WRONLY: i32 = libc::O_WRONLY;
+    pub const O_TRUNC: i32 = libc::O_TRUNC;
+}
+
+fn apply(attr: &mut Attr, set: &SetAttr) {
+    if let Some(p) = set.perm {
+        attr.perm = p & 0o7777;
+    }
+    if let Some(u) = set.uid {
+        attr.uid = u;
+    }
+    if let Some(g) = set.gid {
+        attr.gid = g;
+    }
+    if let Some(s) = set.size {
+        attr.size = s;
+    }
+    if let Some(m) = set.mtime {
+        attr.mtime = m;
+    }
+    attr.ctime = SystemTime::now();
+}
+
+/// A stable inode number for a listed entry the kernel has not looked up yet (readdir's d_ino
+/// is informational; the kernel looks an entry up before using it). The top bit keeps these
+/// apart from allocated numbers.
+fn synthetic_ino(prefix: &str, name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    prefix.hash(&mut h);
+    name.hash(&mut h);
+    h.finish() | (1 << 63)
+}
+
+#[cfg(test)]
+mod tests;

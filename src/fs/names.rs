@@ -1,0 +1,365 @@
+//! Namespace operations: create, mkdir, symlink, unlink, rmdir, rename.
+//!
+//! S3 has no rename: a file moves by CopyObject + DeleteObject (multipart copy above 5 GiB), a
+//! directory by moving every object under its prefix. Neither is atomic; a crash mid-way
+//! leaves both names present (never neither): copies finish before any delete starts.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::file::OpenFile;
+use super::meta::{self, S_IFDIR};
+use super::{Caller, Entry, Fs, FsError, Result};
+use crate::inode::{Attr, Kind};
+use crate::store::{self, ObjectStore};
+
+/// Copies in flight while moving a directory: enough to hide request latency, few enough not
+/// to swamp a small server.
+const RENAME_CONCURRENCY: usize = 16;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RenameFlags {
+    pub noreplace: bool,
+    pub exchange: bool,
+    pub whiteout: bool,
+}
+
+impl Fs {
+    fn new_attr(&self, kind: Kind, perm: u32, caller: Caller) -> Attr {
+        let now = SystemTime::now();
+        Attr {
+            kind,
+            size: 0,
+            perm: (perm & 0o7777) as u16,
+            uid: caller.uid,
+            gid: caller.gid,
+            mtime: now,
+            ctime: now,
+        }
+    }
+
+    /// Create and open a new regular file. Nothing is sent to S3 until it is flushed: until
+    /// then the file exists in this mount only (lookups and listings see it).
+    pub async fn create(&self, parent: u64, name: &str, mode: u32, flags: i32, caller: Caller)
+        -> Result<(Entry, u64)> {
+        self.check_writable()?;
+        self.child_path(parent, name)?;
+        let attr = self.new_attr(Kind::File, mode, caller);
+        let ino = {
+            let mut inodes = self.inodes.lock().unwrap();
+            let ino = inodes.link(parent, name, Kind::File);
+            if let Some(n) = inodes.get_mut(ino) {
+                n.pending = true;
+                n.etag = None;
+            }
+            ino
+        };
+        let mut writer = self.new_writer(None);
+        writer.mark_changed();
+        let mut of = OpenFile::new(attr.clone(), None, Some(writer));
+        of.handles = 1;
+        let file = Arc::new(AsyncMutex::new(of));
+        let replaced = self.files.lock().unwrap().insert(ino, file.clone());
+        if let Some(old) = replaced {
+            // An inode already open under this name was replaced by this create.
+            old.lock().await.unlinked = true;
+        }
+        let writable = flags & super::libc_flags::O_ACCMODE != super::libc_flags::O_RDONLY;
+        let fh = self.add_handle(ino, file, writable);
+        Ok((Entry { ino, attr }, fh))
+    }
+
+    pub async fn mkdir(&self, parent: u64, name: &str, mode: u32, caller: Caller)
+        -> Result<Entry> {
+        self.check_writable()?;
+        let path = self.child_path(parent, name)?;
+        if self.stat_path(&path).await?.is_some() {
+            return Err(FsError::Exists);
+        }
+        let attr = self.new_attr(Kind::Dir, mode, caller);
+        let mut m = meta::to_meta(&attr);
+        m.insert("mode".into(), (S_IFDIR | u32::from(attr.perm)).to_string());
+        self.store.put(&self.dir_prefix(&path), Bytes::new(), &m).await?;
+        let ino = self.inodes.lock().unwrap().link(parent, name, Kind::Dir);
+        self.cache_attr(ino, &attr, None);
+        Ok(Entry { ino, attr })
+    }
+
+    /// Symlinks are s3fs-style: an object whose body is the target and whose `mode` says
+    /// S_IFLNK.
+    pub async fn symlink(&self, parent: u64, name: &str, target: &str, caller: Caller)
+        -> Result<Entry> {
+        self.check_writable()?;
+        let path = self.child_path(parent, name)?;
+        let mut attr = self.new_attr(Kind::Symlink, 0o777, caller);
+        attr.size = target.len() as u64;
+        let etag = self
+            .store
+            .put(
+                &self.file_key(&path),
+                Bytes::copy_from_slice(target.as_bytes()),
+                &meta::to_meta(&attr),
+            )
+            .await?;
+        let ino = self.inodes.lock().unwrap().link(parent, name, Kind::Symlink);
+        self.cache_attr(ino, &attr, Some(etag));
+        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+            n.symlink_target = Some(target.to_string());
+        }
+        Ok(Entry { ino, attr })
+    }
+
+    /// Kind of what is at (parent, name): the inode table first, then the bucket.
+    async fn kind_at(&self, parent: u64, name: &str) -> Result<Option<Kind>> {
+        let known = {
+            let inodes = self.inodes.lock().unwrap();
+            inodes
+                .child(parent, name)
+                .and_then(|i| inodes.get(i).map(|n| (n.kind, n.pending)))
+        };
+        match known {
+            Some((kind, true)) => Ok(Some(kind)),
+            _ => {
+                let path = self.child_path(parent, name)?;
+                Ok(self.stat_path(&path).await?.map(|(a, _)| a.kind))
+            }
+        }
+    }
+
+    pub async fn unlink(&self, parent: u64, name: &str) -> Result<()> {
+        self.check_writable()?;
+        let path = self.child_path(parent, name)?;
+        let kind = self.kind_at(parent, name).await?.ok_or(FsError::NotFound)?;
+        if kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let (ino, pending) = {
+            let inodes = self.inodes.lock().unwrap();
+            let ino = inodes.child(parent, name);
+            (ino, ino.and_then(|i| inodes.get(i)).is_some_and(|n| n.pending))
+        };
+        if let Some(ino) = ino {
+            let file = self.files.lock().unwrap().get(&ino).cloned();
+            if let Some(file) = file {
+                file.lock().await.unlinked = true;
+            }
+        }
+        if !pending {
+            self.store.delete(&self.file_key(&path)).await?;
+        }
+        self.inodes.lock().unwrap().unlink(parent, name);
+        Ok(())
+    }
+
+    /// Whether directory `path` (known to exist) has entries other than its marker.
+    async fn dir_has_entries(&self, dir_ino: Option<u64>, path: &str) -> Result<bool> {
+        if let Some(ino) = dir_ino {
+            if !self.inodes.lock().unwrap().pending_children(ino).is_empty() {
+                return Ok(true);
+            }
+        }
+        let prefix = self.dir_prefix(path);
+        let page = self.store.list(&prefix, Some("/"), None, Some(2)).await?;
+        Ok(!page.prefixes.is_empty() || page.objects.iter().any(|o| o.key != prefix))
+    }
+
+    pub async fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
+        self.check_writable()?;
+        let path = self.child_path(parent, name)?;
+        match self.kind_at(parent, name).await? {
+            None => return Err(FsError::NotFound),
+            Some(Kind::Dir) => {}
+            Some(_) => return Err(FsError::NotDir),
+        }
+        let ino = self.inodes.lock().unwrap().child(parent, name);
+        if self.dir_has_entries(ino, &path).await? {
+            return Err(FsError::NotEmpty);
+        }
+        let marker = self.dir_prefix(&path);
+        self.store
+            .delete_many(&[marker, format!("{}_$folder$", self.file_key(&path))])
+            .await?;
+        self.inodes.lock().unwrap().unlink(parent, name);
+        Ok(())
+    }
+
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        flags: RenameFlags,
+    ) -> Result<()> {
+        self.check_writable()?;
+        if flags.exchange || flags.whiteout {
+            return Err(FsError::Invalid("RENAME_EXCHANGE and RENAME_WHITEOUT"));
+        }
+        let src = self.child_path(parent, name)?;
+        let dst = self.child_path(new_parent, new_name)?;
+        if src == dst {
+            return Ok(());
+        }
+        let kind = self.kind_at(parent, name).await?.ok_or(FsError::NotFound)?;
+        if kind == Kind::Dir && dst.starts_with(&format!("{src}/")) {
+            return Err(FsError::Invalid("rename of a directory into itself"));
+        }
+        let dst_kind = self.kind_at(new_parent, new_name).await?;
+        if dst_kind.is_some() && flags.noreplace {
+            return Err(FsError::Exists);
+        }
+        match (kind, dst_kind) {
+            (Kind::Dir, Some(Kind::Dir)) => {
+                let dst_ino = self.inodes.lock().unwrap().child(new_parent, new_name);
+                if self.dir_has_entries(dst_ino, &dst).await? {
+                    return Err(FsError::NotEmpty);
+                }
+            }
+            (Kind::Dir, Some(_)) => return Err(FsError::NotDir),
+            (_, Some(Kind::Dir)) => return Err(FsError::IsDir),
+            _ => {}
+        }
+        if kind == Kind::Dir {
+            self.flush_under(&src).await?;
+            self.move_dir(&src, &dst).await?;
+        } else {
+            self.move_file(parent, name, &src, &dst).await?;
+        }
+        let replaced = self.inodes.lock().unwrap().child(new_parent, new_name);
+        if let Some(ino) = replaced {
+            let file = self.files.lock().unwrap().get(&ino).cloned();
+            if let Some(file) = file {
+                file.lock().await.unlinked = true;
+            }
+        }
+        self.inodes
+            .lock()
+            .unwrap()
+            .rename(parent, name, new_parent, new_name);
+        Ok(())
+    }
+
+    async fn move_file(&self, parent: u64, name: &str, src: &str, dst: &str) -> Result<()> {
+        let ino = self.inodes.lock().unwrap().child(parent, name);
+        if let Some(ino) = ino {
+            let pending = self
+                .inodes
+                .lock()
+                .unwrap()
+                .get(ino)
+                .is_some_and(|n| n.pending);
+            if pending {
+                // Not uploaded yet: it will be, under its new name, when it is closed.
+                return Ok(());
+            }
+            self.flush_ino(ino).await?;
+        }
+        let src_key = self.file_key(src);
+        let obj = self.store.head(&src_key).await?.ok_or(FsError::NotFound)?;
+        let dst_key = self.file_key(dst);
+        let etag = store::copy_any_size(
+            &*self.store,
+            &obj,
+            &dst_key,
+            &obj.user,
+            self.cfg.write.part_size,
+        )
+        .await?;
+        self.store.delete(&src_key).await?;
+        if let Some(ino) = ino {
+            let file = self.files.lock().unwrap().get(&ino).cloned();
+            if let Some(file) = file {
+                let mut of = file.lock().await;
+                if let Some(v) = of.version.as_mut() {
+                    v.key = dst_key;
+                    v.etag = etag.clone();
+                }
+                if of.writer.is_some() {
+                    // The writer's base moved: start again from the new object.
+                    of.writer = None;
+                }
+            }
+            if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+                n.etag = Some(etag);
+            }
+        }
+        Ok(())
+    }
+
+    /// Move every object under `src/` to `dst/`: all copies first, then the deletes.
+    async fn move_dir(&self, src: &str, dst: &str) -> Result<()> {
+        let src_prefix = self.dir_prefix(src);
+        let dst_prefix = self.dir_prefix(dst);
+        let objects = store::list_all(&*self.store, &src_prefix).await?;
+        let store = self.store.clone();
+        let part_size = self.cfg.write.part_size;
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut keys = Vec::with_capacity(objects.len());
+        for o in objects {
+            while tasks.len() >= RENAME_CONCURRENCY {
+                join(&mut tasks).await?;
+            }
+            let to = format!("{dst_prefix}{}", &o.key[src_prefix.len()..]);
+            keys.push(o.key.clone());
+            let store = store.clone();
+            tasks.spawn(async move { copy_keep_meta(&*store, &o.key, &to, part_size).await });
+        }
+        while !tasks.is_empty() {
+            join(&mut tasks).await?;
+        }
+        store::delete_all(&*self.store, &keys).await?;
+        Ok(())
+    }
+
+    pub fn statfs(&self) -> StatFs {
+        StatFs::default()
+    }
+}
+
+async fn join(tasks: &mut tokio::task::JoinSet<store::Result<()>>) -> Result<()> {
+    if let Some(res) = tasks.join_next().await {
+        res.map_err(|e| FsError::Store(store::StoreError::Other(e.to_string())))??;
+    }
+    Ok(())
+}
+
+async fn copy_keep_meta(s: &dyn ObjectStore, from: &str, to: &str, part: u64)
+    -> store::Result<()> {
+    let obj = s
+        .head(from)
+        .await?
+        .ok_or_else(|| store::StoreError::NotFound(from.to_string()))?;
+    store::copy_any_size(s, &obj, to, &obj.user, part).await?;
+    Ok(())
+}
+
+/// What statfs reports: S3 has no capacity, so a large fixed size that tools (df, installers
+/// checking free space) accept.
+#[derive(Debug, Clone, Copy)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+impl Default for StatFs {
+    fn default() -> Self {
+        const BSIZE: u64 = 4096;
+        // 1 PiB.
+        let blocks = (1u64 << 50) / BSIZE;
+        Self {
+            blocks,
+            bfree: blocks,
+            files: 1 << 32,
+            ffree: 1 << 32,
+            bsize: BSIZE as u32,
+            namelen: 255,
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The inode table: kernel inode numbers <-> paths inside the mount, with cached attributes.
+//!
+//! Each inode stores its parent and its name, not its full path, so renaming a directory moves
+//! one entry and every descendant (and every open handle on one) follows it. Paths are computed
+//! on demand by walking up to the root.
+//!
+//! Invariants:
+//! - Inode 1 is the root; it is never forgotten.
+//! - `children` maps (parent, name) to the inode currently linked there; an unlinked inode may
+//!   live on (open handles) but is reachable by number only.
+//! - An inode is dropped when the kernel forgets its last lookup reference and nothing else
+//!   (an open file) pins it; numbers are never reused within a mount.
+//! - `pending` marks a file created here whose object does not exist yet (it is uploaded on
+//!   close): lookups and listings answer it from this table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Instant, SystemTime};
+
+pub const ROOT_INO: u64 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// Attributes as the filesystem sees them (no FUSE types here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub kind: Kind,
+    pub size: u64,
+    /// Permission bits only (no file type bits).
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+}
+
+#[derive(Debug)]
+pub struct Inode {
+    pub parent: u64,
+    pub name: String,
+    pub kind: Kind,
+    pub lookups: u64,
+    /// Open files pin an inode past its last forget.
+    pub open_count: u64,
+    pub pending: bool,
+    pub linked: bool,
+    pub attr: Option<(Attr, Instant)>,
+    /// The object version the cached attributes describe (files and symlinks).
+    pub etag: Option<String>,
+    pub symlink_target: Option<String>,
+}
+
+pub struct InodeTable {
+    inodes: HashMap<u64, Inode>,
+    children: HashMap<u64, BTreeMap<String, u64>>,
+    next: u64,
+}
+
+impl Default for InodeTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InodeTable {
+    pub fn new() -> Self {
+        let mut inodes = HashMap::new();
+        inodes.insert(
+            ROOT_INO,
+            Inode {
+                parent: ROOT_INO,
+                name: String::new(),
+                kind: Kind::Dir,
+                lookups: 1,
+                open_count: 0,
+                pending: false,
+                linked: true,
+                attr: None,
+                etag: None,
+                symlink_target: None,
+            },
+        );
+        Self {
+            inodes,
+            children: HashMap::new(),
+            next: ROOT_INO + 1,
+        }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Inode> {
+        self.inodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
+        self.inodes.get_mut(&ino)
+    }
+
+    /// Path relative to the mount root ("" for the root), or `None` for an unknown or unlinked
+    /// inode.
+    pub fn path(&self, ino: u64) -> Option<String> {
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT_INO {
+            let node = self.inodes.get(&cur)?;
+            if !node.linked {
+                return None;
+            }
+            parts.push(node.name.as_str());
+            cur = node.parent;
+        }
+        parts.reverse();
+        Some(parts.join("/"))
+    }
+
+    pub fn child(&self, parent: u64, name: &str) -> Option<u64> {
+        self.children.get(&parent)?.get(name).copied()
+    }
+
+    /// Inodes linked under `parent` that exist only locally (created, not yet uploaded).
+    pub fn pending_children(&self, parent: u64) -> Vec<(String, u64)> {
+        self.children
+            .get(&parent)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, ino)| self.inodes.get(ino).is_some_and(|i| i.pending))
+                    .map(|(n, i)| (n.clone(), *i))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Link (or find) `name` under `parent` with `kind`, taking one lookup reference.
+    /// A kind change (another writer replaced a file with a directory) makes a new inode.
+    pub fn link(&mut self, parent: u64, name: &str, kind: Kind) -> u64 {
+        if let Some(ino) = self.child(parent, name) {
+            let node = self.inodes.get_mut(&ino).expect("child points to a live inode");
+            if node.kind == kind {
+                node.lookups += 1;
+                return ino;
+            }
+            self.unlink(parent, name);
+        }
+        let ino = self.next;
+        self.next += 1;
+        self.inodes.insert(
+            ino,
+            Inode {
+                parent,
+                name: name.to_string(),
+                kind,
+                lookups: 1,
+                open_count: 0,
+                pending: false,
+                linked: true,
+                attr: None,
+                etag: None,
+                symlink_target: None,
+            },
+        );
+        self.children
+            .entry(parent)
+            .or_default()
+            .insert(name.to_string(), ino);
+        ino
+    }
+
+    /// Detach `name` from `parent`; the inode stays while referenced.
+    pub fn unlink(&mut self, parent: u64, name: &str) -> Option<u64> {
+        let ino = self.children.get_mut(&parent)?.remove(name)?;
+        if let Some(node) = self.inodes.get_mut(&ino) {
+            node.linked = false;
+            node.pending = false;
+        }
+        self.maybe_drop(ino);
+        Some(ino)
+    }
+
+    /// Move `ino` to `(new_parent, new_name)`, replacing whatever was linked there.
+    pub fn rename(&mut self, parent: u64, name: &str, new_parent: u64, new_name: &str) {
+        let Some(ino) = self.children.get_mut(&parent).and_then(|m| m.remove(name)) else {
+            return;
+        };
+        self.unlink(new_parent, new_name);
+        if let Some(node) = self.inodes.get_mut(&ino) {
+            node.parent = new_parent;
+            node.name = new_name.to_string();
+        }
+        self.children
+            .entry(new_parent)
+            .or_default()
+            .insert(new_name.to_string(), ino);
+    }
+
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        if let Some(node) = self.inodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+        }
+        self.maybe_drop(ino);
+    }
+
+    pub fn open(&mut self, ino: u64) {
+        if let Some(node) = self.inodes.get_mut(&ino) {
+            node.open_count += 1;
+        }
+    }
+
+    pub fn close(&mut self, ino: u64) {
+        if let Some(node) = self.inodes.get_mut(&ino) {
+            node.open_count = node.open_count.saturating_sub(1);
+        }
+        self.maybe_drop(ino);
+    }
+
+    fn maybe_drop(&mut self, ino: u64) {
+        let Some(node) = self.inodes.get(&ino) else {
+            return;
+        };
+        if ino == ROOT_INO || node.lookups > 0 || node.open_count > 0 {
+            return;
+        }
+        // A forgotten but still linked inode leaves the table entirely; the next lookup makes
+        // a fresh one. Its children (if a directory) keep pointing at a dead parent number,
+        // which is harmless: the kernel forgets children before their parent.
+        if node.linked {
+            let (parent, name) = (node.parent, node.name.clone());
+            if let Some(m) = self.children.get_mut(&parent) {
+                if m.get(&name) == Some(&ino) {
+                    m.remove(&name);
+                }
+            }
+        }
+        self.inodes.remove(&ino);
+        self.children.remove(&ino);
+    }
+
+    /// Number of live inodes (for tests and stats).
+    pub fn len(&self) -> usize {
+        self.inodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inodes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_directory_renames() {
+        let mut t = InodeTable::new();
+        let a = t.link(ROOT_INO, "a", Kind::Dir);
+        let b = t.link(a, "b", Kind::Dir);
+        let f = t.link(b, "f", Kind::File);
+        assert_eq!(t.path(f).unwrap(), "a/b/f");
+        t.rename(ROOT_INO, "a", ROOT_INO, "z");
+        assert_eq!(t.path(f).unwrap(), "z/b/f");
+        assert_eq!(t.child(ROOT_INO, "a"), None);
+    }
+
+    #[test]
+    fn unlinked_open_inode_survives_until_closed() {
+        let mut t = InodeTable::new();
+        let f = t.link(ROOT_INO, "f", Kind::File);
+        t.open(f);
+        t.unlink(ROOT_INO, "f");
+        t.forget(f, 1);
+        assert!(t.get(f).is_some());
+        assert_eq!(t.path(f), None);
+        t.close(f);
+        assert!(t.get(f).is_none());
+    }
+
+    #[test]
+    fn kind_change_makes_new_inode() {
+        let mut t = InodeTable::new();
+        let f = t.link(ROOT_INO, "x", Kind::File);
+        let d = t.link(ROOT_INO, "x", Kind::Dir);
+        assert_ne!(f, d);
+        assert_eq!(t.child(ROOT_INO, "x"), Some(d));
+    }
+
+    #[test]
+    fn forget_drops_unreferenced_inodes() {
+        let mut t = InodeTable::new();
+        let f = t.link(ROOT_INO, "f", Kind::File);
+        t.link(ROOT_INO, "f", Kind::File);
+        t.forget(f, 1);
+        assert!(t.get(f).is_some());
+        t.forget(f, 1);
+        assert!(t.get(f).is_none());
+        assert_eq!(t.child(ROOT_INO, "f"), None);
+        assert_eq!(t.len(), 1);
+    }
+}

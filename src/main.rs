@@ -1,0 +1,28 @@
+//! The `sealfs` binary: parse the command line, set up logging, hand over to `mount`.
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use sealfs::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEALFS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sealfs=info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Mount(args) => args
+            .into_plan(sealfs::sys::ids())
+            .map_err(anyhow::Error::from)
+            .and_then(sealfs::mount::run),
+    };
+    if let Err(e) = result {
+        eprintln!("sealfs: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,136 @@
+//! Wiring: the one place that builds the store, the filesystem and the FUSE session from a
+//! `MountPlan`, and runs it in the foreground or as a daemon.
+//!
+//! A background mount forks before any thread exists; the parent returns only when the child
+//! reports that the kernel mount is ready (exit 0) or why it failed (message, exit 1), so
+//! `sealfs mount` never leaves a half-mounted directory behind.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::MountPlan;
+use crate::fs::Fs;
+use crate::fuse::{self, FuseFs, MountOptions};
+use crate::store::s3::S3Store;
+use crate::store::StoreError;
+use crate::sys;
+
+pub fn run(plan: MountPlan) -> Result<()> {
+    let log = match &plan.log_file {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    if plan.foreground {
+        return serve(&plan, None);
+    }
+    let daemon = sys::daemonize().context("cannot fork into the background")?;
+    if let Some(log) = &log {
+        sys::detach_stdio(Some(log)).ok();
+    }
+    serve(&plan, Some((daemon, log)))
+}
+
+/// Explain a failed bucket check in one line a user can act on.
+fn explain(e: &StoreError, plan: &MountPlan) -> String {
+    let bucket = &plan.s3.bucket;
+    match e {
+        StoreError::NoSuchBucket(_) => format!("bucket {bucket} does not exist"),
+        StoreError::NotFound(_) => format!("bucket {bucket} does not exist"),
+        StoreError::AccessDenied(m) => format!(
+            "access to bucket {bucket} denied (check AWS credentials and permissions): {m}"
+        ),
+        StoreError::Unreachable(m) => format!("cannot reach the S3 endpoint: {m}"),
+        other => format!("cannot use bucket {bucket}: {other}"),
+    }
+}
+
+fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>) -> Result<()> {
+    let (daemon, log) = match daemon {
+        Some((d, l)) => (Some(d), l),
+        None => (None, None),
+    };
+    let fail = |daemon: Option<sys::Daemon>, msg: String| -> Result<()> {
+        match daemon {
+            Some(d) => {
+                d.report(Err(msg));
+                std::process::exit(1);
+            }
+            None => bail!(msg),
+        }
+    };
+    if !plan.mountpoint.is_dir() {
+        return fail(
+            daemon,
+            format!("mount point {} is not a directory", plan.mountpoint.display()),
+        );
+    }
+    if sys::is_mount_point(&plan.mountpoint) {
+        return fail(
+            daemon,
+            format!("mount point {} is busy: something is already mounted there", plan.mountpoint.display()),
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sealfs-io")
+        .build()
+        .context("cannot start the async runtime")?;
+    let store = rt.block_on(async {
+        let store = S3Store::connect(&plan.s3).await?;
+        store.check_bucket().await?;
+        Ok::<_, StoreError>(store)
+    });
+    let store = match store {
+        Ok(s) => s,
+        Err(e) => return fail(daemon, explain(&e, plan)),
+    };
+    let fs = Arc::new(Fs::new(Arc::new(store), plan.fs.clone()));
+    let opts = MountOptions {
+        fsname: plan.fsname.clone(),
+        read_only: plan.fs.read_only,
+        allow_other: plan.allow_other,
+        allow_root: plan.allow_root,
+        auto_unmount: plan.auto_unmount,
+        default_permissions: plan.default_permissions,
+        threads: 4,
+    };
+    let mut mounted = match fuse::mount(FuseFs::new(fs, rt.handle().clone()), &plan.mountpoint, &opts) {
+        Ok(m) => m,
+        Err(e) => {
+            return fail(
+                daemon,
+                format!("cannot mount at {}: {e}", plan.mountpoint.display()),
+            )
+        }
+    };
+    tracing::info!(mountpoint = %plan.mountpoint.display(), "mounted {}", plan.fsname);
+    if let Some(d) = daemon {
+        d.report(Ok(()));
+        if log.is_none() {
+            sys::detach_stdio(None).ok();
+        }
+    }
+    let mut unmounter = mounted.unmounter();
+    rt.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("signal received, unmounting");
+        if let Err(e) = unmounter.unmount() {
+            tracing::error!(error = %e, "unmount failed (is the mount busy?)");
+        }
+    });
+    mounted.run().context("FUSE session failed")?;
+    tracing::info!("unmounted");
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! An in-memory `ObjectStore` with S3's semantics (ranged reads clamp at the end, multipart
+//! parts stay invisible until completed, CopyObject can replace metadata), for unit tests that
+//! need no server. It never replaces the real-server tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+
+use super::{
+    CompletedPart, ListObject, ListPage, ObjectMeta, ObjectStore, Result, StoreError, UserMeta,
+};
+
+#[derive(Clone)]
+struct Obj {
+    data: Bytes,
+    etag: String,
+    meta: UserMeta,
+    modified: SystemTime,
+}
+
+struct Upload {
+    key: String,
+    meta: UserMeta,
+    parts: BTreeMap<i32, Bytes>,
+}
+
+#[derive(Default)]
+pub struct MemStore {
+    objects: Mutex<BTreeMap<String, Obj>>,
+    uploads: Mutex<HashMap<String, Upload>>,
+    counter: AtomicU64,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn next_tag(&self) -> String {
+        format!("\"{}\"", self.counter.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Raw object bytes, for tests that inspect what was stored.
+    pub fn raw(&self, key: &str) -> Option<Bytes> {
+        self.objects.lock().unwrap().get(key).map(|o| o.data.clone())
+    }
+
+    /// Number of multipart uploads started and neither completed nor aborted.
+    pub fn pending_uploads(&self) -> usize {
+        self.uploads.lock().unwrap().len()
+    }
+
+    fn insert(&self, key: &str, data: Bytes, meta: UserMeta) -> String {
+        let etag = self.next_tag();
+        let obj = Obj {
+            data,
+            etag: etag.clone(),
+            meta,
+            modified: SystemTime::now(),
+        };
+        self.objects.lock().unwrap().insert(key.to_string(), obj);
+        etag
+    }
+
+    fn get(&self, key: &str) -> Result<Obj> {
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(key.to_string()))
+    }
+}
+
+fn slice(data: &Bytes, range: Range<u64>, key: &str) -> Result<Bytes> {
+    let len = data.len() as u64;
+    if range.start >= len && !(range.start == 0 && len == 0) {
+        return Err(StoreError::InvalidRange(key.to_string()));
+    }
+    Ok(data.slice(range.start as usize..range.end.min(len) as usize))
+}
+
+#[async_trait]
+impl ObjectStore for MemStore {
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        Ok(self.objects.lock().unwrap().get(key).map(|o| ObjectMeta {
+            key: key.to_string(),
+            size: o.data.len() as u64,
+            etag: o.etag.clone(),
+            last_modified: o.modified,
+            user: o.meta.clone(),
+        }))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>)
+        -> Result<Bytes> {
+        let obj = self.get(key)?;
+        if if_match.is_some_and(|t| t != obj.etag) {
+            return Err(StoreError::PreconditionFailed(key.to_string()));
+        }
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        slice(&obj.data, range, key)
+    }
+
+    async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
+        Ok(self.insert(key, body, meta.clone()))
+    }
+
+    async fn create_multipart(&self, key: &str, meta: &UserMeta) -> Result<String> {
+        let id = format!("upload-{}", self.counter.fetch_add(1, Ordering::Relaxed));
+        let upload = Upload {
+            key: key.to_string(),
+            meta: meta.clone(),
+            parts: BTreeMap::new(),
+        };
+        self.uploads.lock().unwrap().insert(id.clone(), upload);
+        Ok(id)
+    }
+
+    async fn upload_part(&self, _key: &str, upload_id: &str, number: i32, body: Bytes)
+        -> Result<String> {
+        let mut uploads = self.uploads.lock().unwrap();
+        let up = uploads
+            .get_mut(upload_id)
+            .ok_or_else(|| StoreError::NotFound(upload_id.to_string()))?;
+        up.parts.insert(number, body);
+        Ok(format!("\"part-{number}\""))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        src_key: &str,
+        src_etag: &str,
+        range: Range<u64>,
+    ) -> Result<String> {
+        let src = self.get(src_key)?;
+        if src.etag != src_etag {
+            return Err(StoreError::PreconditionFailed(src_key.to_string()));
+        }
+        let body = slice(&src.data, range, src_key)?;
+        self.upload_part(key, upload_id, number, body).await
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[CompletedPart])
+        -> Result<String> {
+        let up = self
+            .uploads
+            .lock()
+            .unwrap()
+            .remove(upload_id)
+            .ok_or_else(|| StoreError::NotFound(upload_id.to_string()))?;
+        if up.key != key {
+            return Err(StoreError::Other("upload key mismatch".into()));
+        }
+        let mut data = BytesMut::new();
+        for p in parts {
+            let body = up
+                .parts
+                .get(&p.number)
+                .ok_or_else(|| StoreError::Other(format!("missing part {}", p.number)))?;
+            data.extend_from_slice(body);
+        }
+        Ok(self.insert(key, data.freeze(), up.meta))
+    }
+
+    async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<()> {
+        self.uploads.lock().unwrap().remove(upload_id);
+        Ok(())
+    }
+
+    async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {
+        let obj = self.get(src)?;
+        let meta = meta.cloned().unwrap_or(obj.meta);
+        Ok(self.insert(dst, obj.data, meta))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        let mut objects = self.objects.lock().unwrap();
+        for k in keys {
+            objects.remove(k);
+        }
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        max_keys: Option<i32>,
+    ) -> Result<ListPage> {
+        let max = max_keys.unwrap_or(1000).max(1) as usize;
+        let objects = self.objects.lock().unwrap();
+        let mut page = ListPage::default();
+        let mut count = 0;
+        let start = token.unwrap_or_default();
+        for (key, obj) in objects.range(prefix.to_string()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if key.as_str() <= start.as_str() && !start.is_empty() {
+                continue;
+            }
+            let rest = &key[prefix.len()..];
+            let entry = match delimiter.and_then(|d| rest.find(d).map(|i| (i, d))) {
+                Some((i, d)) => {
+                    let p = format!("{prefix}{}{d}", &rest[..i]);
+                    if page.prefixes.last() == Some(&p) {
+                        continue;
+                    }
+                    (Some(p), key.clone())
+                }
+                None => (None, key.clone()),
+            };
+            if count == max {
+                page.next_token = Some(match page.prefixes.last() {
+                    Some(p) if page.objects.last().is_none_or(|o| o.key < *p) => {
+                        // Skip past every key of the last common prefix.
+                        format!("{p}\u{10ffff}")
+                    }
+                    _ => page.objects.last().map(|o| o.key.clone()).unwrap_or_default(),
+                });
+                break;
+            }
+            count += 1;
+            match entry.0 {
+                Some(p) => page.prefixes.push(p),
+                None => page.objects.push(ListObject {
+                    key: entry.1,
+                    size: obj.data.len() as u64,
+                    etag: obj.etag.clone(),
+                    last_modified: obj.modified,
+                }),
+            }
+        }
+        Ok(page)
+    }
+}

@@ -1,0 +1,196 @@
+//! The object store: the narrow interface every other module uses to talk to S3.
+//!
+//! `ObjectStore` is the only way the filesystem reaches the bucket. `s3::S3Store` implements it
+//! over `aws-sdk-s3` (this module tree is the only importer of that crate); `mem::MemStore` is an
+//! in-memory implementation for fast unit tests, and `fault::FaultStore` wraps any store to inject
+//! failures. Keys here are full bucket keys: the mount prefix is applied by the caller.
+//!
+//! Invariants:
+//! - A missing object is `StoreError::NotFound`, never a generic error, so callers can map it to
+//!   ENOENT; every other failure keeps the server's code and message for the log.
+//! - Conditional reads (`if_match`) fail with `PreconditionFailed` when the object changed, so a
+//!   reader never splices bytes from two versions of an object.
+//! - Store errors never carry request bodies or key material: only codes, messages, keys.
+
+pub mod fault;
+pub mod mem;
+pub mod s3;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// User metadata (`x-amz-meta-*`), keys without the prefix, lower case.
+pub type UserMeta = BTreeMap<String, String>;
+
+/// S3 refuses a single CopyObject above this size; larger copies go part by part.
+pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's floor for every multipart part but the last.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's ceiling on the number of parts of one upload.
+pub const MAX_PARTS: u64 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object not found: {0}")]
+    NotFound(String),
+    #[error("bucket not found: {0}")]
+    NoSuchBucket(String),
+    #[error("object changed while it was being read: {0}")]
+    PreconditionFailed(String),
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("range not satisfiable: {0}")]
+    InvalidRange(String),
+    #[error("cannot reach the S3 endpoint: {0}")]
+    Unreachable(String),
+    #[error("S3 error: {0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What HEAD returns: enough to build a file's attributes and to pin its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: SystemTime,
+    pub user: UserMeta,
+}
+
+/// One object in a listing. Listings carry no user metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListObject {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: SystemTime,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub objects: Vec<ListObject>,
+    /// Common prefixes, each ending in the delimiter.
+    pub prefixes: Vec<String>,
+    pub next_token: Option<String>,
+}
+
+/// A completed part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    pub number: i32,
+    pub etag: String,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// HEAD; `Ok(None)` when there is no such object.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
+    /// Ranged GET of `range` (end exclusive, clamped by the server to the object's size).
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>)
+        -> Result<Bytes>;
+    /// Single PUT; returns the new ETag.
+    async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String>;
+    async fn create_multipart(&self, key: &str, meta: &UserMeta) -> Result<String>;
+    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, body: Bytes)
+        -> Result<String>;
+    /// UploadPartCopy of `range` of `src_key` (pinned to `src_etag`).
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        src_key: &str,
+        src_etag: &str,
+        range: Range<u64>,
+    ) -> Result<String>;
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[CompletedPart])
+        -> Result<String>;
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+    /// Single CopyObject (objects up to `MAX_SINGLE_COPY`). `meta: Some` replaces the metadata,
+    /// `None` keeps the source's.
+    async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String>;
+    /// DELETE; deleting a missing key is not an error (S3 semantics).
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Batch delete (up to 1000 keys per call; callers chunk).
+    async fn delete_many(&self, keys: &[String]) -> Result<()>;
+    /// One page of ListObjectsV2.
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        max_keys: Option<i32>,
+    ) -> Result<ListPage>;
+}
+
+/// Copy an object of any size: one CopyObject up to 5 GiB, UploadPartCopy above. Metadata is
+/// replaced by `meta` (the multipart path cannot copy it, so callers always pass it).
+pub async fn copy_any_size(
+    store: &dyn ObjectStore,
+    src: &ObjectMeta,
+    dst: &str,
+    meta: &UserMeta,
+    part_size: u64,
+) -> Result<String> {
+    if src.size <= MAX_SINGLE_COPY {
+        return store.copy(&src.key, dst, Some(meta)).await;
+    }
+    // Server-side copies are cheap per byte; large parts keep the part count far from 10,000.
+    let part = part_size
+        .max(src.size.div_ceil(MAX_PARTS))
+        .max(512 * 1024 * 1024);
+    let upload_id = store.create_multipart(dst, meta).await?;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut number = 1;
+    while start < src.size {
+        let end = (start + part).min(src.size);
+        match store
+            .upload_part_copy(dst, &upload_id, number, &src.key, &src.etag, start..end)
+            .await
+        {
+            Ok(etag) => parts.push(CompletedPart { number, etag }),
+            Err(e) => {
+                let _ = store.abort_multipart(dst, &upload_id).await;
+                return Err(e);
+            }
+        }
+        start = end;
+        number += 1;
+    }
+    match store.complete_multipart(dst, &upload_id, &parts).await {
+        Ok(etag) => Ok(etag),
+        Err(e) => {
+            let _ = store.abort_multipart(dst, &upload_id).await;
+            Err(e)
+        }
+    }
+}
+
+/// Every key under `prefix` (no delimiter), page by page.
+pub async fn list_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<ListObject>> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = store.list(prefix, None, token, None).await?;
+        out.extend(page.objects);
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Delete keys in batches of 1000 (the DeleteObjects limit).
+pub async fn delete_all(store: &dyn ObjectStore, keys: &[String]) -> Result<()> {
+    for chunk in keys.chunks(1000) {
+        store.delete_many(chunk).await?;
+    }
+    Ok(())
+}

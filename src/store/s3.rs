@@ -1,0 +1,440 @@
+//! `ObjectStore` over `aws-sdk-s3`: the only code in sealfs that speaks the S3 API.
+//!
+//! Credentials, region and endpoint come from the standard AWS chain (environment, profiles,
+//! `AWS_ENDPOINT_URL[_S3]`), overridden by explicit options. Every SDK error is classified once,
+//! here, into a `StoreError` by HTTP status and S3 error code.
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart as SdkPart, Delete, MetadataDirective,
+    ObjectIdentifier,
+};
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+
+use super::{
+    CompletedPart, ListObject, ListPage, ObjectMeta, ObjectStore, Result, StoreError, UserMeta,
+};
+
+/// Where and how to reach the bucket; `None` fields fall back to the AWS chain.
+#[derive(Debug, Clone, Default)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub force_path_style: bool,
+}
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Store {
+    pub async fn connect(config: &S3Config) -> Result<Self> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &config.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let sdk = loader.load().await;
+        if sdk.credentials_provider().is_none() {
+            return Err(StoreError::AccessDenied("no AWS credentials found".into()));
+        }
+        let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(config.force_path_style)
+            // Checksums only where S3 demands them: S3-compatible servers differ in trailer
+            // support, and TLS/TCP already protect the payload in transit.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if sdk.region().is_none() {
+            builder = builder.region(aws_config::Region::new("us-east-1"));
+        }
+        if let Some(url) = &config.endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        Ok(Self {
+            client: Client::from_conf(builder.build()),
+            bucket: config.bucket.clone(),
+        })
+    }
+
+    /// Fail early and clearly when the bucket is missing or unreachable.
+    pub async fn check_bucket(&self) -> Result<()> {
+        self.client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .max_keys(1)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, &self.bucket))
+    }
+
+    fn copy_source(&self, key: &str) -> String {
+        format!("{}/{}", self.bucket, encode_key(key))
+    }
+}
+
+/// Percent-encode a key for `x-amz-copy-source` (everything but unreserved characters and '/').
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn classify<E>(err: SdkError<E, HttpResponse>, what: &str) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::DispatchFailure(e) => {
+            return StoreError::Unreachable(format!("{what}: {:?}", e.as_connector_error()));
+        }
+        SdkError::TimeoutError(_) => return StoreError::Unreachable(format!("{what}: timeout")),
+        _ => {}
+    }
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().unwrap_or("").to_string();
+    let msg = err.message().unwrap_or("").to_string();
+    let detail = if code.is_empty() && msg.is_empty() {
+        let status = status.map(|s| s.to_string()).unwrap_or_default();
+        format!("{what}: HTTP {status} {}", aws_sdk_s3::error::DisplayErrorContext(&err))
+    } else {
+        format!("{what}: {code} {msg}")
+    };
+    match (status, code.as_str()) {
+        (_, "NoSuchBucket") => StoreError::NoSuchBucket(detail),
+        (_, "NoSuchKey") | (Some(404), _) => StoreError::NotFound(detail),
+        (Some(412), _) | (_, "PreconditionFailed") => StoreError::PreconditionFailed(detail),
+        (Some(416), _) => StoreError::InvalidRange(detail),
+        (Some(403), _) | (_, "AccessDenied") | (_, "InvalidAccessKeyId")
+        | (_, "SignatureDoesNotMatch") => StoreError::AccessDenied(detail),
+        (Some(500..), _) | (None, _) => StoreError::Unreachable(detail),
+        _ => StoreError::Other(detail),
+    }
+}
+
+fn to_time(t: Option<&DateTime>) -> SystemTime {
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+fn to_map(meta: &UserMeta) -> std::collections::HashMap<String, String> {
+    meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectMeta {
+                key: key.to_string(),
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                etag: out.e_tag().unwrap_or("").to_string(),
+                last_modified: to_time(out.last_modified()),
+                user: out
+                    .metadata()
+                    .map(|m| m.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect())
+                    .unwrap_or_default(),
+            })),
+            Err(e) => match classify(e, key) {
+                StoreError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<Bytes> {
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1));
+        if let Some(etag) = if_match {
+            req = req.if_match(etag);
+        }
+        let out = req.send().await.map_err(|e| classify(e, key))?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unreachable(format!("{key}: body: {e}")))?;
+        Ok(body.into_bytes())
+    }
+
+    async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_metadata(Some(to_map(meta)))
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify(e, key))?;
+        Ok(out.e_tag().unwrap_or("").to_string())
+    }
+
+    async fn create_multipart(&self, key: &str, meta: &UserMeta) -> Result<String> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_metadata(Some(to_map(meta)))
+            .send()
+            .await
+            .map_err(|e| classify(e, key))?;
+        out.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| StoreError::Other(format!("{key}: no upload id in response")))
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<String> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify(e, key))?;
+        Ok(out.e_tag().unwrap_or("").to_string())
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        src_key: &str,
+        src_etag: &str,
+        range: Range<u64>,
+    ) -> Result<String> {
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .copy_source(self.copy_source(src_key))
+            .copy_source_if_match(src_etag)
+            .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(|e| classify(e, key))?;
+        Ok(out
+            .copy_part_result()
+            .and_then(|r| r.e_tag())
+            .unwrap_or("")
+            .to_string())
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<String> {
+        let parts = parts
+            .iter()
+            .map(|p| {
+                SdkPart::builder()
+                    .part_number(p.number)
+                    .e_tag(&p.etag)
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify(e, key))?;
+        Ok(out.e_tag().unwrap_or("").to_string())
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, key))
+    }
+
+    async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {
+        let mut req = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(dst)
+            .copy_source(self.copy_source(src));
+        if let Some(meta) = meta {
+            req = req
+                .metadata_directive(MetadataDirective::Replace)
+                .set_metadata(Some(to_map(meta)));
+        }
+        let out = req.send().await.map_err(|e| classify(e, src))?;
+        Ok(out
+            .copy_object_result()
+            .and_then(|r| r.e_tag())
+            .unwrap_or("")
+            .to_string())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match classify(e, key) {
+                StoreError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| classify(e, &keys[0]))?;
+        if let Some(err) = out.errors().first() {
+            return Err(StoreError::Other(format!(
+                "delete {}: {} {}",
+                err.key().unwrap_or(""),
+                err.code().unwrap_or(""),
+                err.message().unwrap_or("")
+            )));
+        }
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        max_keys: Option<i32>,
+    ) -> Result<ListPage> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_string))
+            .set_continuation_token(token)
+            .set_max_keys(max_keys)
+            .send()
+            .await
+            .map_err(|e| classify(e, prefix))?;
+        Ok(ListPage {
+            objects: out
+                .contents()
+                .iter()
+                .map(|o| ListObject {
+                    key: o.key().unwrap_or("").to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: o.e_tag().unwrap_or("").to_string(),
+                    last_modified: to_time(o.last_modified()),
+                })
+                .collect(),
+            prefixes: out
+                .common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_string))
+                .collect(),
+            next_token: if out.is_truncated() == Some(true) {
+                out.next_continuation_token().map(str::to_string)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_key;
+
+    #[test]
+    fn copy_source_keys_are_percent_encoded() {
+        assert_eq!(encode_key("a b/c+d%é"), "a%20b/c%2Bd%25%C3%A9");
+        assert_eq!(encode_key("plain/key-1_2.~"), "plain/key-1_2.~");
+    }
+}

@@ -1,0 +1,99 @@
+//! Thin wrappers over the few process-level system calls sealfs needs (daemonizing, stdio
+//! redirection); the only module that calls into libc for them.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+
+/// Result of `daemonize` in the process that continues.
+pub struct Daemon {
+    ready: File,
+}
+
+impl Daemon {
+    /// Tell the waiting parent that the mount is up (it exits 0) or why it is not (it prints
+    /// the message and exits 1).
+    pub fn report(mut self, result: Result<(), String>) {
+        let msg = match result {
+            Ok(()) => "OK\n".to_string(),
+            Err(e) => format!("ERR {e}\n"),
+        };
+        let _ = self.ready.write_all(msg.as_bytes());
+    }
+}
+
+/// Fork into the background. The parent waits until the child reports, then exits with the
+/// child's verdict; it never returns. Must run before any thread is started.
+pub fn daemonize() -> std::io::Result<Daemon> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two fds into the array we own.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: single-threaded at this point (checked by the caller's contract).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid > 0 {
+        // SAFETY: fds[0] is ours; fds[1] belongs to the child now.
+        unsafe { libc::close(fds[1]) };
+        let mut r = unsafe { File::from_raw_fd(fds[0]) };
+        let mut msg = String::new();
+        let _ = r.read_to_string(&mut msg);
+        if msg.starts_with("OK") {
+            std::process::exit(0);
+        }
+        let msg = msg.strip_prefix("ERR ").unwrap_or(&msg).trim();
+        if msg.is_empty() {
+            eprintln!("sealfs: the mount process exited before the mount was ready");
+        } else {
+            eprintln!("sealfs: {msg}");
+        }
+        std::process::exit(1);
+    }
+    // SAFETY: the child owns fds[1]; setsid detaches it from the terminal's session.
+    unsafe {
+        libc::close(fds[0]);
+        libc::setsid();
+    }
+    Ok(Daemon {
+        ready: unsafe { File::from_raw_fd(fds[1]) },
+    })
+}
+
+/// Point stdin/stdout at /dev/null and stderr at `log` (or /dev/null), as a daemon should.
+pub fn detach_stdio(log: Option<&File>) -> std::io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    let err_fd = log.map_or(null.as_raw_fd(), |f| f.as_raw_fd());
+    // SAFETY: dup2 onto the standard descriptors with fds that are open.
+    unsafe {
+        libc::dup2(null.as_raw_fd(), 0);
+        libc::dup2(null.as_raw_fd(), 1);
+        libc::dup2(err_fd, 2);
+    }
+    Ok(())
+}
+
+/// The effective user and group of this process (defaults for files without owners).
+pub fn ids() -> (u32, u32) {
+    // SAFETY: these calls cannot fail.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// Whether `path` is already a mount point (mounting over it again would hide it).
+pub fn is_mount_point(path: &std::path::Path) -> bool {
+    let Ok(canon) = path.canonicalize() else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = canon.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m == want)
+}

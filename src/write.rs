@@ -1,0 +1,563 @@
+//! Write staging: turns any sequence of writes and truncates on one file into S3 uploads with
+//! bounded memory and no local disk.
+//!
+//! Model: the new object is `base` (the object as it was opened, of which the first
+//! `base_valid` bytes still count) overlaid with `dirty` extents, zero-filled elsewhere, cut at
+//! `size`. Part `n` (1-based) of the new object always covers bytes `[(n-1)*P, n*P)`, so a part
+//! with no dirty bytes can be copied server-side from the same range of the base
+//! (UploadPartCopy) instead of being downloaded and sent again.
+//!
+//! Invariants:
+//! - Bytes below `committed_end` have been handed to the multipart upload; `dirty` holds only
+//!   bytes at or above it. A write, truncate or read below `committed_end` first completes the
+//!   upload (a *checkpoint*), which makes the object current, and restarts from it as the base.
+//! - A sequential writer never checkpoints early: each full part is uploaded (in parallel, at
+//!   most `max_inflight` at once) as soon as it is complete. Random writers are bounded by
+//!   `max_dirty`: past it, parts are composed up to the last dirty byte.
+//! - The object becomes visible only when the upload completes (a checkpoint); any failure
+//!   aborts the multipart upload, so no partial object is ever visible, and leaves the writer
+//!   `failed`: every later call returns the error.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+
+use crate::store::{self, CompletedPart, ObjectMeta, ObjectStore, StoreError, UserMeta};
+
+#[derive(Debug, Clone)]
+pub struct WriteConfig {
+    /// Plaintext bytes per multipart part; files up to this size go in one PUT.
+    pub part_size: u64,
+    /// Parts uploading at once per file.
+    pub max_inflight: usize,
+    /// Dirty bytes held in memory per file before parts are composed early.
+    pub max_dirty: u64,
+}
+
+impl Default for WriteConfig {
+    fn default() -> Self {
+        Self {
+            // 8 MiB parts: S3's 10,000-part limit then allows 78 GiB files, and a part is large
+            // enough to keep a request's fixed latency small against its transfer time.
+            part_size: 8 * 1024 * 1024,
+            max_inflight: 4,
+            max_dirty: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("an earlier upload of this file failed; the file handle is unusable")]
+    Failed,
+    #[error("file too large: {0} bytes exceed {1} parts of the configured part size")]
+    TooLarge(u64, u64),
+    #[error("the object changed on the server while this file was open: {0}")]
+    Changed(String),
+}
+
+pub type Result<T> = std::result::Result<T, WriteError>;
+
+/// The object version a writer starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+}
+
+struct Upload {
+    key: String,
+    id: String,
+    meta: UserMeta,
+    parts: Vec<CompletedPart>,
+    inflight: JoinSet<store::Result<CompletedPart>>,
+}
+
+pub struct Writer {
+    store: Arc<dyn ObjectStore>,
+    cfg: WriteConfig,
+    base: Option<Base>,
+    base_valid: u64,
+    size: u64,
+    dirty: BTreeMap<u64, Vec<u8>>,
+    dirty_bytes: u64,
+    upload: Option<Upload>,
+    committed_end: u64,
+    changed: bool,
+    failed: bool,
+}
+
+impl Writer {
+    /// A writer over `base` (None for a new file). `changed` forces an upload on the next
+    /// checkpoint even without writes (a new empty file, an O_TRUNC open).
+    pub fn new(store: Arc<dyn ObjectStore>, cfg: WriteConfig, base: Option<Base>) -> Self {
+        let size = base.as_ref().map_or(0, |b| b.size);
+        Self {
+            store,
+            cfg,
+            base_valid: size,
+            base,
+            size,
+            dirty: BTreeMap::new(),
+            dirty_bytes: 0,
+            upload: None,
+            committed_end: 0,
+            changed: false,
+            failed: false,
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+
+    pub fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
+    pub fn base(&self) -> Option<&Base> {
+        self.base.as_ref()
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.failed {
+            Err(WriteError::Failed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Run `op`; on error abort any upload and enter the failed state.
+    async fn guard<T>(&mut self, res: Result<T>) -> Result<T> {
+        if res.is_err() {
+            self.failed = true;
+            self.abort().await;
+        }
+        res
+    }
+
+    pub async fn write(&mut self, key: &str, meta: &UserMeta, offset: u64, data: &[u8])
+        -> Result<()> {
+        self.check()?;
+        let end = offset + data.len() as u64;
+        let max = self.cfg.part_size * store::MAX_PARTS;
+        if end > max {
+            return Err(WriteError::TooLarge(end, store::MAX_PARTS));
+        }
+        if offset < self.committed_end {
+            let r = self.checkpoint_inner(key, meta).await;
+            self.guard(r).await?;
+        }
+        self.insert_dirty(offset, data);
+        self.size = self.size.max(end);
+        self.changed = true;
+        let r = self.pump(key, meta).await;
+        self.guard(r).await
+    }
+
+    pub async fn truncate(&mut self, key: &str, meta: &UserMeta, new_size: u64) -> Result<()> {
+        self.check()?;
+        if new_size < self.committed_end {
+            let r = self.checkpoint_inner(key, meta).await;
+            self.guard(r).await?;
+        }
+        self.trim_dirty(new_size);
+        self.base_valid = self.base_valid.min(new_size);
+        self.size = new_size;
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Read the file as this writer sees it (its own writes included).
+    pub async fn read(&mut self, key: &str, meta: &UserMeta, offset: u64, len: u64)
+        -> Result<Bytes> {
+        self.check()?;
+        if self.upload.is_some() && offset < self.committed_end {
+            let r = self.checkpoint_inner(key, meta).await;
+            self.guard(r).await?;
+        }
+        let end = (offset + len).min(self.size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        let r = self.assemble(offset..end).await;
+        self.guard(r).await.map(Bytes::from)
+    }
+
+    /// Make the object in S3 equal to this writer's view, with `meta`. Returns the new
+    /// version, or `None` when nothing had changed.
+    pub async fn checkpoint(&mut self, key: &str, meta: &UserMeta) -> Result<Option<Base>> {
+        self.check()?;
+        if !self.changed {
+            return Ok(None);
+        }
+        let r = self.checkpoint_inner(key, meta).await;
+        self.guard(r).await.map(Some)
+    }
+
+    /// Abandon pending work: abort the multipart upload (if any) so nothing is left behind.
+    pub async fn abort(&mut self) {
+        if let Some(mut up) = self.upload.take() {
+            up.inflight.abort_all();
+            while up.inflight.join_next().await.is_some() {}
+            if let Err(e) = self.store.abort_multipart(&up.key, &up.id).await {
+                tracing::warn!(key = %up.key, error = %e, "could not abort multipart upload");
+            }
+        }
+        self.dirty.clear();
+        self.dirty_bytes = 0;
+        self.committed_end = 0;
+    }
+
+    async fn checkpoint_inner(&mut self, key: &str, meta: &UserMeta) -> Result<Base> {
+        let p = self.cfg.part_size;
+        let etag = if self.upload.is_none() && self.size <= p {
+            let body = self.assemble(0..self.size).await?;
+            self.store.put(key, Bytes::from(body), meta).await?
+        } else {
+            self.start_upload(key, meta).await?;
+            while self.committed_end < self.size {
+                let end = (self.committed_end + p).min(self.size);
+                self.send_part(self.committed_end..end).await?;
+            }
+            let mut up = self.upload.take().expect("upload started above");
+            let joined = drain(&mut up).await;
+            if let Err(e) = joined {
+                self.upload = Some(up);
+                return Err(e.into());
+            }
+            up.parts.sort_by_key(|p| p.number);
+            let etag = match self.store.complete_multipart(&up.key, &up.id, &up.parts).await {
+                Ok(etag) => etag,
+                Err(e) => {
+                    self.upload = Some(up);
+                    return Err(e.into());
+                }
+            };
+            let done = ObjectMeta {
+                key: up.key.clone(),
+                size: self.size,
+                etag,
+                last_modified: std::time::SystemTime::now(),
+                user: up.meta.clone(),
+            };
+            // Metadata is fixed when the upload starts; a chmod/utimens/rename since then is
+            // applied with one server-side copy.
+            if up.key != key || up.meta != *meta {
+                let etag = store::copy_any_size(&*self.store, &done, key, meta, p).await?;
+                if up.key != key {
+                    self.store.delete(&up.key).await?;
+                }
+                etag
+            } else {
+                done.etag
+            }
+        };
+        let base = Base {
+            key: key.to_string(),
+            etag,
+            size: self.size,
+        };
+        self.base = Some(base.clone());
+        self.base_valid = self.size;
+        self.dirty.clear();
+        self.dirty_bytes = 0;
+        self.committed_end = 0;
+        self.changed = false;
+        Ok(base)
+    }
+
+    async fn start_upload(&mut self, key: &str, meta: &UserMeta) -> Result<()> {
+        if self.upload.is_none() {
+            let id = self.store.create_multipart(key, meta).await?;
+            self.upload = Some(Upload {
+                key: key.to_string(),
+                id,
+                meta: meta.clone(),
+                parts: Vec::new(),
+                inflight: JoinSet::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Upload full parts as they become available, and keep memory within bounds.
+    async fn pump(&mut self, key: &str, meta: &UserMeta) -> Result<()> {
+        let p = self.cfg.part_size;
+        loop {
+            let ce = self.committed_end;
+            let full = self
+                .dirty
+                .get(&ce)
+                .is_some_and(|v| v.len() as u64 >= p);
+            let pressure_limit = if self.dirty_bytes > self.cfg.max_dirty.max(p) {
+                let last_end = self
+                    .dirty
+                    .iter()
+                    .next_back()
+                    .map_or(0, |(s, v)| s + v.len() as u64);
+                last_end / p * p
+            } else {
+                0
+            };
+            if !full && pressure_limit <= ce {
+                return Ok(());
+            }
+            self.start_upload(key, meta).await?;
+            self.send_part(ce..ce + p).await?;
+        }
+    }
+
+    /// Compose part `range` (copy from base or assemble bytes), queue it, and advance
+    /// `committed_end`, waiting while too many parts are in flight.
+    async fn send_part(&mut self, range: Range<u64>) -> Result<()> {
+        let number = (range.start / self.cfg.part_size) as i32 + 1;
+        let part_end = range.end;
+        let untouched = !self.has_dirty(range.clone());
+        let copy_from = match &self.base {
+            Some(b)
+                if untouched
+                    && range.end <= self.base_valid
+                    && (range.end - range.start >= store::MIN_PART_SIZE
+                        || range.end == self.size) =>
+            {
+                Some(b.clone())
+            }
+            _ => None,
+        };
+        let body = match copy_from {
+            Some(_) => None,
+            None => Some(self.take_part_bytes(range.clone()).await?),
+        };
+        self.drop_dirty_below(range.end);
+        let store = self.store.clone();
+        let up = self.upload.as_mut().expect("upload started before parts");
+        let (key, id) = (up.key.clone(), up.id.clone());
+        up.inflight.spawn(async move {
+            let etag = match (copy_from, body) {
+                (Some(b), _) => {
+                    store
+                        .upload_part_copy(&key, &id, number, &b.key, &b.etag, range)
+                        .await?
+                }
+                (None, Some(body)) => store.upload_part(&key, &id, number, body).await?,
+                (None, None) => unreachable!("a part is either copied or sent"),
+            };
+            Ok(CompletedPart { number, etag })
+        });
+        self.committed_end = self.committed_end.max(part_end);
+        let max = self.cfg.max_inflight.max(1);
+        let up = self.upload.as_mut().expect("upload present");
+        while up.inflight.len() >= max {
+            join_one(up).await?;
+        }
+        while let Some(res) = up.inflight.try_join_next() {
+            up.parts.push(flatten(res)?);
+        }
+        Ok(())
+    }
+
+    /// The bytes of `range`: taken without copying when one dirty extent starts there and
+    /// covers it (the sequential case), assembled otherwise.
+    async fn take_part_bytes(&mut self, range: Range<u64>) -> Result<Bytes> {
+        let len = (range.end - range.start) as usize;
+        if let Some(v) = self.dirty.get(&range.start) {
+            if v.len() >= len {
+                let mut v = self.dirty.remove(&range.start).expect("checked above");
+                let rest = v.split_off(len);
+                self.dirty_bytes -= len as u64;
+                if !rest.is_empty() {
+                    self.dirty.insert(range.end, rest);
+                }
+                return Ok(Bytes::from(v));
+            }
+        }
+        Ok(Bytes::from(self.assemble(range).await?))
+    }
+
+    /// Base bytes (only those not overwritten) + dirty extents + zeros.
+    async fn assemble(&self, range: Range<u64>) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        let base_end = range.end.min(self.base_valid);
+        if let (Some(base), true) = (&self.base, range.start < base_end) {
+            let gaps = self.uncovered(range.start..base_end);
+            if let (Some(first), Some(last)) = (gaps.first(), gaps.last()) {
+                let span = first.start..last.end;
+                let data = self
+                    .store
+                    .get_range(&base.key, span.clone(), Some(&base.etag))
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::PreconditionFailed(m) | StoreError::NotFound(m) => {
+                            WriteError::Changed(m)
+                        }
+                        other => WriteError::Store(other),
+                    })?;
+                if data.len() as u64 != span.end - span.start {
+                    return Err(WriteError::Changed(base.key.clone()));
+                }
+                let at = (span.start - range.start) as usize;
+                buf[at..at + data.len()].copy_from_slice(&data);
+            }
+        }
+        for (&start, v) in self.dirty.range(..range.end).rev() {
+            let end = start + v.len() as u64;
+            if end <= range.start {
+                break;
+            }
+            let from = start.max(range.start);
+            let to = end.min(range.end);
+            buf[(from - range.start) as usize..(to - range.start) as usize]
+                .copy_from_slice(&v[(from - start) as usize..(to - start) as usize]);
+        }
+        Ok(buf)
+    }
+
+    /// Sub-ranges of `range` not covered by dirty extents.
+    fn uncovered(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        let mut gaps = Vec::new();
+        let mut pos = range.start;
+        let first = self
+            .dirty
+            .range(..=range.start)
+            .next_back()
+            .map(|(s, v)| (*s, v.len() as u64));
+        let iter = first
+            .into_iter()
+            .chain(self.dirty.range(range.start + 1..range.end).map(|(s, v)| (*s, v.len() as u64)));
+        for (s, len) in iter {
+            let e = s + len;
+            if e <= pos {
+                continue;
+            }
+            if s > pos {
+                gaps.push(pos..s.min(range.end));
+            }
+            pos = pos.max(e);
+            if pos >= range.end {
+                break;
+            }
+        }
+        if pos < range.end {
+            gaps.push(pos..range.end);
+        }
+        gaps
+    }
+
+    fn has_dirty(&self, range: Range<u64>) -> bool {
+        self.uncovered(range.clone()) != vec![range]
+    }
+
+    fn insert_dirty(&mut self, offset: u64, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let end = offset + data.len() as u64;
+        let nothing_after = self.dirty.range(offset..=end).next().is_none();
+        if let Some((&s, v)) = self.dirty.range_mut(..offset).next_back() {
+            let e = s + v.len() as u64;
+            // Fast paths: append to the extent that ends here, or overwrite inside one extent.
+            if e == offset && nothing_after {
+                v.extend_from_slice(data);
+                self.dirty_bytes += data.len() as u64;
+                return;
+            }
+            if end <= e {
+                let at = (offset - s) as usize;
+                v[at..at + data.len()].copy_from_slice(data);
+                return;
+            }
+        }
+        let mut start = offset;
+        let mut new_end = end;
+        let mut olds = Vec::new();
+        if let Some((&s, v)) = self.dirty.range(..offset).next_back() {
+            if s + v.len() as u64 >= offset {
+                start = s;
+                olds.push(s);
+            }
+        }
+        for (&s, v) in self.dirty.range(offset..=end) {
+            new_end = new_end.max(s + v.len() as u64);
+            olds.push(s);
+        }
+        let mut merged = vec![0u8; (new_end - start) as usize];
+        for s in olds {
+            let v = self.dirty.remove(&s).expect("listed above");
+            self.dirty_bytes -= v.len() as u64;
+            let at = (s - start) as usize;
+            merged[at..at + v.len()].copy_from_slice(&v);
+        }
+        let at = (offset - start) as usize;
+        merged[at..at + data.len()].copy_from_slice(data);
+        self.dirty_bytes += merged.len() as u64;
+        self.dirty.insert(start, merged);
+    }
+
+    fn trim_dirty(&mut self, size: u64) {
+        let after: Vec<u64> = self.dirty.range(size..).map(|(s, _)| *s).collect();
+        for s in after {
+            let v = self.dirty.remove(&s).expect("listed above");
+            self.dirty_bytes -= v.len() as u64;
+        }
+        if let Some((&s, v)) = self.dirty.range_mut(..size).next_back() {
+            let keep = (size - s) as usize;
+            if v.len() > keep {
+                self.dirty_bytes -= (v.len() - keep) as u64;
+                v.truncate(keep);
+            }
+        }
+    }
+
+    /// Forget dirty bytes below `end` (they are in a part now).
+    fn drop_dirty_below(&mut self, end: u64) {
+        let below: Vec<u64> = self.dirty.range(..end).map(|(s, _)| *s).collect();
+        for s in below {
+            let mut v = self.dirty.remove(&s).expect("listed above");
+            self.dirty_bytes -= v.len() as u64;
+            let e = s + v.len() as u64;
+            if e > end {
+                let rest = v.split_off((end - s) as usize);
+                self.dirty_bytes += rest.len() as u64;
+                self.dirty.insert(end, rest);
+            }
+        }
+    }
+}
+
+fn flatten(
+    res: std::result::Result<store::Result<CompletedPart>, tokio::task::JoinError>,
+) -> store::Result<CompletedPart> {
+    res.map_err(|e| StoreError::Other(format!("upload task failed: {e}")))?
+}
+
+async fn join_one(up: &mut Upload) -> store::Result<()> {
+    if let Some(res) = up.inflight.join_next().await {
+        up.parts.push(flatten(res)?);
+    }
+    Ok(())
+}
+
+async fn drain(up: &mut Upload) -> store::Result<()> {
+    while !up.inflight.is_empty() {
+        join_one(up).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
