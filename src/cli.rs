@@ -11,7 +11,11 @@ use crate::store::s3::S3Config;
 use crate::write::WriteConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "sealfs", version, about = "Mount an S3 bucket as a local directory")]
+#[command(
+    name = "sealfs",
+    version,
+    about = "Mount an S3 bucket as a local directory"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -132,8 +136,8 @@ impl MountArgs {
             let bad = || CliError::BadValue(k.to_string(), v.to_string());
             match k {
                 "" | "rw" | "defaults" | "_netdev" | "nofail" | "auto" | "noauto" | "user"
-                | "nouser" | "dev" | "nodev" | "suid" | "nosuid" | "exec" | "noexec"
-                | "atime" | "noatime" | "relatime" => {}
+                | "nouser" | "dev" | "nodev" | "suid" | "nosuid" | "exec" | "noexec" | "atime"
+                | "noatime" | "relatime" => {}
                 "ro" => self.read_only = true,
                 "allow_other" => self.allow_other = true,
                 "allow_root" => allow_root = true,
@@ -178,6 +182,7 @@ impl MountArgs {
             part_size,
             max_inflight: self.upload_concurrency.max(1),
             max_dirty: WriteConfig::default().max_dirty.max(2 * part_size),
+            ..WriteConfig::default()
         };
         Ok(MountPlan {
             s3: S3Config {
@@ -219,7 +224,10 @@ mod tests {
     fn urls_split_into_bucket_and_prefix() {
         assert_eq!(parse_url("s3://b").unwrap(), ("b".into(), "".into()));
         assert_eq!(parse_url("s3://b/").unwrap(), ("b".into(), "".into()));
-        assert_eq!(parse_url("s3://b/p/q/").unwrap(), ("b".into(), "p/q/".into()));
+        assert_eq!(
+            parse_url("s3://b/p/q/").unwrap(),
+            ("b".into(), "p/q/".into())
+        );
         assert!(parse_url("http://b").is_err());
         assert!(parse_url("s3:///x").is_err());
     }
@@ -227,7 +235,12 @@ mod tests {
     #[test]
     fn dash_o_options_set_the_long_options() {
         let cli = Cli::parse_from([
-            "sealfs", "mount", "s3://b/p", "/mnt", "-o", "ro,allow_other,uid=7,file_mode=600",
+            "sealfs",
+            "mount",
+            "s3://b/p",
+            "/mnt",
+            "-o",
+            "ro,allow_other,uid=7,file_mode=600",
         ]);
         let Command::Mount(args) = cli.command;
         let plan = args.into_plan((1, 2)).unwrap();

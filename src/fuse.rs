@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 
@@ -283,7 +283,10 @@ impl Filesystem for FuseFs {
             whiteout: flags.contains(FuseRenameFlags::RENAME_WHITEOUT),
         };
         self.spawn(move |fs| async move {
-            match fs.rename(parent.0, &name, newparent.0, &newname, flags).await {
+            match fs
+                .rename(parent.0, &name, newparent.0, &newname, flags)
+                .await
+            {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("rename", &e)),
             }
@@ -420,7 +423,14 @@ impl Filesystem for FuseFs {
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ds: bool,
+        reply: ReplyEmpty,
+    ) {
         // Directory operations are synchronous with S3 already.
         reply.ok();
     }
@@ -428,7 +438,14 @@ impl Filesystem for FuseFs {
     // Extended attributes are not stored (S3 metadata is too small and too costly to update
     // for them): reads find none, writes are refused with ENOTSUP, as on filesystems without
     // xattr support, which tools such as cp -a and rsync -X handle.
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
         reply.error(Errno::from_i32(libc::ENODATA));
     }
 
@@ -459,7 +476,9 @@ impl Filesystem for FuseFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let s = self.fs.statfs();
-        reply.statfs(s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, s.bsize);
+        reply.statfs(
+            s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
+        );
     }
 
     fn create(
@@ -542,7 +561,11 @@ pub fn mount(fs: FuseFs, mountpoint: &Path, opts: &MountOptions) -> std::io::Res
         MountOption::NoDev,
         MountOption::NoSuid,
     ];
-    mo.push(if opts.read_only { MountOption::RO } else { MountOption::RW });
+    mo.push(if opts.read_only {
+        MountOption::RO
+    } else {
+        MountOption::RW
+    });
     if opts.default_permissions {
         mo.push(MountOption::DefaultPermissions);
     }

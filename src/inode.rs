@@ -137,7 +137,10 @@ impl InodeTable {
     /// A kind change (another writer replaced a file with a directory) makes a new inode.
     pub fn link(&mut self, parent: u64, name: &str, kind: Kind) -> u64 {
         if let Some(ino) = self.child(parent, name) {
-            let node = self.inodes.get_mut(&ino).expect("child points to a live inode");
+            let node = self
+                .inodes
+                .get_mut(&ino)
+                .expect("child points to a live inode");
             if node.kind == kind {
                 node.lookups += 1;
                 return ino;

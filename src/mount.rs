@@ -43,9 +43,9 @@ fn explain(e: &StoreError, plan: &MountPlan) -> String {
     match e {
         StoreError::NoSuchBucket(_) => format!("bucket {bucket} does not exist"),
         StoreError::NotFound(_) => format!("bucket {bucket} does not exist"),
-        StoreError::AccessDenied(m) => format!(
-            "access to bucket {bucket} denied (check AWS credentials and permissions): {m}"
-        ),
+        StoreError::AccessDenied(m) => {
+            format!("access to bucket {bucket} denied (check AWS credentials and permissions): {m}")
+        }
         StoreError::Unreachable(m) => format!("cannot reach the S3 endpoint: {m}"),
         other => format!("cannot use bucket {bucket}: {other}"),
     }
@@ -68,13 +68,19 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
     if !plan.mountpoint.is_dir() {
         return fail(
             daemon,
-            format!("mount point {} is not a directory", plan.mountpoint.display()),
+            format!(
+                "mount point {} is not a directory",
+                plan.mountpoint.display()
+            ),
         );
     }
     if sys::is_mount_point(&plan.mountpoint) {
         return fail(
             daemon,
-            format!("mount point {} is busy: something is already mounted there", plan.mountpoint.display()),
+            format!(
+                "mount point {} is busy: something is already mounted there",
+                plan.mountpoint.display()
+            ),
         );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -101,7 +107,11 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
         default_permissions: plan.default_permissions,
         threads: 4,
     };
-    let mut mounted = match fuse::mount(FuseFs::new(fs, rt.handle().clone()), &plan.mountpoint, &opts) {
+    let mut mounted = match fuse::mount(
+        FuseFs::new(fs, rt.handle().clone()),
+        &plan.mountpoint,
+        &opts,
+    ) {
         Ok(m) => m,
         Err(e) => {
             return fail(

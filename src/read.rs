@@ -95,7 +95,11 @@ impl Reader {
             self.window = self.cfg.min_window;
         }
         // Random reads fetch only what was asked for; sequential ones a window ahead.
-        let want = if sequential { self.window.max(len) } else { len };
+        let want = if sequential {
+            self.window.max(len)
+        } else {
+            len
+        };
         let fetch_end = (offset + want).min(version.size);
         let data = store
             .get_range(&version.key, offset..fetch_end, Some(&version.etag))

@@ -35,6 +35,8 @@ pub struct WriteConfig {
     pub max_inflight: usize,
     /// Dirty bytes held in memory per file before parts are composed early.
     pub max_dirty: u64,
+    /// Smallest part copied server-side (S3 refuses smaller non-final parts).
+    pub min_copy_part: u64,
 }
 
 impl Default for WriteConfig {
@@ -45,6 +47,7 @@ impl Default for WriteConfig {
             part_size: 8 * 1024 * 1024,
             max_inflight: 4,
             max_dirty: 64 * 1024 * 1024,
+            min_copy_part: store::MIN_PART_SIZE,
         }
     }
 }
@@ -150,8 +153,13 @@ impl Writer {
         res
     }
 
-    pub async fn write(&mut self, key: &str, meta: &UserMeta, offset: u64, data: &[u8])
-        -> Result<()> {
+    pub async fn write(
+        &mut self,
+        key: &str,
+        meta: &UserMeta,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
         self.check()?;
         let end = offset + data.len() as u64;
         let max = self.cfg.part_size * store::MAX_PARTS;
@@ -183,8 +191,13 @@ impl Writer {
     }
 
     /// Read the file as this writer sees it (its own writes included).
-    pub async fn read(&mut self, key: &str, meta: &UserMeta, offset: u64, len: u64)
-        -> Result<Bytes> {
+    pub async fn read(
+        &mut self,
+        key: &str,
+        meta: &UserMeta,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes> {
         self.check()?;
         if self.upload.is_some() && offset < self.committed_end {
             let r = self.checkpoint_inner(key, meta).await;
@@ -241,7 +254,11 @@ impl Writer {
                 return Err(e.into());
             }
             up.parts.sort_by_key(|p| p.number);
-            let etag = match self.store.complete_multipart(&up.key, &up.id, &up.parts).await {
+            let etag = match self
+                .store
+                .complete_multipart(&up.key, &up.id, &up.parts)
+                .await
+            {
                 Ok(etag) => etag,
                 Err(e) => {
                     self.upload = Some(up);
@@ -300,10 +317,7 @@ impl Writer {
         let p = self.cfg.part_size;
         loop {
             let ce = self.committed_end;
-            let full = self
-                .dirty
-                .get(&ce)
-                .is_some_and(|v| v.len() as u64 >= p);
+            let full = self.dirty.get(&ce).is_some_and(|v| v.len() as u64 >= p);
             let pressure_limit = if self.dirty_bytes > self.cfg.max_dirty.max(p) {
                 let last_end = self
                     .dirty
@@ -332,7 +346,7 @@ impl Writer {
             Some(b)
                 if untouched
                     && range.end <= self.base_valid
-                    && (range.end - range.start >= store::MIN_PART_SIZE
+                    && (range.end - range.start >= self.cfg.min_copy_part
                         || range.end == self.size) =>
             {
                 Some(b.clone())
@@ -436,9 +450,11 @@ impl Writer {
             .range(..=range.start)
             .next_back()
             .map(|(s, v)| (*s, v.len() as u64));
-        let iter = first
-            .into_iter()
-            .chain(self.dirty.range(range.start + 1..range.end).map(|(s, v)| (*s, v.len() as u64)));
+        let iter = first.into_iter().chain(
+            self.dirty
+                .range(range.start + 1..range.end)
+                .map(|(s, v)| (*s, v.len() as u64)),
+        );
         for (s, len) in iter {
             let e = s + len;
             if e <= pos {

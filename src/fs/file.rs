@@ -88,12 +88,18 @@ impl Fs {
 
     /// Current key of an open inode ("" once unlinked: such a file is never uploaded).
     fn key_of(&self, ino: u64) -> String {
-        self.path(ino).map(|p| self.file_key(&p)).unwrap_or_default()
+        self.path(ino)
+            .map(|p| self.file_key(&p))
+            .unwrap_or_default()
     }
 
     /// Register a handle on `file` (which must already be in `files`).
-    pub(super) fn add_handle(&self, ino: u64, file: Arc<AsyncMutex<OpenFile>>, writable: bool)
-        -> u64 {
+    pub(super) fn add_handle(
+        &self,
+        ino: u64,
+        file: Arc<AsyncMutex<OpenFile>>,
+        writable: bool,
+    ) -> u64 {
         let fh = self.fh();
         let handle = Handle {
             ino,
@@ -190,7 +196,9 @@ impl Fs {
         let version = of.version.clone().ok_or(FsError::BadHandle)?;
         drop(of);
         let mut reader = h.reader.lock().await;
-        Ok(reader.read(&self.store, &version, offset, u64::from(len)).await?)
+        Ok(reader
+            .read(&self.store, &version, offset, u64::from(len))
+            .await?)
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
@@ -262,10 +270,13 @@ impl Fs {
                 last_modified: SystemTime::now(),
                 user: m.clone(),
             };
-            let etag =
-                store::copy_any_size(&*self.store, &src, &key, &m, self.cfg.write.part_size)
-                    .await?;
-            of.version = Some(Version { key, etag: etag.clone(), ..v });
+            let etag = store::copy_any_size(&*self.store, &src, &key, &m, self.cfg.write.part_size)
+                .await?;
+            of.version = Some(Version {
+                key,
+                etag: etag.clone(),
+                ..v
+            });
             of.meta_dirty = false;
             let attr = of.current_attr();
             self.cache_attr(ino, &attr, Some(etag));
@@ -312,8 +323,12 @@ impl Fs {
     }
 
     /// setattr on an inode that is open: applied to the shared state, stored on flush.
-    pub(super) async fn setattr_open(&self, ino: u64, _fh: Option<u64>, set: &SetAttr)
-        -> Result<Option<Attr>> {
+    pub(super) async fn setattr_open(
+        &self,
+        ino: u64,
+        _fh: Option<u64>,
+        set: &SetAttr,
+    ) -> Result<Option<Attr>> {
         let Some(file) = self.files.lock().unwrap().get(&ino).cloned() else {
             return Ok(None);
         };

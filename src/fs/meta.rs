@@ -104,8 +104,14 @@ pub fn from_meta(
         kind,
         size,
         perm,
-        uid: meta.get("uid").and_then(|s| s.parse().ok()).unwrap_or(d.uid),
-        gid: meta.get("gid").and_then(|s| s.parse().ok()).unwrap_or(d.gid),
+        uid: meta
+            .get("uid")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d.uid),
+        gid: meta
+            .get("gid")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d.gid),
         mtime,
         ctime: last_modified.max(mtime),
     }
@@ -137,7 +143,12 @@ mod tests {
         m.insert("uid".into(), "1000".into());
         m.insert("gid".into(), "100".into());
         m.insert("mtime".into(), "1600000000".into());
-        let d = Defaults { uid: 0, gid: 0, file_mode: 0o600, dir_mode: 0o700 };
+        let d = Defaults {
+            uid: 0,
+            gid: 0,
+            file_mode: 0o600,
+            dir_mode: 0o700,
+        };
         let a = from_meta(Kind::File, 3, UNIX_EPOCH, &m, &d);
         assert_eq!((a.perm, a.uid, a.gid), (0o644, 1000, 100));
         assert_eq!(a.mtime, UNIX_EPOCH + Duration::new(1_600_000_000, 0));

@@ -178,12 +178,24 @@ impl Fs {
     }
 
     fn attr_from(&self, kind: Kind, obj: &ObjectMeta) -> Attr {
-        meta::from_meta(kind, obj.size, obj.last_modified, &obj.user, &self.cfg.defaults)
+        meta::from_meta(
+            kind,
+            obj.size,
+            obj.last_modified,
+            &obj.user,
+            &self.cfg.defaults,
+        )
     }
 
     fn dir_attr(&self, marker: Option<&ObjectMeta>) -> Attr {
         match marker {
-            Some(m) => self.attr_from(Kind::Dir, &ObjectMeta { size: 0, ..m.clone() }),
+            Some(m) => self.attr_from(
+                Kind::Dir,
+                &ObjectMeta {
+                    size: 0,
+                    ..m.clone()
+                },
+            ),
             None => Attr {
                 kind: Kind::Dir,
                 ..self.root_attr.lock().unwrap().clone()
@@ -293,7 +305,9 @@ impl Fs {
         match (attr.kind, obj) {
             (Kind::Dir, _) => {
                 let marker = self.dir_prefix(&path);
-                self.store.put(&marker, bytes::Bytes::new(), &new_meta).await?;
+                self.store
+                    .put(&marker, bytes::Bytes::new(), &new_meta)
+                    .await?;
             }
             (_, Some(obj)) => {
                 let etag = crate::store::copy_any_size(
@@ -366,8 +380,16 @@ impl Fs {
         }
         let parent = inodes.get(ino).map_or(ROOT_INO, |n| n.parent);
         let mut out = vec![
-            DirEntry { ino, name: ".".into(), kind: Kind::Dir },
-            DirEntry { ino: parent, name: "..".into(), kind: Kind::Dir },
+            DirEntry {
+                ino,
+                name: ".".into(),
+                kind: Kind::Dir,
+            },
+            DirEntry {
+                ino: parent,
+                name: "..".into(),
+                kind: Kind::Dir,
+            },
         ];
         for (name, kind) in names {
             if name.is_empty() || name == "." || name == ".." || name.len() > MAX_NAME {
@@ -377,7 +399,11 @@ impl Fs {
                 Some(c) => (c, inodes.get(c).map_or(kind, |n| n.kind)),
                 None => (synthetic_ino(&prefix, &name), kind),
             };
-            out.push(DirEntry { ino: child_ino, name, kind });
+            out.push(DirEntry {
+                ino: child_ino,
+                name,
+                kind,
+            });
         }
         Ok(out)
     }
@@ -397,7 +423,10 @@ impl Fs {
         if meta::declared_kind(&obj.user) != Some(Kind::Symlink) {
             return Err(FsError::Invalid("not a symlink"));
         }
-        let body = self.store.get_range(&key, 0..obj.size, Some(&obj.etag)).await?;
+        let body = self
+            .store
+            .get_range(&key, 0..obj.size, Some(&obj.etag))
+            .await?;
         let target = String::from_utf8_lossy(&body).into_owned();
         if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
             n.symlink_target = Some(target.clone());

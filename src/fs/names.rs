@@ -43,8 +43,14 @@ impl Fs {
 
     /// Create and open a new regular file. Nothing is sent to S3 until it is flushed: until
     /// then the file exists in this mount only (lookups and listings see it).
-    pub async fn create(&self, parent: u64, name: &str, mode: u32, flags: i32, caller: Caller)
-        -> Result<(Entry, u64)> {
+    pub async fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> Result<(Entry, u64)> {
         self.check_writable()?;
         self.child_path(parent, name)?;
         let attr = self.new_attr(Kind::File, mode, caller);
@@ -72,8 +78,7 @@ impl Fs {
         Ok((Entry { ino, attr }, fh))
     }
 
-    pub async fn mkdir(&self, parent: u64, name: &str, mode: u32, caller: Caller)
-        -> Result<Entry> {
+    pub async fn mkdir(&self, parent: u64, name: &str, mode: u32, caller: Caller) -> Result<Entry> {
         self.check_writable()?;
         let path = self.child_path(parent, name)?;
         if self.stat_path(&path).await?.is_some() {
@@ -82,7 +87,9 @@ impl Fs {
         let attr = self.new_attr(Kind::Dir, mode, caller);
         let mut m = meta::to_meta(&attr);
         m.insert("mode".into(), (S_IFDIR | u32::from(attr.perm)).to_string());
-        self.store.put(&self.dir_prefix(&path), Bytes::new(), &m).await?;
+        self.store
+            .put(&self.dir_prefix(&path), Bytes::new(), &m)
+            .await?;
         let ino = self.inodes.lock().unwrap().link(parent, name, Kind::Dir);
         self.cache_attr(ino, &attr, None);
         Ok(Entry { ino, attr })
@@ -90,8 +97,13 @@ impl Fs {
 
     /// Symlinks are s3fs-style: an object whose body is the target and whose `mode` says
     /// S_IFLNK.
-    pub async fn symlink(&self, parent: u64, name: &str, target: &str, caller: Caller)
-        -> Result<Entry> {
+    pub async fn symlink(
+        &self,
+        parent: u64,
+        name: &str,
+        target: &str,
+        caller: Caller,
+    ) -> Result<Entry> {
         self.check_writable()?;
         let path = self.child_path(parent, name)?;
         let mut attr = self.new_attr(Kind::Symlink, 0o777, caller);
@@ -104,7 +116,11 @@ impl Fs {
                 &meta::to_meta(&attr),
             )
             .await?;
-        let ino = self.inodes.lock().unwrap().link(parent, name, Kind::Symlink);
+        let ino = self
+            .inodes
+            .lock()
+            .unwrap()
+            .link(parent, name, Kind::Symlink);
         self.cache_attr(ino, &attr, Some(etag));
         if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
             n.symlink_target = Some(target.to_string());
@@ -139,7 +155,10 @@ impl Fs {
         let (ino, pending) = {
             let inodes = self.inodes.lock().unwrap();
             let ino = inodes.child(parent, name);
-            (ino, ino.and_then(|i| inodes.get(i)).is_some_and(|n| n.pending))
+            (
+                ino,
+                ino.and_then(|i| inodes.get(i)).is_some_and(|n| n.pending),
+            )
         };
         if let Some(ino) = ino {
             let file = self.files.lock().unwrap().get(&ino).cloned();
@@ -326,8 +345,7 @@ async fn join(tasks: &mut tokio::task::JoinSet<store::Result<()>>) -> Result<()>
     Ok(())
 }
 
-async fn copy_keep_meta(s: &dyn ObjectStore, from: &str, to: &str, part: u64)
-    -> store::Result<()> {
+async fn copy_keep_meta(s: &dyn ObjectStore, from: &str, to: &str, part: u64) -> store::Result<()> {
     let obj = s
         .head(from)
         .await?

@@ -1,0 +1,361 @@
+//! Filesystem operations over the in-memory store: semantics and errnos without a kernel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::store::mem::MemStore;
+use crate::store::UserMeta;
+
+const ME: Caller = Caller {
+    uid: 1000,
+    gid: 1000,
+};
+
+fn fs_with(prefix: &str) -> (Arc<MemStore>, Fs) {
+    let mem = Arc::new(MemStore::new());
+    let cfg = FsConfig {
+        prefix: prefix.into(),
+        defaults: Defaults {
+            uid: 0,
+            gid: 0,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+        },
+        metadata_ttl: Duration::from_secs(0),
+        read_only: false,
+        write: WriteConfig {
+            part_size: 64,
+            max_inflight: 2,
+            max_dirty: 128,
+            min_copy_part: 0,
+        },
+        read: ReadConfig {
+            min_window: 16,
+            max_window: 64,
+        },
+    };
+    (mem.clone(), Fs::new(mem, cfg))
+}
+
+async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
+    let (e, fh) = fs
+        .create(parent, name, 0o640, libc_flags::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.write(fh, 0, data).await.unwrap();
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await;
+    e.ino
+}
+
+async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
+    let fh = fs.open(ino, libc_flags::O_RDONLY).await.unwrap();
+    let data = fs.read(fh, 0, 1 << 20).await.unwrap();
+    fs.release(fh).await;
+    data.to_vec()
+}
+
+async fn names(fs: &Fs, ino: u64) -> Vec<String> {
+    let fh = fs.opendir(ino);
+    let list = fs.readdir(ino, fh, 0).await.unwrap();
+    fs.releasedir(fh);
+    list.iter().skip(2).map(|e| e.name.clone()).collect()
+}
+
+#[tokio::test]
+async fn files_land_under_the_prefix_with_s3fs_metadata() {
+    let (mem, fs) = fs_with("p/");
+    write_file(&fs, ROOT_INO, "a.txt", b"hello").await;
+    assert_eq!(&mem.raw("p/a.txt").unwrap()[..], b"hello");
+    let head = mem.head("p/a.txt").await.unwrap().unwrap();
+    assert_eq!(head.user.get("mode").unwrap(), &(0o100640).to_string());
+    assert_eq!(head.user.get("uid").unwrap(), "1000");
+    let e = fs.lookup(ROOT_INO, "a.txt").await.unwrap();
+    assert_eq!((e.attr.size, e.attr.perm, e.attr.uid), (5, 0o640, 1000));
+}
+
+#[tokio::test]
+async fn a_new_file_is_visible_before_its_upload() {
+    let (mem, fs) = fs_with("");
+    let (e, fh) = fs
+        .create(ROOT_INO, "new", 0o644, libc_flags::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"abc").await.unwrap();
+    assert!(mem.raw("new").is_none());
+    assert_eq!(fs.lookup(ROOT_INO, "new").await.unwrap().ino, e.ino);
+    assert_eq!(names(&fs, ROOT_INO).await, vec!["new"]);
+    assert_eq!(fs.getattr(e.ino).await.unwrap().size, 3);
+    fs.release(fh).await;
+    assert_eq!(&mem.raw("new").unwrap()[..], b"abc");
+}
+
+#[tokio::test]
+async fn foreign_objects_show_as_files_and_directories() {
+    let (mem, fs) = fs_with("");
+    let m = UserMeta::new();
+    mem.put("top.bin", Bytes::from_static(b"1234"), &m)
+        .await
+        .unwrap();
+    mem.put("dir/sub/deep.txt", Bytes::from_static(b"x"), &m)
+        .await
+        .unwrap();
+    mem.put("old_$folder$", Bytes::new(), &m).await.unwrap();
+    assert_eq!(names(&fs, ROOT_INO).await, vec!["dir", "old", "top.bin"]);
+    let dir = fs.lookup(ROOT_INO, "dir").await.unwrap();
+    assert_eq!(dir.attr.kind, Kind::Dir);
+    let sub = fs.lookup(dir.ino, "sub").await.unwrap();
+    let f = fs.lookup(sub.ino, "deep.txt").await.unwrap();
+    assert_eq!(
+        (f.attr.kind, f.attr.perm, f.attr.uid),
+        (Kind::File, 0o644, 0)
+    );
+    assert_eq!(read_all(&fs, f.ino).await, b"x");
+}
+
+#[tokio::test]
+async fn directories_with_thousands_of_entries_list_across_pages() {
+    let (mem, fs) = fs_with("");
+    let m = UserMeta::new();
+    for i in 0..2500 {
+        mem.put(&format!("big/f{i:05}"), Bytes::new(), &m)
+            .await
+            .unwrap();
+    }
+    let d = fs.lookup(ROOT_INO, "big").await.unwrap();
+    let listed = names(&fs, d.ino).await;
+    assert_eq!(listed.len(), 2500);
+    assert_eq!(listed[2499], "f02499");
+}
+
+#[tokio::test]
+async fn namespace_errors_have_posix_errnos() {
+    let (_mem, fs) = fs_with("");
+    let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.unwrap();
+    write_file(&fs, d.ino, "f", b"1").await;
+    assert_eq!(
+        fs.lookup(ROOT_INO, "nope").await.unwrap_err().errno(),
+        libc::ENOENT
+    );
+    assert_eq!(
+        fs.mkdir(ROOT_INO, "d", 0o755, ME)
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EEXIST
+    );
+    assert_eq!(
+        fs.rmdir(ROOT_INO, "d").await.unwrap_err().errno(),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        fs.unlink(ROOT_INO, "d").await.unwrap_err().errno(),
+        libc::EISDIR
+    );
+    assert_eq!(
+        fs.rmdir(d.ino, "f").await.unwrap_err().errno(),
+        libc::ENOTDIR
+    );
+    let f = fs.lookup(d.ino, "f").await.unwrap();
+    assert_eq!(
+        fs.lookup(f.ino, "x").await.unwrap_err().errno(),
+        libc::ENOTDIR
+    );
+    let flags = RenameFlags {
+        exchange: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        fs.rename(d.ino, "f", ROOT_INO, "g", flags)
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EINVAL
+    );
+    let flags = RenameFlags {
+        noreplace: true,
+        ..Default::default()
+    };
+    write_file(&fs, ROOT_INO, "g", b"2").await;
+    assert_eq!(
+        fs.rename(d.ino, "f", ROOT_INO, "g", flags)
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EEXIST
+    );
+    assert_eq!(
+        fs.rename(ROOT_INO, "g", ROOT_INO, "d", RenameFlags::default())
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EISDIR
+    );
+    assert_eq!(
+        fs.rename(ROOT_INO, "d", d.ino, "inner", RenameFlags::default())
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EINVAL
+    );
+    fs.unlink(d.ino, "f").await.unwrap();
+    fs.rmdir(ROOT_INO, "d").await.unwrap();
+    assert_eq!(names(&fs, ROOT_INO).await, vec!["g"]);
+}
+
+#[tokio::test]
+async fn renaming_a_directory_moves_every_object_and_open_paths_follow() {
+    let (mem, fs) = fs_with("");
+    let a = fs.mkdir(ROOT_INO, "a", 0o755, ME).await.unwrap();
+    let b = fs.mkdir(a.ino, "b", 0o700, ME).await.unwrap();
+    let f = write_file(&fs, b.ino, "f", b"data").await;
+    fs.rename(ROOT_INO, "a", ROOT_INO, "z", RenameFlags::default())
+        .await
+        .unwrap();
+    assert!(mem.raw("a/b/f").is_none() && mem.raw("a/").is_none());
+    assert_eq!(&mem.raw("z/b/f").unwrap()[..], b"data");
+    assert!(mem.raw("z/b/").is_some());
+    assert_eq!(read_all(&fs, f).await, b"data");
+    let zb = fs
+        .lookup(fs.lookup(ROOT_INO, "z").await.unwrap().ino, "b")
+        .await
+        .unwrap();
+    assert_eq!(
+        zb.attr.perm, 0o700,
+        "directory attributes moved with the marker"
+    );
+}
+
+#[tokio::test]
+async fn rename_replaces_the_target_file_and_keeps_attributes() {
+    let (mem, fs) = fs_with("");
+    write_file(&fs, ROOT_INO, "tmp", b"new").await;
+    write_file(&fs, ROOT_INO, "orig", b"old").await;
+    fs.rename(ROOT_INO, "tmp", ROOT_INO, "orig", RenameFlags::default())
+        .await
+        .unwrap();
+    assert!(mem.raw("tmp").is_none());
+    assert_eq!(&mem.raw("orig").unwrap()[..], b"new");
+    let e = fs.lookup(ROOT_INO, "orig").await.unwrap();
+    assert_eq!((e.attr.perm, e.attr.uid), (0o640, 1000));
+}
+
+#[tokio::test]
+async fn a_file_renamed_before_close_uploads_under_its_new_name() {
+    let (mem, fs) = fs_with("");
+    let (_, fh) = fs
+        .create(ROOT_INO, "a", 0o644, libc_flags::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"payload").await.unwrap();
+    fs.rename(ROOT_INO, "a", ROOT_INO, "b", RenameFlags::default())
+        .await
+        .unwrap();
+    fs.release(fh).await;
+    assert!(mem.raw("a").is_none());
+    assert_eq!(&mem.raw("b").unwrap()[..], b"payload");
+}
+
+#[tokio::test]
+async fn an_unlinked_open_file_is_never_uploaded() {
+    let (mem, fs) = fs_with("");
+    let (_, fh) = fs
+        .create(ROOT_INO, "t", 0o644, libc_flags::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.write(fh, 0, &[1; 300]).await.unwrap();
+    fs.unlink(ROOT_INO, "t").await.unwrap();
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await;
+    assert!(mem.raw("t").is_none());
+    assert_eq!(mem.pending_uploads(), 0);
+}
+
+#[tokio::test]
+async fn chmod_chown_utimens_persist_and_truncate_works_on_closed_files() {
+    let (mem, fs) = fs_with("");
+    let ino = write_file(&fs, ROOT_INO, "f", b"0123456789").await;
+    let t = std::time::UNIX_EPOCH + Duration::new(1_600_000_000, 123);
+    let set = SetAttr {
+        perm: Some(0o600),
+        uid: Some(5),
+        gid: Some(6),
+        mtime: Some(t),
+        size: None,
+    };
+    fs.setattr(ino, None, set).await.unwrap();
+    let head = mem.head("f").await.unwrap().unwrap();
+    assert_eq!(head.user.get("mtime").unwrap(), "1600000000.000000123");
+    let a = fs
+        .setattr(
+            ino,
+            None,
+            SetAttr {
+                size: Some(4),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.size, 4);
+    assert_eq!(&mem.raw("f").unwrap()[..], b"0123");
+    let e = fs.lookup(ROOT_INO, "f").await.unwrap();
+    assert_eq!((e.attr.perm, e.attr.uid, e.attr.gid), (0o600, 5, 6));
+}
+
+#[tokio::test]
+async fn two_handles_share_writes_and_o_trunc_empties() {
+    let (mem, fs) = fs_with("");
+    let ino = write_file(&fs, ROOT_INO, "f", b"abcdef").await;
+    let h1 = fs.open(ino, libc::O_RDWR).await.unwrap();
+    let h2 = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    fs.write(h1, 2, b"ZZ").await.unwrap();
+    assert_eq!(&fs.read(h2, 0, 100).await.unwrap()[..], b"abZZef");
+    fs.release(h1).await;
+    fs.release(h2).await;
+    assert_eq!(&mem.raw("f").unwrap()[..], b"abZZef");
+    let h = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC).await.unwrap();
+    fs.release(h).await;
+    assert_eq!(mem.raw("f").unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn symlinks_round_trip() {
+    let (mem, fs) = fs_with("");
+    let e = fs.symlink(ROOT_INO, "l", "../target", ME).await.unwrap();
+    assert_eq!(fs.readlink(e.ino).await.unwrap(), "../target");
+    assert_eq!(&mem.raw("l").unwrap()[..], b"../target");
+    let (_mem2, fs2) = (mem.clone(), Fs::new(mem.clone(), fs.cfg.clone()));
+    let e2 = fs2.lookup(ROOT_INO, "l").await.unwrap();
+    assert_eq!(e2.attr.kind, Kind::Symlink);
+    assert_eq!(fs2.readlink(e2.ino).await.unwrap(), "../target");
+}
+
+#[tokio::test]
+async fn read_only_mounts_refuse_changes() {
+    let (mem, mut fs) = fs_with("");
+    mem.put("f", Bytes::from_static(b"x"), &UserMeta::new())
+        .await
+        .unwrap();
+    fs.cfg.read_only = true;
+    let f = fs.lookup(ROOT_INO, "f").await.unwrap();
+    assert_eq!(
+        fs.open(f.ino, libc::O_RDWR).await.unwrap_err().errno(),
+        libc::EROFS
+    );
+    assert_eq!(
+        fs.mkdir(ROOT_INO, "d", 0o755, ME)
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EROFS
+    );
+    assert_eq!(
+        fs.unlink(ROOT_INO, "f").await.unwrap_err().errno(),
+        libc::EROFS
+    );
+    assert_eq!(read_all(&fs, f.ino).await, b"x");
+}

@@ -45,8 +45,12 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         self.inner.head(key).await
     }
-    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>)
-        -> Result<Bytes> {
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<Bytes> {
         self.inner.get_range(key, range, if_match).await
     }
     async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
@@ -70,10 +74,16 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         range: Range<u64>,
     ) -> Result<String> {
         self.check()?;
-        self.inner.upload_part_copy(key, id, n, src, etag, range).await
+        self.inner
+            .upload_part_copy(key, id, n, src, etag, range)
+            .await
     }
-    async fn complete_multipart(&self, key: &str, id: &str, parts: &[CompletedPart])
-        -> Result<String> {
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<String> {
         self.check()?;
         self.inner.complete_multipart(key, id, parts).await
     }
@@ -90,8 +100,13 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
         self.inner.delete_many(keys).await
     }
-    async fn list(&self, p: &str, d: Option<&str>, t: Option<String>, m: Option<i32>)
-        -> Result<ListPage> {
+    async fn list(
+        &self,
+        p: &str,
+        d: Option<&str>,
+        t: Option<String>,
+        m: Option<i32>,
+    ) -> Result<ListPage> {
         self.inner.list(p, d, t, m).await
     }
 }

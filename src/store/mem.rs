@@ -47,7 +47,11 @@ impl MemStore {
 
     /// Raw object bytes, for tests that inspect what was stored.
     pub fn raw(&self, key: &str) -> Option<Bytes> {
-        self.objects.lock().unwrap().get(key).map(|o| o.data.clone())
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| o.data.clone())
     }
 
     /// Number of multipart uploads started and neither completed nor aborted.
@@ -97,8 +101,12 @@ impl ObjectStore for MemStore {
         }))
     }
 
-    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>)
-        -> Result<Bytes> {
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<Bytes> {
         let obj = self.get(key)?;
         if if_match.is_some_and(|t| t != obj.etag) {
             return Err(StoreError::PreconditionFailed(key.to_string()));
@@ -124,8 +132,13 @@ impl ObjectStore for MemStore {
         Ok(id)
     }
 
-    async fn upload_part(&self, _key: &str, upload_id: &str, number: i32, body: Bytes)
-        -> Result<String> {
+    async fn upload_part(
+        &self,
+        _key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<String> {
         let mut uploads = self.uploads.lock().unwrap();
         let up = uploads
             .get_mut(upload_id)
@@ -151,8 +164,12 @@ impl ObjectStore for MemStore {
         self.upload_part(key, upload_id, number, body).await
     }
 
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[CompletedPart])
-        -> Result<String> {
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<String> {
         let up = self
             .uploads
             .lock()
@@ -233,7 +250,11 @@ impl ObjectStore for MemStore {
                         // Skip past every key of the last common prefix.
                         format!("{p}\u{10ffff}")
                     }
-                    _ => page.objects.last().map(|o| o.key.clone()).unwrap_or_default(),
+                    _ => page
+                        .objects
+                        .last()
+                        .map(|o| o.key.clone())
+                        .unwrap_or_default(),
                 });
                 break;
             }

@@ -92,13 +92,22 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// HEAD; `Ok(None)` when there is no such object.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
     /// Ranged GET of `range` (end exclusive, clamped by the server to the object's size).
-    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>)
-        -> Result<Bytes>;
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<Bytes>;
     /// Single PUT; returns the new ETag.
     async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String>;
     async fn create_multipart(&self, key: &str, meta: &UserMeta) -> Result<String>;
-    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, body: Bytes)
-        -> Result<String>;
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<String>;
     /// UploadPartCopy of `range` of `src_key` (pinned to `src_etag`).
     async fn upload_part_copy(
         &self,
@@ -109,8 +118,12 @@ pub trait ObjectStore: Send + Sync + 'static {
         src_etag: &str,
         range: Range<u64>,
     ) -> Result<String>;
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[CompletedPart])
-        -> Result<String>;
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<String>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
     /// Single CopyObject (objects up to `MAX_SINGLE_COPY`). `meta: Some` replaces the metadata,
     /// `None` keeps the source's.

@@ -13,8 +13,7 @@ use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation}
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart as SdkPart, Delete, MetadataDirective,
-    ObjectIdentifier,
+    CompletedMultipartUpload, CompletedPart as SdkPart, Delete, MetadataDirective, ObjectIdentifier,
 };
 use aws_sdk_s3::Client;
 use bytes::Bytes;
@@ -112,7 +111,10 @@ where
     let msg = err.message().unwrap_or("").to_string();
     let detail = if code.is_empty() && msg.is_empty() {
         let status = status.map(|s| s.to_string()).unwrap_or_default();
-        format!("{what}: HTTP {status} {}", aws_sdk_s3::error::DisplayErrorContext(&err))
+        format!(
+            "{what}: HTTP {status} {}",
+            aws_sdk_s3::error::DisplayErrorContext(&err)
+        )
     } else {
         format!("{what}: {code} {msg}")
     };
@@ -121,7 +123,9 @@ where
         (_, "NoSuchKey") | (Some(404), _) => StoreError::NotFound(detail),
         (Some(412), _) | (_, "PreconditionFailed") => StoreError::PreconditionFailed(detail),
         (Some(416), _) => StoreError::InvalidRange(detail),
-        (Some(403), _) | (_, "AccessDenied") | (_, "InvalidAccessKeyId")
+        (Some(403), _)
+        | (_, "AccessDenied")
+        | (_, "InvalidAccessKeyId")
         | (_, "SignatureDoesNotMatch") => StoreError::AccessDenied(detail),
         (Some(500..), _) | (None, _) => StoreError::Unreachable(detail),
         _ => StoreError::Other(detail),
@@ -155,7 +159,11 @@ impl ObjectStore for S3Store {
                 last_modified: to_time(out.last_modified()),
                 user: out
                     .metadata()
-                    .map(|m| m.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })),
             Err(e) => match classify(e, key) {
