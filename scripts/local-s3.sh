@@ -82,6 +82,8 @@ export AWS_ACCESS_KEY_ID=$key_id
 export AWS_SECRET_ACCESS_KEY=$key_secret
 export AWS_REGION=us-east-1
 export SEALFS_TEST_BUCKET=sealfs-test
+# Local only: keep the AWS SDK from probing the EC2 metadata address for credentials/region.
+export AWS_EC2_METADATA_DISABLED=true
 ENV
   # Wait until the bucket answers S3 requests (the default bucket is made at start-up).
   for _ in $(seq 50); do

@@ -10,7 +10,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SEALFS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sealfs=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,sealfs=info")),
         )
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)

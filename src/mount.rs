@@ -46,7 +46,14 @@ fn explain(e: &StoreError, plan: &MountPlan) -> String {
         StoreError::AccessDenied(m) => {
             format!("access to bucket {bucket} denied (check AWS credentials and permissions): {m}")
         }
-        StoreError::Unreachable(m) => format!("cannot reach the S3 endpoint: {m}"),
+        StoreError::NoCredentials(_) => e.to_string(),
+        StoreError::Unreachable(m) => format!(
+            "cannot reach the S3 endpoint {}: {m}",
+            plan.s3
+                .endpoint_url
+                .as_deref()
+                .unwrap_or("(from the AWS configuration)")
+        ),
         other => format!("cannot use bucket {bucket}: {other}"),
     }
 }

@@ -43,6 +43,8 @@ pub enum StoreError {
     PreconditionFailed(String),
     #[error("access denied: {0}")]
     AccessDenied(String),
+    #[error("no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): {0}")]
+    NoCredentials(String),
     #[error("range not satisfiable: {0}")]
     InvalidRange(String),
     #[error("cannot reach the S3 endpoint: {0}")]

@@ -9,7 +9,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    ProvideCredentials, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{
@@ -43,8 +45,18 @@ impl S3Store {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         let sdk = loader.load().await;
-        if sdk.credentials_provider().is_none() {
-            return Err(StoreError::AccessDenied("no AWS credentials found".into()));
+        // Resolve credentials now: a missing key should stop the mount with one clear line,
+        // not surface later as a stream of failed requests.
+        let creds = match sdk.credentials_provider() {
+            Some(p) => p
+                .provide_credentials()
+                .await
+                .map(|_| ())
+                .map_err(|e| root_cause(&e)),
+            None => Err("no credentials provider".into()),
+        };
+        if let Err(why) = creds {
+            return Err(StoreError::NoCredentials(why));
         }
         let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(config.force_path_style)
@@ -100,8 +112,8 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match &err {
-        SdkError::DispatchFailure(e) => {
-            return StoreError::Unreachable(format!("{what}: {:?}", e.as_connector_error()));
+        SdkError::DispatchFailure(_) => {
+            return StoreError::Unreachable(format!("{what}: {}", root_cause(&err)));
         }
         SdkError::TimeoutError(_) => return StoreError::Unreachable(format!("{what}: timeout")),
         _ => {}
@@ -130,6 +142,19 @@ where
         (Some(500..), _) | (None, _) => StoreError::Unreachable(detail),
         _ => StoreError::Other(detail),
     }
+}
+
+/// The innermost cause of an error chain: the part a person can act on ("Connection refused").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    // One line: some causes (the credential chain's) list their attempts on several.
+    cur.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn to_time(t: Option<&DateTime>) -> SystemTime {
