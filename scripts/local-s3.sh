@@ -14,9 +14,18 @@ state="$here/.local-s3"
 tools="${SEALFS_TOOLS_DIR:-/opt/sealfs-tools}"
 garage_version=2.5.0
 garage="$tools/garage-$garage_version/bin/garage"
-s3_port="${SEALFS_S3_PORT:-3900}"
-rpc_port="${SEALFS_RPC_PORT:-3901}"
-admin_port="${SEALFS_ADMIN_PORT:-3903}"
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Three consecutive free ports from $1 up (another server, e.g. from another clone, may hold
+# the default ones).
+pick_ports() {
+  local base=$1
+  while port_busy "$base" || port_busy $((base + 1)) || port_busy $((base + 3)); do
+    base=$((base + 10))
+  done
+  s3_port=$base; rpc_port=$((base + 1)); admin_port=$((base + 3))
+}
 
 install_garage() {
   [ -x "$garage" ] && return 0
@@ -39,6 +48,7 @@ stop() {
 start() {
   install_garage
   stop
+  pick_ports "${SEALFS_S3_PORT:-3900}"
   mkdir -p "$state"
   # Fresh data on every start: tests expect an empty bucket.
   rm -rf "$state/meta" "$state/data"

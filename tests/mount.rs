@@ -595,3 +595,43 @@ fn exclusive_create_and_permissions_of_new_files() {
     drop(f);
     assert_eq!(fs::metadata(m.p("secret")).unwrap().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn hard_links_xattrs_and_locks_behave_as_documented() {
+    use std::os::fd::AsRawFd;
+    let m = Mount::new(&unique("misc"), &[]);
+    fs::write(m.p("f"), b"x").unwrap();
+    assert_eq!(errno_of(fs::hard_link(m.p("f"), m.p("g"))), libc::EPERM);
+    let path = std::ffi::CString::new(m.p("f").to_str().unwrap()).unwrap();
+    let name = c"user.test";
+    // SAFETY: valid C strings and buffer.
+    let set = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"v".as_ptr().cast(), 1, 0) };
+    assert_eq!(set, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENOTSUP)
+    );
+    let mut buf = [0u8; 16];
+    let got = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), 16) };
+    assert_eq!(got, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENODATA)
+    );
+    // Locks work within the mount (the kernel keeps them locally).
+    let a = File::open(m.p("f")).unwrap();
+    let b = File::open(m.p("f")).unwrap();
+    assert_eq!(
+        unsafe { libc::flock(a.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    assert_eq!(
+        unsafe { libc::flock(b.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        -1
+    );
+    assert_eq!(unsafe { libc::flock(a.as_raw_fd(), libc::LOCK_UN) }, 0);
+    assert_eq!(
+        unsafe { libc::flock(b.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+}

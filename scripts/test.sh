@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run every test: unit tests, and integration tests through a real FUSE mount against a local
+# S3 server (Garage) that this script starts and stops. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/opt/sealfs-tools/target}"
+
+[ -e /dev/fuse ] || { echo "test.sh: /dev/fuse is missing" >&2; exit 1; }
+command -v fusermount3 >/dev/null || { echo "test.sh: fusermount3 missing (apt-get install fuse3)" >&2; exit 1; }
+
+scripts/local-s3.sh start
+trap 'scripts/local-s3.sh stop' EXIT
+set -a; . .local-s3/env; set +a
+
+cargo test --all-targets "$@"
