@@ -12,4 +12,8 @@ scripts/local-s3.sh start
 trap 'scripts/local-s3.sh stop' EXIT
 set -a; . .local-s3/env; set +a
 
-cargo test --all-targets "$@"
+log=$(mktemp)
+cargo test --all-targets "$@" 2>&1 | tee "$log"
+# One closing line over every test binary (the last binary cargo runs may have no tests).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"

@@ -236,6 +236,13 @@ impl Fs {
             return Ok(());
         };
         let mut of = file.lock().await;
+        self.flush_locked(ino, &mut of).await
+    }
+
+    /// Upload what `of` has pending. Runs under the file's lock, so nothing can slip in
+    /// between this flush and whatever the caller does next (release tears down under the
+    /// same lock, or a chmod racing with an asynchronous release would be lost).
+    async fn flush_locked(&self, ino: u64, of: &mut OpenFile) -> Result<()> {
         let path = self.path(ino);
         if of.unlinked || path.is_err() {
             if let Some(w) = of.writer.as_mut() {
@@ -290,35 +297,30 @@ impl Fs {
         let Some(h) = self.handles.lock().unwrap().remove(&fh) else {
             return;
         };
-        let last = {
-            let mut of = h.file.lock().await;
-            of.handles -= 1;
-            of.handles == 0
-        };
-        if last {
-            if let Err(e) = self.flush_ino(h.ino).await {
+        let mut of = h.file.lock().await;
+        of.handles -= 1;
+        if of.handles == 0 && !of.closed {
+            if let Err(e) = self.flush_locked(h.ino, &mut of).await {
                 tracing::error!(ino = h.ino, error = %e, "upload at release failed");
             }
-            let mut of = h.file.lock().await;
-            if of.handles == 0 && !of.closed {
-                of.closed = true;
-                if let Some(w) = of.writer.as_mut() {
-                    if w.is_changed() || w.is_failed() {
-                        w.abort().await;
-                    }
-                }
-                self.files.lock().unwrap().remove(&h.ino);
-                let mut inodes = self.inodes.lock().unwrap();
-                // A new file whose upload failed does not exist: take it out of the namespace.
-                let orphan = inodes
-                    .get(h.ino)
-                    .filter(|n| n.pending)
-                    .map(|n| (n.parent, n.name.clone()));
-                if let Some((parent, name)) = orphan {
-                    inodes.unlink(parent, &name);
+            of.closed = true;
+            if let Some(w) = of.writer.as_mut() {
+                if w.is_changed() || w.is_failed() {
+                    w.abort().await;
                 }
             }
+            self.files.lock().unwrap().remove(&h.ino);
+            let mut inodes = self.inodes.lock().unwrap();
+            // A new file whose upload failed does not exist: take it out of the namespace.
+            let orphan = inodes
+                .get(h.ino)
+                .filter(|n| n.pending)
+                .map(|n| (n.parent, n.name.clone()));
+            if let Some((parent, name)) = orphan {
+                inodes.unlink(parent, &name);
+            }
         }
+        drop(of);
         self.inodes.lock().unwrap().close(h.ino);
     }
 
