@@ -25,6 +25,65 @@ pub struct Cli {
 pub enum Command {
     /// Mount s3://BUCKET[/PREFIX] at MOUNTPOINT.
     Mount(MountArgs),
+    /// Set up a prefix for an encryption mode (creates its config object and keyring).
+    Init(InitArgs),
+    /// Write a new random 256-bit key file (mode 0600).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encryption {
+    /// Objects hold plaintext.
+    None,
+    /// Client-side authenticated encryption: the bucket only ever holds ciphertext.
+    Client,
+}
+
+impl Encryption {
+    pub fn name(self) -> &'static str {
+        match self {
+            Encryption::None => "none",
+            Encryption::Client => "client",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// s3://BUCKET or s3://BUCKET/PREFIX
+    pub url: String,
+    #[arg(long, value_enum)]
+    pub encryption: Encryption,
+    /// Key file wrapping the prefix's data keys (client mode); make one with `sealfs keygen`.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long)]
+    pub force_path_style: bool,
+}
+
+impl InitArgs {
+    pub fn s3(&self) -> Result<(S3Config, String), CliError> {
+        let (bucket, prefix) = parse_url(&self.url)?;
+        Ok((
+            S3Config {
+                bucket,
+                region: self.region.clone(),
+                endpoint_url: self.endpoint_url.clone(),
+                force_path_style: self.force_path_style,
+            },
+            prefix,
+        ))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +130,12 @@ pub struct MountArgs {
     /// Log file for a background mount (default: logs are discarded once detached).
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+    /// Encryption mode; must match what `sealfs init` recorded for the prefix.
+    #[arg(long, value_enum, default_value = "none")]
+    pub encryption: Encryption,
+    /// Key file for `--encryption client`.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, auto_unmount,
     /// default_permissions, and any of the long options above as name=value.
     #[arg(short = 'o', value_delimiter = ',')]
@@ -125,6 +190,8 @@ pub struct MountPlan {
     pub default_permissions: bool,
     pub log_file: Option<PathBuf>,
     pub fsname: String,
+    pub encryption: Encryption,
+    pub key_file: Option<PathBuf>,
 }
 
 impl MountArgs {
@@ -155,6 +222,11 @@ impl MountArgs {
                     self.metadata_ttl = v.parse().map_err(|_| bad())?
                 }
                 "log_file" | "log-file" => self.log_file = Some(v.into()),
+                "key_file" | "key-file" => self.key_file = Some(v.into()),
+                "encryption" => {
+                    self.encryption =
+                        <Encryption as clap::ValueEnum>::from_str(v, true).map_err(|_| bad())?
+                }
                 _ => return Err(CliError::UnknownOption(opt.clone())),
             }
         }
@@ -175,6 +247,12 @@ impl MountArgs {
             return Err(CliError::BadValue(
                 "--metadata-ttl".into(),
                 self.metadata_ttl.to_string(),
+            ));
+        }
+        if self.encryption == Encryption::Client && self.key_file.is_none() {
+            return Err(CliError::BadValue(
+                "--encryption client".into(),
+                "needs --key-file FILE".into(),
             ));
         }
         let part_size = self.part_size_mib * 1024 * 1024;
@@ -203,6 +281,7 @@ impl MountArgs {
                 read_only: self.read_only,
                 write,
                 read: ReadConfig::default(),
+                keys: None,
             },
             mountpoint: self.mountpoint,
             foreground: self.foreground,
@@ -212,6 +291,8 @@ impl MountArgs {
             default_permissions,
             log_file: self.log_file,
             fsname: format!("sealfs:{bucket}/{prefix}"),
+            encryption: self.encryption,
+            key_file: self.key_file,
         })
     }
 }
@@ -242,14 +323,18 @@ mod tests {
             "-o",
             "ro,allow_other,uid=7,file_mode=600",
         ]);
-        let Command::Mount(args) = cli.command;
+        let Command::Mount(args) = cli.command else {
+            panic!()
+        };
         let plan = args.into_plan((1, 2)).unwrap();
         assert!(plan.fs.read_only && plan.allow_other);
         assert_eq!(plan.fs.defaults.uid, 7);
         assert_eq!(plan.fs.defaults.gid, 2);
         assert_eq!(plan.fs.defaults.file_mode, 0o600);
         let cli = Cli::parse_from(["sealfs", "mount", "s3://b", "/mnt", "-o", "bogus"]);
-        let Command::Mount(args) = cli.command;
+        let Command::Mount(args) = cli.command else {
+            panic!()
+        };
         assert!(args.into_plan((0, 0)).is_err());
     }
 }

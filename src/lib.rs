@@ -12,6 +12,7 @@ pub mod fuse;
 pub mod inode;
 pub mod mount;
 pub mod read;
+pub mod setup;
 pub mod store;
 pub mod sys;
 pub mod write;

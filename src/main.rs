@@ -20,6 +20,10 @@ fn main() {
             .into_plan(sealfs::sys::ids())
             .map_err(anyhow::Error::from)
             .and_then(sealfs::mount::run),
+        Command::Init(args) => sealfs::mount::init(&args),
+        Command::Keygen(args) => sealfs::crypto::keys::keygen(&args.out)
+            .map(|()| eprintln!("sealfs: wrote a new key to {} (mode 0600); keep a copy: without it the data cannot be read", args.out.display()))
+            .map_err(anyhow::Error::from),
     };
     if let Err(e) = result {
         eprintln!("sealfs: {e:#}");

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::MountPlan;
 use crate::fs::Fs;
 use crate::fuse::{self, FuseFs, MountOptions};
+use crate::setup;
 use crate::store::s3::S3Store;
 use crate::store::StoreError;
 use crate::sys;
@@ -104,7 +105,20 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
         Ok(s) => s,
         Err(e) => return fail(daemon, explain(&e, plan)),
     };
-    let fs = Arc::new(Fs::new(Arc::new(store), plan.fs.clone()));
+    let url = format!("s3://{}/{}", plan.s3.bucket, plan.fs.prefix);
+    let keys = rt.block_on(setup::open(
+        &store,
+        url.trim_end_matches('/'),
+        &plan.fs.prefix,
+        plan.encryption,
+        plan.key_file.as_deref(),
+    ));
+    let mut fs_cfg = plan.fs.clone();
+    fs_cfg.keys = match keys {
+        Ok(k) => k,
+        Err(e) => return fail(daemon, e.to_string()),
+    };
+    let fs = Arc::new(Fs::new(Arc::new(store), fs_cfg));
     let opts = MountOptions {
         fsname: plan.fsname.clone(),
         read_only: plan.fs.read_only,
@@ -149,5 +163,33 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
     });
     mounted.run().context("FUSE session failed")?;
     tracing::info!("unmounted");
+    Ok(())
+}
+
+/// `sealfs init`: connect, then record the prefix's mode (and keyring).
+pub fn init(args: &crate::cli::InitArgs) -> Result<()> {
+    let (s3, prefix) = args.s3()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let store = S3Store::connect(&s3).await?;
+        store.check_bucket().await?;
+        setup::init(
+            &store,
+            args.url.trim_end_matches('/'),
+            &prefix,
+            args.encryption,
+            args.key_file.as_deref(),
+        )
+        .await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    eprintln!(
+        "sealfs: {} initialized with encryption '{}'",
+        args.url,
+        args.encryption.name()
+    );
     Ok(())
 }

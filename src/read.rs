@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::crypto::codec::FileCodec;
+use crate::crypto::format::FormatError;
 use crate::store::{ObjectStore, StoreError};
 
 #[derive(Debug, Clone)]
@@ -36,9 +38,11 @@ pub enum ReadError {
     Store(#[from] StoreError),
     #[error("object changed on the server since it was opened: {0}")]
     Changed(String),
+    #[error("{key}: {error}")]
+    Corrupt { key: String, error: FormatError },
 }
 
-/// The object version a handle reads.
+/// The object version a handle reads; `size` is the file (plaintext) size.
 #[derive(Debug, Clone)]
 pub struct Version {
     pub key: String,
@@ -72,6 +76,7 @@ impl Reader {
         &mut self,
         store: &Arc<dyn ObjectStore>,
         version: &Version,
+        codec: &FileCodec,
         offset: u64,
         len: u64,
     ) -> Result<Bytes, ReadError> {
@@ -101,15 +106,7 @@ impl Reader {
             len
         };
         let fetch_end = (offset + want).min(version.size);
-        let data = store
-            .get_range(&version.key, offset..fetch_end, Some(&version.etag))
-            .await
-            .map_err(|e| match e {
-                StoreError::PreconditionFailed(m) | StoreError::NotFound(m) => {
-                    ReadError::Changed(m)
-                }
-                other => ReadError::Store(other),
-            })?;
+        let data = read_range(store, version, codec, offset..fetch_end).await?;
         if (data.len() as u64) < end - offset {
             return Err(ReadError::Changed(version.key.clone()));
         }
@@ -119,4 +116,31 @@ impl Reader {
         self.buf_etag = version.etag.clone();
         Ok(out)
     }
+}
+
+/// Plaintext `range` of `version` (non-empty, within the file): one ranged GET pinned to the
+/// version, authenticated and decrypted by `codec`.
+pub async fn read_range(
+    store: &Arc<dyn ObjectStore>,
+    version: &Version,
+    codec: &FileCodec,
+    range: std::ops::Range<u64>,
+) -> Result<Bytes, ReadError> {
+    let fetch = codec.fetch_range(&range, version.size);
+    let raw = store
+        .get_range(&version.key, fetch.clone(), Some(&version.etag))
+        .await
+        .map_err(|e| match e {
+            StoreError::PreconditionFailed(m) | StoreError::NotFound(m) => ReadError::Changed(m),
+            other => ReadError::Store(other),
+        })?;
+    if (raw.len() as u64) < fetch.end - fetch.start {
+        return Err(ReadError::Changed(version.key.clone()));
+    }
+    codec
+        .decode(raw, &range, version.size)
+        .map_err(|error| ReadError::Corrupt {
+            key: version.key.clone(),
+            error,
+        })
 }

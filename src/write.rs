@@ -25,6 +25,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
+use crate::crypto::codec::FileCodec;
+use crate::crypto::format::FormatError;
 use crate::store::{self, CompletedPart, ObjectMeta, ObjectStore, StoreError, UserMeta};
 
 #[derive(Debug, Clone)]
@@ -62,6 +64,8 @@ pub enum WriteError {
     TooLarge(u64, u64),
     #[error("the object changed on the server while this file was open: {0}")]
     Changed(String),
+    #[error("{key}: {error}")]
+    Corrupt { key: String, error: FormatError },
 }
 
 pub type Result<T> = std::result::Result<T, WriteError>;
@@ -84,6 +88,7 @@ struct Upload {
 
 pub struct Writer {
     store: Arc<dyn ObjectStore>,
+    codec: FileCodec,
     cfg: WriteConfig,
     base: Option<Base>,
     base_valid: u64,
@@ -99,10 +104,18 @@ pub struct Writer {
 impl Writer {
     /// A writer over `base` (None for a new file). `changed` forces an upload on the next
     /// checkpoint even without writes (a new empty file, an O_TRUNC open).
-    pub fn new(store: Arc<dyn ObjectStore>, cfg: WriteConfig, base: Option<Base>) -> Self {
+    /// `codec` seals the new object; for an existing base it must be the base's own (same
+    /// file keys), so that untouched parts can be copied.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        cfg: WriteConfig,
+        base: Option<Base>,
+        codec: FileCodec,
+    ) -> Self {
         let size = base.as_ref().map_or(0, |b| b.size);
         Self {
             store,
+            codec,
             cfg,
             base_valid: size,
             base,
@@ -179,7 +192,8 @@ impl Writer {
 
     pub async fn truncate(&mut self, key: &str, meta: &UserMeta, new_size: u64) -> Result<()> {
         self.check()?;
-        if new_size < self.committed_end {
+        // At the boundary too: the part before it was sealed as "not last".
+        if self.upload.is_some() && new_size <= self.committed_end {
             let r = self.checkpoint_inner(key, meta).await;
             self.guard(r).await?;
         }
@@ -240,7 +254,8 @@ impl Writer {
         let p = self.cfg.part_size;
         let etag = if self.upload.is_none() && self.size <= p {
             let body = self.assemble(0..self.size).await?;
-            self.store.put(key, Bytes::from(body), meta).await?
+            let body = self.codec.encode(0, &body, self.size);
+            self.store.put(key, body, meta).await?
         } else {
             self.start_upload(key, meta).await?;
             while self.committed_end < self.size {
@@ -267,7 +282,7 @@ impl Writer {
             };
             let done = ObjectMeta {
                 key: up.key.clone(),
-                size: self.size,
+                size: self.codec.object_size(self.size),
                 etag,
                 last_modified: std::time::SystemTime::now(),
                 user: up.meta.clone(),
@@ -317,14 +332,16 @@ impl Writer {
         let p = self.cfg.part_size;
         loop {
             let ce = self.committed_end;
-            let full = self.dirty.get(&ce).is_some_and(|v| v.len() as u64 >= p);
+            // Only once data exists past the part: the part holding the file's end is always
+            // sealed at checkpoint, when the final size (and so the last block) is known.
+            let full = self.dirty.get(&ce).is_some_and(|v| v.len() as u64 > p);
             let pressure_limit = if self.dirty_bytes > self.cfg.max_dirty.max(p) {
                 let last_end = self
                     .dirty
                     .iter()
                     .next_back()
                     .map_or(0, |(s, v)| s + v.len() as u64);
-                last_end / p * p
+                (last_end / p * p).min(self.size.saturating_sub(1) / p * p)
             } else {
                 0
             };
@@ -346,16 +363,21 @@ impl Writer {
             Some(b)
                 if untouched
                     && range.end <= self.base_valid
+                    && self.codec.copy_safe(&range, b.size, self.size)
                     && (range.end - range.start >= self.cfg.min_copy_part
                         || range.end == self.size) =>
             {
-                Some(b.clone())
+                let src = self.codec.object_range(&range, b.size);
+                Some((b.clone(), src))
             }
             _ => None,
         };
         let body = match copy_from {
             Some(_) => None,
-            None => Some(self.take_part_bytes(range.clone()).await?),
+            None => {
+                let plain = self.take_part_bytes(range.clone()).await?;
+                Some(self.codec.encode(range.start, &plain, self.size))
+            }
         };
         self.drop_dirty_below(range.end);
         let store = self.store.clone();
@@ -363,9 +385,9 @@ impl Writer {
         let (key, id) = (up.key.clone(), up.id.clone());
         up.inflight.spawn(async move {
             let etag = match (copy_from, body) {
-                (Some(b), _) => {
+                (Some((b, src)), _) => {
                     store
-                        .upload_part_copy(&key, &id, number, &b.key, &b.etag, range)
+                        .upload_part_copy(&key, &id, number, &b.key, &b.etag, src)
                         .await?
                 }
                 (None, Some(body)) => store.upload_part(&key, &id, number, body).await?,
@@ -411,9 +433,10 @@ impl Writer {
             let gaps = self.uncovered(range.start..base_end);
             if let (Some(first), Some(last)) = (gaps.first(), gaps.last()) {
                 let span = first.start..last.end;
-                let data = self
+                let fetch = self.codec.fetch_range(&span, base.size);
+                let raw = self
                     .store
-                    .get_range(&base.key, span.clone(), Some(&base.etag))
+                    .get_range(&base.key, fetch.clone(), Some(&base.etag))
                     .await
                     .map_err(|e| match e {
                         StoreError::PreconditionFailed(m) | StoreError::NotFound(m) => {
@@ -421,9 +444,15 @@ impl Writer {
                         }
                         other => WriteError::Store(other),
                     })?;
-                if data.len() as u64 != span.end - span.start {
+                if raw.len() as u64 != fetch.end - fetch.start {
                     return Err(WriteError::Changed(base.key.clone()));
                 }
+                let data = self.codec.decode(raw, &span, base.size).map_err(|error| {
+                    WriteError::Corrupt {
+                        key: base.key.clone(),
+                        error,
+                    }
+                })?;
                 let at = (span.start - range.start) as usize;
                 buf[at..at + data.len()].copy_from_slice(&data);
             }

@@ -53,6 +53,8 @@ pub enum FormatError {
     BadSize(u64),
     #[error("wrong key: the key commitment in the header does not match")]
     WrongKey,
+    #[error("sealed under key version {0}, which this prefix's keyring does not have")]
+    UnknownKeyVersion(u32),
     #[error(
         "block {0} failed authentication (corrupted, truncated, reordered or from another object)"
     )]

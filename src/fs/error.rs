@@ -1,6 +1,7 @@
 //! The one errno table of sealfs: every error any filesystem operation can return maps to an
 //! errno here, and nowhere else.
 
+use crate::crypto::format::FormatError;
 use crate::read::ReadError;
 use crate::store::StoreError;
 use crate::write::WriteError;
@@ -29,6 +30,10 @@ pub enum FsError {
     NotSupported(&'static str),
     #[error("file changed on the server: {0}")]
     Stale(String),
+    #[error("{key}: {error}")]
+    Corrupt { key: String, error: FormatError },
+    #[error("the name is reserved for sealfs's own use")]
+    Reserved,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -40,6 +45,7 @@ impl From<ReadError> for FsError {
         match e {
             ReadError::Store(s) => FsError::Store(s),
             ReadError::Changed(m) => FsError::Stale(m),
+            ReadError::Corrupt { key, error } => FsError::Corrupt { key, error },
         }
     }
 }
@@ -58,6 +64,9 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::NotSupported(_) => libc::ENOTSUP,
             FsError::Stale(_) => libc::ESTALE,
+            FsError::Corrupt { .. } => libc::EIO,
+            FsError::Reserved => libc::EACCES,
+            FsError::Write(WriteError::Corrupt { .. }) => libc::EIO,
             FsError::Store(e) => store_errno(e),
             FsError::Write(WriteError::Store(e)) => store_errno(e),
             FsError::Write(WriteError::TooLarge(..)) => libc::EFBIG,

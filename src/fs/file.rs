@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::{libc_flags, meta, Fs, FsError, Result, SetAttr};
+use crate::crypto::codec::FileCodec;
 use crate::inode::{Attr, Kind};
 use crate::read::{Reader, Version};
 use crate::store::{self, ObjectMeta};
@@ -30,6 +31,9 @@ pub(super) struct OpenFile {
     pub handles: usize,
     /// Set by the last release; an open that finds it retries with a fresh state.
     pub closed: bool,
+    /// How this file's bytes map to its object (loaded from the object's header on first use
+    /// in client mode).
+    pub codec: Option<FileCodec>,
 }
 
 pub(super) struct Handle {
@@ -49,6 +53,7 @@ impl OpenFile {
             unlinked: false,
             handles: 0,
             closed: false,
+            codec: None,
         }
     }
 
@@ -77,13 +82,59 @@ impl Fs {
             .ok_or(FsError::BadHandle)
     }
 
-    pub(super) fn new_writer(&self, version: Option<&Version>) -> Writer {
+    pub(super) fn new_writer(&self, version: Option<&Version>, codec: FileCodec) -> Writer {
         let base = version.map(|v| Base {
             key: v.key.clone(),
             etag: v.etag.clone(),
             size: v.size,
         });
-        Writer::new(self.store.clone(), self.cfg.write.clone(), base)
+        Writer::new(self.store.clone(), self.cfg.write.clone(), base, codec)
+    }
+
+    /// Codec for a new file in this mount's mode.
+    pub(super) fn new_codec(&self) -> FileCodec {
+        match &self.cfg.keys {
+            Some(ring) => ring.new_file(),
+            None => FileCodec::Plain,
+        }
+    }
+
+    /// The codec of an open file: plain, or (client mode) read from its object's header, whose
+    /// key commitment is checked here, before any block is used.
+    async fn file_codec(&self, of: &mut OpenFile) -> Result<FileCodec> {
+        if let Some(c) = &of.codec {
+            return Ok(c.clone());
+        }
+        let codec = match (&self.cfg.keys, &of.version) {
+            (None, _) => FileCodec::Plain,
+            (Some(_), None) => self.new_codec(),
+            (Some(ring), Some(v)) => {
+                let head = self
+                    .store
+                    .get_range(&v.key, 0..crate::crypto::format::HEADER_LEN, Some(&v.etag))
+                    .await;
+                let head = match head {
+                    Ok(h) => h,
+                    Err(crate::store::StoreError::InvalidRange(_)) => bytes::Bytes::new(),
+                    Err(e) => return Err(e.into()),
+                };
+                ring.open_header(&head).map_err(|error| FsError::Corrupt {
+                    key: v.key.clone(),
+                    error,
+                })?
+            }
+        };
+        of.codec = Some(codec.clone());
+        Ok(codec)
+    }
+
+    /// Make sure `of` has a writer (over its current version, with its own codec).
+    async fn ensure_writer(&self, of: &mut OpenFile) -> Result<()> {
+        if of.writer.is_none() {
+            let codec = self.file_codec(of).await?;
+            of.writer = Some(self.new_writer(of.version.as_ref(), codec));
+        }
+        Ok(())
     }
 
     /// Current key of an open inode ("" once unlinked: such a file is never uploaded).
@@ -170,7 +221,11 @@ impl Fs {
             if writable && flags & libc_flags::O_TRUNC != 0 {
                 let key = self.key_of(ino);
                 if of.writer.is_none() {
-                    of.writer = Some(self.new_writer(of.version.as_ref()));
+                    // Nothing of the old object survives, so new keys (and a foreign object
+                    // in a client prefix can be overwritten).
+                    let codec = self.new_codec();
+                    of.codec = Some(codec.clone());
+                    of.writer = Some(self.new_writer(of.version.as_ref(), codec));
                 }
                 of.attr.mtime = SystemTime::now();
                 let m = meta::to_meta(&of.attr);
@@ -194,10 +249,14 @@ impl Fs {
             return Ok(w.read(&key, &m, offset, u64::from(len)).await?);
         }
         let version = of.version.clone().ok_or(FsError::BadHandle)?;
+        if offset >= version.size {
+            return Ok(Bytes::new());
+        }
+        let codec = self.file_codec(&mut of).await?;
         drop(of);
         let mut reader = h.reader.lock().await;
         Ok(reader
-            .read(&self.store, &version, offset, u64::from(len))
+            .read(&self.store, &version, &codec, offset, u64::from(len))
             .await?)
     }
 
@@ -207,9 +266,7 @@ impl Fs {
             return Err(FsError::BadHandle);
         }
         let mut of = h.file.lock().await;
-        if of.writer.is_none() {
-            of.writer = Some(self.new_writer(of.version.as_ref()));
-        }
+        self.ensure_writer(&mut of).await?;
         let now = SystemTime::now();
         of.attr.mtime = now;
         of.attr.ctime = now;
@@ -272,7 +329,7 @@ impl Fs {
             let v = of.version.clone().ok_or(FsError::NotFound)?;
             let src = ObjectMeta {
                 key: v.key.clone(),
-                size: v.size,
+                size: self.object_size(v.size),
                 etag: v.etag.clone(),
                 last_modified: SystemTime::now(),
                 user: m.clone(),
@@ -339,9 +396,7 @@ impl Fs {
             return Ok(None);
         }
         if let Some(size) = set.size {
-            if of.writer.is_none() {
-                of.writer = Some(self.new_writer(of.version.as_ref()));
-            }
+            self.ensure_writer(&mut of).await?;
             of.attr.mtime = SystemTime::now();
             let key = self.key_of(ino);
             let m = meta::to_meta(&of.attr);

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub use error::{FsError, Result};
 pub use meta::Defaults;
 
+use crate::crypto::codec::plain_size_of;
+use crate::crypto::keys::{Keyring, CONFIG_NAME};
 use crate::inode::{Attr, InodeTable, Kind, ROOT_INO};
 use crate::read::ReadConfig;
 use crate::store::{ObjectMeta, ObjectStore};
@@ -47,6 +49,8 @@ pub struct FsConfig {
     pub read_only: bool,
     pub write: WriteConfig,
     pub read: ReadConfig,
+    /// Client-side encryption: the prefix's unwrapped keyring (`None`: objects are plaintext).
+    pub keys: Option<Arc<Keyring>>,
 }
 
 /// Who is asking: new files and directories are owned by the caller.
@@ -160,6 +164,9 @@ impl Fs {
         if name.len() > MAX_NAME {
             return Err(FsError::NameTooLong);
         }
+        if parent == ROOT_INO && name == CONFIG_NAME {
+            return Err(FsError::Reserved);
+        }
         let inodes = self.inodes.lock().unwrap();
         let node = inodes.get(parent).ok_or(FsError::NotFound)?;
         if node.kind != Kind::Dir {
@@ -178,13 +185,17 @@ impl Fs {
     }
 
     fn attr_from(&self, kind: Kind, obj: &ObjectMeta) -> Attr {
-        meta::from_meta(
-            kind,
-            obj.size,
-            obj.last_modified,
-            &obj.user,
-            &self.cfg.defaults,
-        )
+        // A foreign object in a client-mode prefix keeps its raw size (reading it fails).
+        let size = plain_size_of(self.cfg.keys.is_some(), obj.size).unwrap_or(obj.size);
+        meta::from_meta(kind, size, obj.last_modified, &obj.user, &self.cfg.defaults)
+    }
+
+    /// Object size of a file of `plain` bytes in this mount's mode.
+    fn object_size(&self, plain: u64) -> u64 {
+        match self.cfg.keys {
+            Some(_) => crate::crypto::format::cipher_size(plain),
+            None => plain,
+        }
     }
 
     fn dir_attr(&self, marker: Option<&ObjectMeta>) -> Attr {
@@ -378,6 +389,9 @@ impl Fs {
         for (name, _) in inodes.pending_children(ino) {
             names.entry(name).or_insert(Kind::File);
         }
+        if ino == ROOT_INO {
+            names.remove(CONFIG_NAME);
+        }
         let parent = inodes.get(ino).map_or(ROOT_INO, |n| n.parent);
         let mut out = vec![
             DirEntry {
@@ -427,6 +441,13 @@ impl Fs {
             .store
             .get_range(&key, 0..obj.size, Some(&obj.etag))
             .await?;
+        let body = match &self.cfg.keys {
+            Some(ring) => ring.open_object(&body).map_err(|error| FsError::Corrupt {
+                key: key.clone(),
+                error,
+            })?,
+            None => body.to_vec(),
+        };
         let target = String::from_utf8_lossy(&body).into_owned();
         if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
             n.symlink_target = Some(target.clone());

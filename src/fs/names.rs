@@ -63,9 +63,11 @@ impl Fs {
             }
             ino
         };
-        let mut writer = self.new_writer(None);
+        let codec = self.new_codec();
+        let mut writer = self.new_writer(None, codec.clone());
         writer.mark_changed();
         let mut of = OpenFile::new(attr.clone(), None, Some(writer));
+        of.codec = Some(codec);
         of.handles = 1;
         let file = Arc::new(AsyncMutex::new(of));
         let replaced = self.files.lock().unwrap().insert(ino, file.clone());
@@ -112,7 +114,8 @@ impl Fs {
             .store
             .put(
                 &self.file_key(&path),
-                Bytes::copy_from_slice(target.as_bytes()),
+                self.new_codec()
+                    .encode(0, target.as_bytes(), target.len() as u64),
                 &meta::to_meta(&attr),
             )
             .await?;

@@ -36,6 +36,7 @@ fn fs_with(prefix: &str) -> (Arc<MemStore>, Fs) {
             min_window: 16,
             max_window: 64,
         },
+        keys: None,
     };
     (mem.clone(), Fs::new(mem, cfg))
 }
@@ -358,4 +359,93 @@ async fn read_only_mounts_refuse_changes() {
         libc::EROFS
     );
     assert_eq!(read_all(&fs, f.ino).await, b"x");
+}
+
+fn client_fs() -> (Arc<MemStore>, Fs) {
+    let (mem, fs) = fs_with("");
+    let mut cfg = fs.cfg.clone();
+    cfg.keys = Some(Arc::new(crate::crypto::keys::Keyring::new_single(
+        crate::crypto::format::Secret([9; 32]),
+    )));
+    cfg.write = WriteConfig {
+        part_size: 2 * 65536,
+        max_inflight: 2,
+        max_dirty: 4 * 65536,
+        min_copy_part: 0,
+    };
+    (mem.clone(), Fs::new(mem, cfg))
+}
+
+#[tokio::test]
+async fn client_mode_stores_only_ciphertext_and_reads_back() {
+    let (mem, fs) = client_fs();
+    let secret = b"attack at dawn, attack at dawn, attack at dawn".repeat(5000);
+    let ino = write_file(&fs, ROOT_INO, "plan.txt", &secret).await;
+    let raw = mem.raw("plan.txt").unwrap();
+    assert!(
+        !raw.windows(14).any(|w| w == b"attack at dawn"),
+        "plaintext in the object"
+    );
+    assert_eq!(
+        raw.len() as u64,
+        crate::crypto::format::cipher_size(secret.len() as u64)
+    );
+    let e = fs.lookup(ROOT_INO, "plan.txt").await.unwrap();
+    assert_eq!(
+        e.attr.size,
+        secret.len() as u64,
+        "sizes are plaintext sizes"
+    );
+    assert_eq!(read_all(&fs, ino).await, secret);
+    let l = fs
+        .symlink(ROOT_INO, "link", "secret-target-name", ME)
+        .await
+        .unwrap();
+    assert!(!mem.raw("link").unwrap().windows(6).any(|w| w == b"secret"));
+    assert_eq!(fs.readlink(l.ino).await.unwrap(), "secret-target-name");
+}
+
+#[tokio::test]
+async fn client_mode_tampering_is_eio_never_wrong_bytes() {
+    let (mem, fs) = client_fs();
+    let data = vec![42u8; 300_000];
+    write_file(&fs, ROOT_INO, "f", &data).await;
+    let mut raw = mem.raw("f").unwrap().to_vec();
+    raw[100_000] ^= 1;
+    let user = mem.head("f").await.unwrap().unwrap().user;
+    mem.put("f", Bytes::from(raw), &user).await.unwrap();
+    let e = fs.lookup(ROOT_INO, "f").await.unwrap();
+    let fh = fs.open(e.ino, libc_flags::O_RDONLY).await.unwrap();
+    assert_eq!(
+        &fs.read(fh, 0, 4096).await.unwrap()[..],
+        &data[..4096],
+        "untouched blocks still read"
+    );
+    let err = fs.read(fh, 65536, 65536).await.unwrap_err();
+    assert_eq!(err.errno(), libc::EIO, "{err}");
+    assert!(err.to_string().contains("block 1"), "{err}");
+    fs.release(fh).await;
+    // A foreign object: listed, unreadable, replaceable.
+    mem.put(
+        "foreign",
+        Bytes::from_static(b"written by another tool"),
+        &UserMeta::new(),
+    )
+    .await
+    .unwrap();
+    let e = fs.lookup(ROOT_INO, "foreign").await.unwrap();
+    let fh = fs.open(e.ino, libc_flags::O_RDONLY).await.unwrap();
+    assert_eq!(fs.read(fh, 0, 10).await.unwrap_err().errno(), libc::EIO);
+    fs.release(fh).await;
+    let fh = fs
+        .open(e.ino, libc::O_WRONLY | libc::O_TRUNC)
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"mine now").await.unwrap();
+    fs.release(fh).await;
+    assert_eq!(read_all(&fs, e.ino).await, b"mine now");
+    assert_eq!(
+        fs.lookup(ROOT_INO, ".sealfs").await.unwrap_err().errno(),
+        libc::EACCES
+    );
 }

@@ -202,6 +202,20 @@ pub async fn list_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<ListO
     }
 }
 
+/// A whole (small) object, or `None` when it does not exist.
+pub async fn get_all(store: &dyn ObjectStore, key: &str) -> Result<Option<Bytes>> {
+    let Some(obj) = store.head(key).await? else {
+        return Ok(None);
+    };
+    if obj.size == 0 {
+        return Ok(Some(Bytes::new()));
+    }
+    store
+        .get_range(key, 0..obj.size, Some(&obj.etag))
+        .await
+        .map(Some)
+}
+
 /// Delete keys in batches of 1000 (the DeleteObjects limit).
 pub async fn delete_all(store: &dyn ObjectStore, keys: &[String]) -> Result<()> {
     for chunk in keys.chunks(1000) {

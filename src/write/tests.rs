@@ -7,6 +7,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::*;
+use crate::crypto::format::{Secret, BLOCK_PLAIN};
+use crate::crypto::keys::Keyring;
 use crate::store::fault::FaultStore;
 use crate::store::mem::MemStore;
 
@@ -57,7 +59,7 @@ async fn run(initial: Option<Vec<u8>>, ops: Vec<Op>) {
         None => None,
     };
     let mut model = initial.unwrap_or_default();
-    let mut w = Writer::new(mem.clone(), small_cfg(), base);
+    let mut w = Writer::new(mem.clone(), small_cfg(), base, FileCodec::Plain);
     for op in ops {
         match op {
             Op::Write(off, data) => {
@@ -107,7 +109,7 @@ proptest! {
 #[tokio::test]
 async fn sequential_write_streams_parts_before_close() {
     let mem = Arc::new(MemStore::new());
-    let mut w = Writer::new(mem.clone(), small_cfg(), None);
+    let mut w = Writer::new(mem.clone(), small_cfg(), None, FileCodec::Plain);
     let meta = UserMeta::new();
     for i in 0..10u8 {
         w.write(KEY, &meta, u64::from(i) * 8, &[i; 8])
@@ -140,7 +142,7 @@ async fn unchanged_parts_of_a_large_object_are_copied_not_resent() {
         etag,
         size: 160,
     };
-    let mut w = Writer::new(mem.clone(), small_cfg(), Some(base));
+    let mut w = Writer::new(mem.clone(), small_cfg(), Some(base), FileCodec::Plain);
     w.write(KEY, &meta, 100, b"XY").await.unwrap();
     w.checkpoint(KEY, &meta).await.unwrap();
     let mut want = data;
@@ -153,7 +155,7 @@ async fn failed_upload_aborts_and_poisons_the_writer() {
     let mem = Arc::new(MemStore::new());
     let faulty = Arc::new(FaultStore::new(mem.clone()));
     let meta = UserMeta::new();
-    let mut w = Writer::new(faulty.clone(), small_cfg(), None);
+    let mut w = Writer::new(faulty.clone(), small_cfg(), None, FileCodec::Plain);
     w.write(KEY, &meta, 0, &[1; 20]).await.unwrap();
     faulty.fail_writes.store(true, Ordering::SeqCst);
     let err = w.write(KEY, &meta, 20, &[2; 30]).await;
@@ -185,9 +187,133 @@ async fn object_replaced_underneath_is_detected() {
         etag,
         size: 64,
     };
-    let mut w = Writer::new(mem.clone(), small_cfg(), Some(base));
+    let mut w = Writer::new(mem.clone(), small_cfg(), Some(base), FileCodec::Plain);
     w.write(KEY, &meta, 3, b"z").await.unwrap();
     mem.put(KEY, Bytes::from(vec![9; 64]), &meta).await.unwrap();
     let err = w.checkpoint(KEY, &meta).await.unwrap_err();
     assert!(matches!(err, WriteError::Changed(_)), "{err}");
+}
+
+/// The same model in client mode: parts of two 64 KiB blocks, offsets across several parts,
+/// and every stored object must open (all blocks authentic, last block marked) to the model.
+async fn run_client(initial: Option<Vec<u8>>, ops: Vec<Op>) {
+    let mem = Arc::new(MemStore::new());
+    let ring = Keyring::new_single(Secret([7; 32]));
+    let meta = UserMeta::new();
+    let cfg = WriteConfig {
+        part_size: 2 * BLOCK_PLAIN,
+        max_inflight: 2,
+        max_dirty: 5 * BLOCK_PLAIN,
+        min_copy_part: 0,
+    };
+    let codec = ring.new_file();
+    let base = match &initial {
+        Some(data) => {
+            let body = codec.encode(0, data, data.len() as u64);
+            let etag = mem.put(KEY, body, &meta).await.unwrap();
+            Some(Base {
+                key: KEY.into(),
+                etag,
+                size: data.len() as u64,
+            })
+        }
+        None => None,
+    };
+    let mut model = initial.unwrap_or_default();
+    let mut w = Writer::new(mem.clone(), cfg, base, codec);
+    let check = |mem: &MemStore, model: &[u8]| {
+        let raw = mem.raw(KEY).unwrap();
+        assert_eq!(
+            ring.open_object(&raw).expect("stored object authenticates"),
+            model
+        );
+    };
+    for op in ops {
+        match op {
+            Op::Write(off, data) => {
+                // Writes long enough to fill parts, so streaming runs too.
+                let (off, data) = (off * 3000, data.repeat(1 + (off as usize % 5) * 1200));
+                w.write(KEY, &meta, off, &data).await.unwrap();
+                let end = off as usize + data.len();
+                if model.len() < end {
+                    model.resize(end, 0);
+                }
+                model[off as usize..end].copy_from_slice(&data);
+            }
+            Op::Truncate(size) => {
+                let size = size * 3000;
+                w.truncate(KEY, &meta, size).await.unwrap();
+                model.resize(size as usize, 0);
+            }
+            Op::Read(off, len) => {
+                let (off, len) = (off * 3000, len * 3000);
+                let got = w.read(KEY, &meta, off, len).await.unwrap();
+                let from = (off as usize).min(model.len());
+                let to = ((off + len) as usize).min(model.len());
+                assert_eq!(&got[..], &model[from..to]);
+            }
+            Op::Checkpoint => {
+                w.mark_changed();
+                w.checkpoint(KEY, &meta).await.unwrap();
+                check(&mem, &model);
+            }
+        }
+    }
+    w.mark_changed();
+    w.checkpoint(KEY, &meta).await.unwrap();
+    check(&mem, &model);
+    assert_eq!(mem.pending_uploads(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+    #[test]
+    fn client_mode_writer_matches_model(
+        initial in prop::option::of(prop::collection::vec(any::<u8>(), 0..150).prop_map(|v| v.repeat(2000))),
+        ops in prop::collection::vec(op(), 1..25),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run_client(initial, ops));
+    }
+}
+
+/// The edges of the last-block rule in client mode: a file ending exactly on a part
+/// boundary, and a truncate down to the boundary of what was already uploaded.
+#[tokio::test]
+async fn client_mode_part_boundaries_seal_the_right_last_block() {
+    let ring = Keyring::new_single(Secret([8; 32]));
+    let meta = UserMeta::new();
+    let p = 2 * BLOCK_PLAIN;
+    let cfg = WriteConfig {
+        part_size: p,
+        max_inflight: 2,
+        max_dirty: 8 * BLOCK_PLAIN,
+        min_copy_part: 0,
+    };
+    for (write_len, truncate_to) in [
+        (2 * p, None),
+        (p, None),
+        (2 * p + 10, Some(p)),
+        (3 * p, Some(2 * p)),
+    ] {
+        let mem = Arc::new(MemStore::new());
+        let mut w = Writer::new(mem.clone(), cfg.clone(), None, ring.new_file());
+        let data: Vec<u8> = (0..write_len).map(|i| (i % 241) as u8).collect();
+        for chunk in data.chunks(4096) {
+            let off = (chunk.as_ptr() as usize - data.as_ptr() as usize) as u64;
+            w.write(KEY, &meta, off, chunk).await.unwrap();
+        }
+        let mut want = data.clone();
+        if let Some(t) = truncate_to {
+            w.truncate(KEY, &meta, t).await.unwrap();
+            want.truncate(t as usize);
+        }
+        w.checkpoint(KEY, &meta).await.unwrap();
+        let got = ring.open_object(&mem.raw(KEY).unwrap());
+        assert_eq!(
+            got.as_deref(),
+            Ok(&want[..]),
+            "len {write_len} truncate {truncate_to:?}"
+        );
+    }
 }

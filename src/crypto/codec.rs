@@ -1,0 +1,221 @@
+//! How a file's bytes map to its object's bytes: `FileCodec::Plain` (identity) or
+//! `FileCodec::Client` (the sealfs format under one file's keys). The read and write paths
+//! work in plaintext offsets and ask the codec which object bytes to fetch or send.
+//!
+//! Invariants:
+//! - `decode` returns bytes only from blocks whose tags verified; any failure is an error
+//!   naming the block, never partial or unverified plaintext.
+//! - `encode` seals a part that starts on a block boundary; the block holding the file's last
+//!   byte (or the empty block of an empty file) is sealed as last, using the file's final size.
+//! - `copy_safe` allows a server-side copy of a part only when every block in it would be
+//!   sealed identically in the new object (same keys, same index, same last flag).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::format::{
+    block_count, block_range, cipher_size, plain_size, FileKeys, FormatError, BLOCK_PLAIN,
+};
+
+#[derive(Clone)]
+pub enum FileCodec {
+    Plain,
+    Client(Arc<FileKeys>),
+}
+
+impl std::fmt::Debug for FileCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileCodec::Plain => f.write_str("Plain"),
+            FileCodec::Client(_) => f.write_str("Client(..)"),
+        }
+    }
+}
+
+impl FileCodec {
+    pub fn is_plain(&self) -> bool {
+        matches!(self, FileCodec::Plain)
+    }
+
+    /// Object size of a file of `plain` bytes.
+    pub fn object_size(&self, plain: u64) -> u64 {
+        match self {
+            FileCodec::Plain => plain,
+            FileCodec::Client(_) => cipher_size(plain),
+        }
+    }
+
+    /// Object bytes holding plaintext `range` of a file of `size` bytes (`range` non-empty).
+    pub fn fetch_range(&self, range: &Range<u64>, size: u64) -> Range<u64> {
+        match self {
+            FileCodec::Plain => range.clone(),
+            FileCodec::Client(_) => {
+                let first = range.start / BLOCK_PLAIN;
+                let last = (range.end - 1) / BLOCK_PLAIN;
+                block_range(first, size).start..block_range(last, size).end
+            }
+        }
+    }
+
+    /// The plaintext of `range` from the object bytes `fetched` (as given by `fetch_range`).
+    pub fn decode(
+        &self,
+        fetched: Bytes,
+        range: &Range<u64>,
+        size: u64,
+    ) -> Result<Bytes, FormatError> {
+        let keys = match self {
+            FileCodec::Plain => return Ok(fetched),
+            FileCodec::Client(k) => k,
+        };
+        let first = range.start / BLOCK_PLAIN;
+        let last = (range.end - 1) / BLOCK_PLAIN;
+        let n = block_count(size);
+        let base = block_range(first, size).start;
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        for i in first..=last {
+            let r = block_range(i, size);
+            let (from, to) = ((r.start - base) as usize, (r.end - base) as usize);
+            if to > fetched.len() {
+                return Err(FormatError::BadBlock(i));
+            }
+            let plain = keys.open_block(i, i + 1 == n, &fetched[from..to])?;
+            let lo = range.start.saturating_sub(i * BLOCK_PLAIN) as usize;
+            let hi = ((range.end - i * BLOCK_PLAIN) as usize).min(plain.len());
+            out.extend_from_slice(&plain[lo.min(hi)..hi]);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// Object bytes of the part that holds plaintext `[start, start + plain.len())` of a file
+    /// whose final size is `size`; `start` is a multiple of the block size.
+    pub fn encode(&self, start: u64, plain: &[u8], size: u64) -> Bytes {
+        let keys = match self {
+            FileCodec::Plain => return Bytes::copy_from_slice(plain),
+            FileCodec::Client(k) => k,
+        };
+        debug_assert_eq!(start % BLOCK_PLAIN, 0);
+        let n = block_count(size);
+        let mut out = Vec::with_capacity(cipher_size(plain.len() as u64) as usize);
+        if start == 0 {
+            out.extend_from_slice(keys.header_bytes());
+        }
+        let first = start / BLOCK_PLAIN;
+        let mut chunks: Vec<&[u8]> = plain.chunks(BLOCK_PLAIN as usize).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]); // an empty file still has its (empty) last block
+        }
+        for (k, chunk) in chunks.into_iter().enumerate() {
+            let i = first + k as u64;
+            keys.seal(i, i + 1 == n, chunk, &mut out);
+        }
+        Bytes::from(out)
+    }
+
+    /// Object bytes of plaintext part `range` in an object of a file of `size` bytes.
+    pub fn object_range(&self, range: &Range<u64>, size: u64) -> Range<u64> {
+        match self {
+            FileCodec::Plain => range.clone(),
+            FileCodec::Client(_) => {
+                let start = if range.start == 0 {
+                    0
+                } else {
+                    block_range(range.start / BLOCK_PLAIN, size).start
+                };
+                start..block_range((range.end.max(1) - 1) / BLOCK_PLAIN, size).end
+            }
+        }
+    }
+
+    /// Whether part `range` of the old object (file size `old`) can be copied as part of the
+    /// new one (file size `new`): always in plain mode; in client mode unless the part holds
+    /// the old or the new last block and the size changed (its last flag would differ).
+    pub fn copy_safe(&self, range: &Range<u64>, old: u64, new: u64) -> bool {
+        match self {
+            FileCodec::Plain => true,
+            FileCodec::Client(_) => {
+                let holds = |size: u64| {
+                    let last_start = (block_count(size) - 1) * BLOCK_PLAIN;
+                    range.start <= last_start && last_start < range.end
+                };
+                old == new || (!holds(old) && !holds(new))
+            }
+        }
+    }
+}
+
+/// File size of an object of `object` bytes under a mount's mode (`None`: not a valid
+/// ciphertext size, a foreign object).
+pub fn plain_size_of(client: bool, object: u64) -> Option<u64> {
+    if client {
+        plain_size(object).ok()
+    } else {
+        Some(object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::format::{open_all, Secret};
+
+    fn client() -> (Secret, FileCodec) {
+        let k = Secret([5; 32]);
+        let keys = FileKeys::new_file(&k, 1);
+        (k, FileCodec::Client(Arc::new(keys)))
+    }
+
+    #[test]
+    fn parts_encode_to_a_valid_object_and_ranges_decode() {
+        let (k, c) = client();
+        let size = 3 * BLOCK_PLAIN + 10;
+        let plain: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+        let p = 2 * BLOCK_PLAIN;
+        let mut obj = c.encode(0, &plain[..p as usize], size).to_vec();
+        obj.extend_from_slice(&c.encode(p, &plain[p as usize..], size));
+        assert_eq!(obj.len() as u64, c.object_size(size));
+        assert_eq!(open_all(&k, &obj).unwrap(), plain);
+        for r in [0..1, 5..70000, 65536..65537, size - 3..size, 0..size] {
+            let f = c.fetch_range(&r, size);
+            let got = c
+                .decode(
+                    Bytes::copy_from_slice(&obj[f.start as usize..f.end as usize]),
+                    &r,
+                    size,
+                )
+                .unwrap();
+            assert_eq!(&got[..], &plain[r.start as usize..r.end as usize]);
+        }
+        let part2 = c.object_range(&(p..size), size);
+        assert_eq!(part2.end, obj.len() as u64);
+        assert_eq!(
+            part2.start,
+            c.object_range(&(0..p), size).end,
+            "parts tile the object"
+        );
+    }
+
+    #[test]
+    fn copy_safety_follows_the_last_block() {
+        let (_, c) = client();
+        let b = BLOCK_PLAIN;
+        assert!(c.copy_safe(&(0..2 * b), 5 * b, 5 * b + 1));
+        assert!(
+            !c.copy_safe(&(4 * b..5 * b), 5 * b, 6 * b),
+            "old last block"
+        );
+        assert!(!c.copy_safe(&(0..2 * b), 10 * b, b + 3), "new last block");
+        assert!(c.copy_safe(&(4 * b..5 * b), 5 * b, 5 * b), "same size");
+        assert!(FileCodec::Plain.copy_safe(&(0..1), 1, 2));
+    }
+
+    #[test]
+    fn an_empty_file_is_one_empty_last_block() {
+        let (k, c) = client();
+        let obj = c.encode(0, &[], 0);
+        assert_eq!(obj.len() as u64, c.object_size(0));
+        assert_eq!(open_all(&k, &obj).unwrap(), Vec::<u8>::new());
+    }
+}
