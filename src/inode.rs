@@ -51,6 +51,9 @@ pub struct Inode {
     pub attr: Option<(Attr, Instant)>,
     /// The object version the cached attributes describe (files and symlinks).
     pub etag: Option<String>,
+    /// The file id recorded in the object's metadata (client mode), checked against the
+    /// object's header when it is opened.
+    pub sealfs_id: Option<String>,
     pub symlink_target: Option<String>,
 }
 
@@ -81,6 +84,7 @@ impl InodeTable {
                 linked: true,
                 attr: None,
                 etag: None,
+                sealfs_id: None,
                 symlink_target: None,
             },
         );
@@ -161,6 +165,7 @@ impl InodeTable {
                 linked: true,
                 attr: None,
                 etag: None,
+                sealfs_id: None,
                 symlink_target: None,
             },
         );

@@ -42,7 +42,8 @@ fn files_and_directories_round_trip_and_land_in_the_bucket() {
         .block_on(s3.head(&m.key("hello.txt")))
         .unwrap()
         .unwrap();
-    assert_eq!(obj.size, 11);
+    assert_eq!(obj.size, m.object_size(11));
+    assert_eq!(m.get("hello.txt").unwrap(), b"hello world");
     assert!(
         rt().block_on(s3.head(&m.key("dir/"))).unwrap().is_some(),
         "mkdir leaves a marker"
@@ -130,7 +131,7 @@ fn a_file_larger_than_the_multipart_threshold_streams_and_reads_back() {
     }
     let s3 = raw_store();
     let obj = rt().block_on(s3.head(&m.key("big"))).unwrap().unwrap();
-    assert_eq!(obj.size, data.len() as u64);
+    assert_eq!(obj.size, m.object_size(data.len() as u64));
     assert!(
         obj.etag.contains('-'),
         "uploaded as multipart: {}",
@@ -249,6 +250,7 @@ fn attributes_persist_in_s3fs_keys_across_remount() {
         obj.user.get("mtime").map(String::as_str),
         Some("1500000000.250000000")
     );
+    assert_eq!(obj.user.contains_key("sealfs-id"), m.ring.is_some());
     let m = m.remount(&[]);
     let md = fs::metadata(m.p("f")).unwrap();
     assert_eq!(
@@ -262,44 +264,27 @@ fn attributes_persist_in_s3fs_keys_across_remount() {
 
 #[test]
 fn objects_without_metadata_get_the_mount_defaults() {
-    let prefix = unique("foreign");
-    let s3 = raw_store();
-    let when = rt().block_on(async {
-        s3.put(
-            &format!("{prefix}/plain.txt"),
-            Bytes::from_static(b"from aws cli"),
-            &UserMeta::new(),
-        )
-        .await
-        .unwrap();
-        s3.put(
-            &format!("{prefix}/x/y/z.bin"),
-            Bytes::from_static(b"z"),
-            &UserMeta::new(),
-        )
-        .await
-        .unwrap();
-        s3.head(&format!("{prefix}/plain.txt"))
-            .await
-            .unwrap()
-            .unwrap()
-            .last_modified
-    });
-    let m = Mount::new(
-        &prefix,
-        &[
-            "--uid",
-            "77",
-            "--gid",
-            "88",
-            "--file-mode",
-            "600",
-            "--dir-mode",
-            "750",
-        ],
-    );
+    let prefix = Prefix::new(&unique("foreign"));
+    prefix.put("plain.txt", b"from aws cli");
+    prefix.put("x/y/z.bin", b"z");
+    let when = rt()
+        .block_on(raw_store().head(&prefix.key("plain.txt")))
+        .unwrap()
+        .unwrap()
+        .last_modified;
+    let m = prefix.mount(&[
+        "--uid",
+        "77",
+        "--gid",
+        "88",
+        "--file-mode",
+        "600",
+        "--dir-mode",
+        "750",
+    ]);
     let md = fs::metadata(m.p("plain.txt")).unwrap();
     assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o600, 77, 88));
+    assert_eq!(md.len(), 12, "plaintext size");
     let lm = when.duration_since(UNIX_EPOCH).unwrap().as_secs();
     assert_eq!(md.mtime() as u64, lm);
     assert_eq!(fs::metadata(m.p("x/y")).unwrap().mode() & 0o7777, 0o750);
@@ -366,27 +351,11 @@ fn a_directory_of_thousands_of_entries_lists_completely() {
 
 #[test]
 fn changes_by_another_writer_show_up_after_the_ttl() {
-    let prefix = unique("ttl");
-    let m = Mount::new(&prefix, &["--metadata-ttl", "0.5"]);
+    let m = Mount::new(&unique("ttl"), &["--metadata-ttl", "0.5"]);
     fs::write(m.p("f"), b"mine").unwrap();
     assert_eq!(errno_of(fs::metadata(m.p("theirs"))), libc::ENOENT);
-    let s3 = raw_store();
-    rt().block_on(async {
-        s3.put(
-            &format!("{prefix}/f"),
-            Bytes::from_static(b"changed elsewhere"),
-            &UserMeta::new(),
-        )
-        .await
-        .unwrap();
-        s3.put(
-            &format!("{prefix}/theirs"),
-            Bytes::from_static(b"new"),
-            &UserMeta::new(),
-        )
-        .await
-        .unwrap();
-    });
+    m.put("f", b"changed elsewhere");
+    m.put("theirs", b"new");
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(fs::read(m.p("f")).unwrap(), b"changed elsewhere");
     assert_eq!(fs::read(m.p("theirs")).unwrap(), b"new");
@@ -394,15 +363,9 @@ fn changes_by_another_writer_show_up_after_the_ttl() {
 
 #[test]
 fn a_read_only_mount_refuses_writes() {
-    let prefix = unique("ro");
-    let s3 = raw_store();
-    rt().block_on(s3.put(
-        &format!("{prefix}/f"),
-        Bytes::from_static(b"r"),
-        &UserMeta::new(),
-    ))
-    .unwrap();
-    let m = Mount::new(&prefix, &["--read-only"]);
+    let prefix = Prefix::new(&unique("ro"));
+    prefix.put("f", b"r");
+    let m = prefix.mount(&["--read-only"]);
     assert_eq!(fs::read(m.p("f")).unwrap(), b"r");
     assert_eq!(errno_of(fs::write(m.p("g"), b"x")), libc::EROFS);
     assert_eq!(
@@ -424,8 +387,7 @@ fn statfs_answers() {
 #[test]
 fn a_failed_upload_is_an_error_on_close_and_leaves_no_object() {
     let proxy = Proxy::start();
-    let prefix = unique("fail");
-    let m = Mount::with_endpoint(&prefix, &proxy.url(), &["--part-size-mib", "5"]);
+    let m = Mount::with_endpoint(&unique("fail"), &proxy.url(), &["--part-size-mib", "5"]);
     let mut f = File::create(m.p("big")).unwrap();
     let chunk = pattern(1 << 20, 3);
     for _ in 0..12 {
@@ -449,9 +411,7 @@ fn a_failed_upload_is_an_error_on_close_and_leaves_no_object() {
     proxy.restore();
     let s3 = raw_store();
     assert!(
-        rt().block_on(s3.head(&format!("{prefix}/big")))
-            .unwrap()
-            .is_none(),
+        rt().block_on(s3.head(&m.key("big"))).unwrap().is_none(),
         "no partial object"
     );
     // After the server is back, writing works again without a remount.
@@ -469,18 +429,11 @@ fn fsync_makes_data_visible_in_the_bucket() {
     let mut f = File::create(m.p("f")).unwrap();
     f.write_all(b"durable").unwrap();
     f.sync_all().unwrap();
-    let s3 = raw_store();
-    let body = rt()
-        .block_on(s3.get_range(&m.key("f"), 0..100, None))
-        .unwrap();
-    assert_eq!(&body[..], b"durable");
+    assert_eq!(m.get("f").unwrap(), b"durable");
     f.write_all(b"+more").unwrap();
     f.seek(SeekFrom::Start(0)).unwrap();
     drop(f);
-    let body = rt()
-        .block_on(s3.get_range(&m.key("f"), 0..100, None))
-        .unwrap();
-    assert_eq!(&body[..], b"durable+more");
+    assert_eq!(m.get("f").unwrap(), b"durable+more");
 }
 
 #[test]

@@ -55,6 +55,8 @@ pub enum FormatError {
     WrongKey,
     #[error("sealed under key version {0}, which this prefix's keyring does not have")]
     UnknownKeyVersion(u32),
+    #[error("the object's body belongs to another file (its header's file id is not the one in its metadata)")]
+    Swapped,
     #[error(
         "block {0} failed authentication (corrupted, truncated, reordered or from another object)"
     )]

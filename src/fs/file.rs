@@ -31,6 +31,9 @@ pub(super) struct OpenFile {
     pub handles: usize,
     /// Set by the last release; an open that finds it retries with a fresh state.
     pub closed: bool,
+    /// The file id the object's metadata names (client mode): a header with another id means
+    /// the body was swapped in from another object.
+    pub expect_id: Option<String>,
     /// How this file's bytes map to its object (loaded from the object's header on first use
     /// in client mode).
     pub codec: Option<FileCodec>,
@@ -41,6 +44,15 @@ pub(super) struct Handle {
     pub file: Arc<AsyncMutex<OpenFile>>,
     pub reader: AsyncMutex<Reader>,
     pub writable: bool,
+}
+
+/// Metadata to store with the object: attributes, and in client mode the file id.
+fn write_meta(of: &OpenFile) -> crate::store::UserMeta {
+    let mut m = meta::to_meta(&of.attr);
+    if let Some(FileCodec::Client(keys)) = &of.codec {
+        m.insert(meta::ID_KEY.into(), hex::encode(keys.header().file_id));
+    }
+    m
 }
 
 impl OpenFile {
@@ -54,6 +66,7 @@ impl OpenFile {
             handles: 0,
             closed: false,
             codec: None,
+            expect_id: None,
         }
     }
 
@@ -118,10 +131,19 @@ impl Fs {
                     Err(crate::store::StoreError::InvalidRange(_)) => bytes::Bytes::new(),
                     Err(e) => return Err(e.into()),
                 };
-                ring.open_header(&head).map_err(|error| FsError::Corrupt {
+                let codec = ring.open_header(&head).map_err(|error| FsError::Corrupt {
                     key: v.key.clone(),
                     error,
-                })?
+                })?;
+                if let (Some(want), FileCodec::Client(keys)) = (&of.expect_id, &codec) {
+                    if *want != hex::encode(keys.header().file_id) {
+                        return Err(FsError::Corrupt {
+                            key: v.key.clone(),
+                            error: crate::crypto::format::FormatError::Swapped,
+                        });
+                    }
+                }
+                codec
             }
         };
         of.codec = Some(codec.clone());
@@ -185,10 +207,17 @@ impl Fs {
                 let obj = self.store.head(&key).await?.ok_or(FsError::NotFound)?;
                 let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
                 let attr = self.attr_from(kind, &obj);
+                self.cache_object(ino, &obj);
                 self.cache_attr(ino, &attr, Some(obj.etag.clone()));
                 (attr, obj.etag)
             }
         };
+        let expect_id = self
+            .inodes
+            .lock()
+            .unwrap()
+            .get(ino)
+            .and_then(|n| n.sealfs_id.clone());
         if attr.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
@@ -197,7 +226,9 @@ impl Fs {
             etag,
             size: attr.size,
         };
-        let file = Arc::new(AsyncMutex::new(OpenFile::new(attr, Some(version), None)));
+        let mut of = OpenFile::new(attr, Some(version), None);
+        of.expect_id = expect_id;
+        let file = Arc::new(AsyncMutex::new(of));
         Ok(self
             .files
             .lock()
@@ -228,7 +259,7 @@ impl Fs {
                     of.writer = Some(self.new_writer(of.version.as_ref(), codec));
                 }
                 of.attr.mtime = SystemTime::now();
-                let m = meta::to_meta(&of.attr);
+                let m = write_meta(&of);
                 let w = of.writer.as_mut().expect("set above");
                 w.truncate(&key, &m, 0).await?;
                 of.attr.size = 0;
@@ -244,7 +275,7 @@ impl Fs {
         let mut of = h.file.lock().await;
         if of.writer.as_ref().is_some_and(|w| w.is_changed()) {
             let key = self.key_of(h.ino);
-            let m = meta::to_meta(&of.attr);
+            let m = write_meta(&of);
             let w = of.writer.as_mut().expect("checked above");
             return Ok(w.read(&key, &m, offset, u64::from(len)).await?);
         }
@@ -271,7 +302,7 @@ impl Fs {
         of.attr.mtime = now;
         of.attr.ctime = now;
         let key = self.key_of(h.ino);
-        let m = meta::to_meta(&of.attr);
+        let m = write_meta(&of);
         let w = of.writer.as_mut().expect("set above");
         w.write(&key, &m, offset, data).await?;
         of.attr.size = w.size();
@@ -309,7 +340,11 @@ impl Fs {
             return Ok(());
         }
         let key = self.file_key(&path.expect("checked above"));
-        let m = meta::to_meta(&of.attr);
+        if of.meta_dirty && of.version.is_some() {
+            // A metadata-only update must keep the object's file id.
+            self.file_codec(of).await?;
+        }
+        let m = write_meta(of);
         if let Some(w) = of.writer.as_mut() {
             if let Some(base) = w.checkpoint(&key, &m).await? {
                 of.version = Some(Version {
@@ -318,9 +353,11 @@ impl Fs {
                     size: base.size,
                 });
                 of.meta_dirty = false;
+                of.expect_id = m.get(meta::ID_KEY).cloned();
                 let attr = of.current_attr();
                 if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
                     n.pending = false;
+                    n.sealfs_id = of.expect_id.clone();
                 }
                 self.cache_attr(ino, &attr, Some(base.etag));
             }
@@ -399,7 +436,7 @@ impl Fs {
             self.ensure_writer(&mut of).await?;
             of.attr.mtime = SystemTime::now();
             let key = self.key_of(ino);
-            let m = meta::to_meta(&of.attr);
+            let m = write_meta(&of);
             let w = of.writer.as_mut().expect("set above");
             w.truncate(&key, &m, size).await?;
             of.attr.size = size;

@@ -7,6 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::inode::{Attr, Kind};
 use crate::store::UserMeta;
 
+/// Metadata key holding a client-mode object's file id (hex), bound to its header.
+pub const ID_KEY: &str = "sealfs-id";
+
 pub const S_IFMT: u32 = 0o170000;
 pub const S_IFREG: u32 = 0o100000;
 pub const S_IFDIR: u32 = 0o040000;

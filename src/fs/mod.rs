@@ -224,6 +224,13 @@ impl Fs {
         }
     }
 
+    /// Remember what a HEAD said about the object's identity (see `OpenFile::expect_id`).
+    fn cache_object(&self, ino: u64, obj: &ObjectMeta) {
+        if let Some(node) = self.inodes.lock().unwrap().get_mut(ino) {
+            node.sealfs_id = obj.user.get(meta::ID_KEY).cloned();
+        }
+    }
+
     fn fresh_attr(&self, ino: u64) -> Option<Attr> {
         let inodes = self.inodes.lock().unwrap();
         let (attr, at) = inodes.get(ino)?.attr.as_ref()?;
@@ -261,6 +268,9 @@ impl Fs {
         }
         let (attr, obj) = self.stat_path(&path).await?.ok_or(FsError::NotFound)?;
         let ino = self.inodes.lock().unwrap().link(parent, name, attr.kind);
+        if let Some(o) = &obj {
+            self.cache_object(ino, o);
+        }
         self.cache_attr(ino, &attr, obj.map(|o| o.etag));
         Ok(Entry { ino, attr })
     }
@@ -281,6 +291,9 @@ impl Fs {
         }
         let path = self.path(ino)?;
         let (attr, obj) = self.stat_path(&path).await?.ok_or(FsError::NotFound)?;
+        if let Some(o) = &obj {
+            self.cache_object(ino, o);
+        }
         self.cache_attr(ino, &attr, obj.map(|o| o.etag));
         Ok(attr)
     }
@@ -312,7 +325,9 @@ impl Fs {
             return Ok(attr);
         }
         apply(&mut attr, &set);
-        let new_meta = meta::to_meta(&attr);
+        // Keep what else the object's metadata holds (its sealfs id, other tools' keys).
+        let mut new_meta = obj.as_ref().map(|o| o.user.clone()).unwrap_or_default();
+        new_meta.extend(meta::to_meta(&attr));
         match (attr.kind, obj) {
             (Kind::Dir, _) => {
                 let marker = self.dir_prefix(&path);

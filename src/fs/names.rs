@@ -110,13 +110,17 @@ impl Fs {
         let path = self.child_path(parent, name)?;
         let mut attr = self.new_attr(Kind::Symlink, 0o777, caller);
         attr.size = target.len() as u64;
+        let codec = self.new_codec();
+        let mut m = meta::to_meta(&attr);
+        if let crate::crypto::codec::FileCodec::Client(keys) = &codec {
+            m.insert(meta::ID_KEY.into(), hex::encode(keys.header().file_id));
+        }
         let etag = self
             .store
             .put(
                 &self.file_key(&path),
-                self.new_codec()
-                    .encode(0, target.as_bytes(), target.len() as u64),
-                &meta::to_meta(&attr),
+                codec.encode(0, target.as_bytes(), target.len() as u64),
+                &m,
             )
             .await?;
         let ino = self

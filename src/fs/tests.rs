@@ -449,3 +449,39 @@ async fn client_mode_tampering_is_eio_never_wrong_bytes() {
         libc::EACCES
     );
 }
+
+#[tokio::test]
+async fn client_mode_detects_a_body_swapped_from_another_object() {
+    let (mem, fs) = client_fs();
+    write_file(&fs, ROOT_INO, "a", b"contents of a").await;
+    write_file(&fs, ROOT_INO, "b", b"contents of b").await;
+    let a_meta = mem.head("a").await.unwrap().unwrap().user;
+    assert!(a_meta.contains_key("sealfs-id"));
+    mem.put("a", mem.raw("b").unwrap(), &a_meta).await.unwrap();
+    let fs2 = Fs::new(mem.clone(), fs.cfg.clone());
+    let e = fs2.lookup(ROOT_INO, "a").await.unwrap();
+    let fh = fs2.open(e.ino, libc_flags::O_RDONLY).await.unwrap();
+    let err = fs2.read(fh, 0, 100).await.unwrap_err();
+    assert_eq!(err.errno(), libc::EIO);
+    assert!(err.to_string().contains("belongs to another file"), "{err}");
+    // A rename (copy with metadata) stays readable.
+    fs2.rename(ROOT_INO, "b", ROOT_INO, "c", RenameFlags::default())
+        .await
+        .unwrap();
+    let c = fs2.lookup(ROOT_INO, "c").await.unwrap();
+    assert_eq!(read_all(&fs2, c.ino).await, b"contents of b");
+    // chmod keeps the id, so the file stays readable.
+    fs2.setattr(
+        c.ino,
+        None,
+        SetAttr {
+            perm: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let fs3 = Fs::new(mem.clone(), fs.cfg.clone());
+    let c = fs3.lookup(ROOT_INO, "c").await.unwrap();
+    assert_eq!(read_all(&fs3, c.ino).await, b"contents of b");
+}

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use sealfs::store::s3::{S3Config, S3Store};
+use sealfs::store::{ObjectStore, UserMeta};
 
 static ENV: Once = Once::new();
 
@@ -86,10 +88,129 @@ pub fn sealfs() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sealfs"))
 }
 
+/// The encryption mode the suite runs in (`SEALFS_TEST_ENCRYPTION`: none, the default, or
+/// client), so one suite covers every mode.
+pub fn client_mode() -> bool {
+    server_env();
+    std::env::var("SEALFS_TEST_ENCRYPTION").is_ok_and(|m| m == "client")
+}
+
+/// A prefix prepared for a test: initialized (and keyed) in client mode.
+pub struct Prefix {
+    pub name: String,
+    pub args: Vec<String>,
+    pub keydir: Option<tempfile::TempDir>,
+    pub ring: Option<sealfs::crypto::keys::Keyring>,
+}
+
+impl Prefix {
+    pub fn new(name: &str) -> Prefix {
+        if client_mode() {
+            Self::client(name)
+        } else {
+            Prefix {
+                name: name.to_string(),
+                args: vec![],
+                keydir: None,
+                ring: None,
+            }
+        }
+    }
+
+    /// A client-mode prefix whatever the suite's mode.
+    pub fn client(name: &str) -> Prefix {
+        let keydir = tempfile::tempdir().unwrap();
+        let key = keydir.path().join("key");
+        run(sealfs().args(["keygen", "--out"]).arg(&key));
+        run(sealfs()
+            .args([
+                "init",
+                &format!("s3://{}/{name}", bucket()),
+                "--encryption",
+                "client",
+                "--key-file",
+            ])
+            .arg(&key)
+            .args(["--endpoint-url", &endpoint(), "--force-path-style"]));
+        let store = raw_store();
+        let ring = rt()
+            .block_on(sealfs::setup::open(
+                &store,
+                "test",
+                &format!("{name}/"),
+                sealfs::cli::Encryption::Client,
+                Some(&key),
+            ))
+            .unwrap()
+            .map(|r| std::sync::Arc::try_unwrap(r).unwrap());
+        Prefix {
+            name: name.to_string(),
+            args: vec![
+                "--encryption".into(),
+                "client".into(),
+                "--key-file".into(),
+                key.to_string_lossy().into_owned(),
+            ],
+            keydir: Some(keydir),
+            ring,
+        }
+    }
+
+    pub fn key(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.name)
+    }
+
+    /// Put a file as another writer of this prefix would (sealed in client mode), without
+    /// sealfs's attribute metadata.
+    pub fn put(&self, rel: &str, data: &[u8]) {
+        let body = match &self.ring {
+            Some(ring) => ring.new_file().encode(0, data, data.len() as u64),
+            None => Bytes::copy_from_slice(data),
+        };
+        rt().block_on(raw_store().put(&self.key(rel), body, &UserMeta::new()))
+            .unwrap();
+    }
+
+    /// A file's contents read straight from the bucket (opened with the keyring in client mode).
+    pub fn get(&self, rel: &str) -> Option<Vec<u8>> {
+        let raw = rt()
+            .block_on(sealfs::store::get_all(&raw_store(), &self.key(rel)))
+            .unwrap()?;
+        Some(match &self.ring {
+            Some(ring) => ring.open_object(&raw).expect("object authenticates"),
+            None => raw.to_vec(),
+        })
+    }
+
+    /// Object size of a file of `plain` bytes in this prefix's mode.
+    pub fn object_size(&self, plain: u64) -> u64 {
+        match self.ring {
+            Some(_) => sealfs::crypto::format::cipher_size(plain),
+            None => plain,
+        }
+    }
+
+    pub fn mount(self, extra: &[&str]) -> Mount {
+        Mount::start(self, &endpoint(), extra)
+    }
+
+    pub fn mount_via(self, endpoint: &str, extra: &[&str]) -> Mount {
+        Mount::start(self, endpoint, extra)
+    }
+}
+
 pub struct Mount {
     pub dir: tempfile::TempDir,
     pub prefix: String,
     pub log: PathBuf,
+    pub setup: Prefix,
+}
+
+impl std::ops::Deref for Mount {
+    type Target = Prefix;
+    fn deref(&self) -> &Prefix {
+        &self.setup
+    }
 }
 
 impl Mount {
@@ -101,16 +222,20 @@ impl Mount {
         self.dir.path().join(rel)
     }
 
-    /// Mount s3://bucket/prefix with extra arguments (background mode, as users run it).
+    /// Mount a fresh prefix in the suite's mode (background mode, as users run it).
     pub fn new(prefix: &str, extra: &[&str]) -> Mount {
-        Self::with_endpoint(prefix, &endpoint(), extra)
+        Prefix::new(prefix).mount(extra)
     }
 
     pub fn with_endpoint(prefix: &str, endpoint: &str, extra: &[&str]) -> Mount {
+        Prefix::new(prefix).mount_via(endpoint, extra)
+    }
+
+    fn start(setup: Prefix, endpoint: &str, extra: &[&str]) -> Mount {
         let dir = tempfile::tempdir().unwrap();
         let log = std::env::temp_dir().join(format!("{}.log", unique("sealfs-test")));
         let out = sealfs()
-            .args(["mount", &format!("s3://{}/{prefix}", bucket())])
+            .args(["mount", &format!("s3://{}/{}", bucket(), setup.name)])
             .arg(dir.path())
             .args([
                 "--endpoint-url",
@@ -119,6 +244,7 @@ impl Mount {
                 "--log-file",
             ])
             .arg(&log)
+            .args(&setup.args)
             .args(extra)
             .output()
             .unwrap();
@@ -129,8 +255,9 @@ impl Mount {
         );
         Mount {
             dir,
-            prefix: prefix.to_string(),
+            prefix: setup.name.clone(),
             log,
+            setup,
         }
     }
 
@@ -150,13 +277,19 @@ impl Mount {
         }
     }
 
-    pub fn remount(self, extra: &[&str]) -> Mount {
+    /// Unmount and mount the same prefix again (same mode and key).
+    pub fn remount(mut self, extra: &[&str]) -> Mount {
         self.unmount();
-        Mount::new(&self.prefix, extra)
-    }
-
-    pub fn key(&self, rel: &str) -> String {
-        format!("{}/{rel}", self.prefix)
+        let setup = std::mem::replace(
+            &mut self.setup,
+            Prefix {
+                name: String::new(),
+                args: vec![],
+                keydir: None,
+                ring: None,
+            },
+        );
+        setup.mount(extra)
     }
 
     pub fn log_text(&self) -> String {

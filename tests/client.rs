@@ -1,0 +1,216 @@
+//! Client-side encryption through a real mount on the local S3 server: the bucket holds only
+//! ciphertext, tampering on the server gives EIO (never wrong bytes), and wrong keys or modes
+//! refuse the mount.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+
+use bytes::Bytes;
+use common::*;
+use sealfs::crypto::format::{block_range, BLOCK_PLAIN, HEADER_LEN};
+use sealfs::store::ObjectStore;
+
+fn text(len: usize) -> Vec<u8> {
+    b"The quick brown fox jumps over the lazy dog. "
+        .iter()
+        .cycle()
+        .take(len)
+        .copied()
+        .collect()
+}
+
+fn raw(key: &str) -> Vec<u8> {
+    rt().block_on(sealfs::store::get_all(&raw_store(), key))
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+/// Replace an object's body, keeping its metadata (what an attacker with bucket access can do).
+fn replace_body(key: &str, body: Vec<u8>) {
+    let s3 = raw_store();
+    let meta = rt().block_on(s3.head(key)).unwrap().unwrap().user;
+    rt().block_on(s3.put(key, Bytes::from(body), &meta))
+        .unwrap();
+}
+
+fn read_errno(path: &std::path::Path) -> Result<Vec<u8>, i32> {
+    let mut out = Vec::new();
+    fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut out))
+        .map(|_| out)
+        .map_err(|e| e.raw_os_error().unwrap_or(-1))
+}
+
+#[test]
+fn the_bucket_holds_only_ciphertext() {
+    let m = Prefix::client(&unique("cipher")).mount(&[]);
+    let secret = text(300_000);
+    fs::write(m.p("secret.txt"), &secret).unwrap();
+    fs::create_dir(m.p("dir")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", m.p("dir/link")).unwrap();
+    let body = raw(&m.key("secret.txt"));
+    assert!(
+        !body.windows(19).any(|w| w == b"The quick brown fox"),
+        "plaintext in the bucket"
+    );
+    assert_eq!(body.len() as u64, m.object_size(secret.len() as u64));
+    assert!(!raw(&m.key("dir/link"))
+        .windows(10)
+        .any(|w| w == b"secret.txt"));
+    assert_eq!(
+        fs::metadata(m.p("secret.txt")).unwrap().len(),
+        300_000,
+        "ls shows plaintext sizes"
+    );
+    let m = m.remount(&[]);
+    assert_eq!(fs::read(m.p("secret.txt")).unwrap(), secret);
+    assert_eq!(fs::read(m.p("dir/link")).unwrap(), secret);
+    // The config object is hidden and its name reserved.
+    assert!(!fs::read_dir(m.path())
+        .unwrap()
+        .any(|e| e.unwrap().file_name() == ".sealfs"));
+    assert_eq!(errno_of(fs::write(m.p(".sealfs"), b"x")), libc::EACCES);
+}
+
+#[test]
+fn tampered_objects_give_eio_never_wrong_bytes() {
+    let m = Prefix::client(&unique("tamper")).mount(&["--metadata-ttl", "0"]);
+    let data = text(4 * BLOCK_PLAIN as usize + 1000);
+    let size = data.len() as u64;
+    for name in [
+        "flip", "trunc", "append", "reorder", "splice", "swap-a", "swap-b", "header",
+    ] {
+        fs::write(m.p(name), &data).unwrap();
+    }
+    fs::write(m.p("other"), text(size as usize)).unwrap();
+    let key = |n: &str| m.key(n);
+    let block = |body: &[u8], i: u64| {
+        let r = block_range(i, size);
+        body[r.start as usize..r.end as usize].to_vec()
+    };
+    let orig = raw(&key("flip"));
+
+    let mut b = orig.clone();
+    b[block_range(2, size).start as usize + 40] ^= 0x20;
+    replace_body(&key("flip"), b);
+
+    let cut = block_range(3, size).start as usize;
+    replace_body(&key("trunc"), raw(&key("trunc"))[..cut].to_vec());
+
+    let mut b = raw(&key("append"));
+    let extra = block(&b, 1);
+    b.extend_from_slice(&extra);
+    replace_body(&key("append"), b);
+
+    let b = raw(&key("reorder"));
+    let mut r = b[..HEADER_LEN as usize].to_vec();
+    for i in [1, 0, 2, 3, 4] {
+        r.extend_from_slice(&block(&b, i));
+    }
+    replace_body(&key("reorder"), r);
+
+    let (b, o) = (raw(&key("splice")), raw(&key("other")));
+    let mut r = b[..block_range(1, size).start as usize].to_vec();
+    r.extend_from_slice(&block(&o, 1));
+    r.extend_from_slice(&b[block_range(2, size).start as usize..]);
+    replace_body(&key("splice"), r);
+
+    let (a, bb) = (raw(&key("swap-a")), raw(&key("swap-b")));
+    replace_body(&key("swap-a"), bb);
+    replace_body(&key("swap-b"), a);
+
+    let mut b = raw(&key("header"));
+    b[20] ^= 1; // the file id
+    replace_body(&key("header"), b);
+
+    for name in [
+        "flip", "trunc", "append", "reorder", "splice", "swap-a", "swap-b", "header",
+    ] {
+        let got = read_errno(&m.p(name));
+        assert_eq!(
+            got.as_ref().map(|v| v.len()),
+            Err(&libc::EIO),
+            "{name}: expected EIO"
+        );
+    }
+    // Untouched blocks of the flipped object still read; the log names object and block.
+    let f = fs::File::open(m.p("flip")).unwrap();
+    let mut buf = vec![0u8; 1000];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, 10).unwrap();
+    assert_eq!(buf, data[10..1010]);
+    let log = m.log_text();
+    assert!(
+        log.contains(&key("flip")) && log.contains("block 2"),
+        "log: {log}"
+    );
+    assert_eq!(fs::read(m.p("other")).unwrap(), text(size as usize));
+}
+
+#[test]
+fn wrong_keys_modes_and_key_files_refuse_the_mount() {
+    let prefix = Prefix::client(&unique("keys"));
+    let name = prefix.name.clone();
+    let url = format!("s3://{}/{name}", bucket());
+    let dir = tempfile::tempdir().unwrap();
+    let mount = |extra: &[&str]| {
+        let out = sealfs()
+            .args(["mount", &url])
+            .arg(dir.path())
+            .args(["--endpoint-url", &endpoint(), "--force-path-style"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "mount should fail");
+        assert!(!is_mounted(dir.path()));
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    };
+    let other = dir.path().join("other.key");
+    run(sealfs().args(["keygen", "--out"]).arg(&other));
+    let msg = mount(&[
+        "--encryption",
+        "client",
+        "--key-file",
+        other.to_str().unwrap(),
+    ]);
+    assert!(msg.contains("wrong key file"), "{msg}");
+    assert_eq!(msg.lines().count(), 1);
+    let msg = mount(&[]);
+    assert!(msg.contains("--encryption client"), "{msg}");
+    let key = &prefix.args[3];
+    fs::set_permissions(key, fs::Permissions::from_mode(0o644)).unwrap();
+    let msg = mount(&["--encryption", "client", "--key-file", key]);
+    assert!(msg.contains("chmod 600"), "{msg}");
+    fs::set_permissions(key, fs::Permissions::from_mode(0o600)).unwrap();
+    let fresh = format!("s3://{}/{}", bucket(), unique("uninit"));
+    let out = sealfs()
+        .args(["mount", &fresh])
+        .arg(dir.path())
+        .args([
+            "--endpoint-url",
+            &endpoint(),
+            "--force-path-style",
+            "--encryption",
+            "client",
+            "--key-file",
+            key,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sealfs init"));
+    // A keyring replaced by one made with another key file: refused, not used.
+    let attacker = Prefix::client(&unique("attacker"));
+    let theirs = raw(&attacker.key(".sealfs"));
+    rt().block_on(raw_store().put(
+        &prefix.key(".sealfs"),
+        Bytes::from(theirs),
+        &Default::default(),
+    ))
+    .unwrap();
+    let msg = mount(&["--encryption", "client", "--key-file", key]);
+    assert!(msg.contains("wrong key file"), "{msg}");
+}
