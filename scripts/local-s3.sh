@@ -34,7 +34,45 @@ install_garage() {
   cargo install garage --version "$garage_version" --locked --root "$tools/garage-$garage_version" >&2
 }
 
+install_moto() {
+  [ -x "$tools/moto-venv/bin/moto_server" ] && return 0
+  echo "local-s3: installing moto (S3+KMS server used for SSE-S3/SSE-KMS tests)" >&2
+  python3 -m venv "$tools/moto-venv" >&2
+  "$tools/moto-venv/bin/pip" install -q 'moto[server]' >&2
+}
+
+# moto answers S3 and KMS on one port; it applies and echoes SSE-S3/SSE-KMS (Garage does not).
+start_moto() {
+  install_moto
+  local port=$((s3_port + 100))
+  while port_busy "$port"; do port=$((port + 1)); done
+  nohup "$tools/moto-venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$state/moto.log" 2>&1 &
+  echo $! > "$state/moto.pid"
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  curl -sf "http://127.0.0.1:$port/moto-api/" >/dev/null || {
+    echo "local-s3: moto did not start; see $state/moto.log" >&2; exit 1; }
+  curl -sf -X PUT "http://127.0.0.1:$port/sealfs-test" >/dev/null
+  local key_id
+  key_id=$(curl -sf -X POST "http://127.0.0.1:$port/" \
+    -H 'X-Amz-Target: TrentService.CreateKey' -H 'Content-Type: application/x-amz-json-1.1' \
+    -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0' \
+    -d '{"Description":"sealfs test key"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["KeyMetadata"]["KeyId"])')
+  cat >> "$state/env" <<ENV
+# moto: S3 (applies SSE-S3/SSE-KMS) and KMS on one port.
+export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:$port
+export SEALFS_MOTO_ENDPOINT=http://127.0.0.1:$port
+export SEALFS_TEST_KMS_KEY_ID=$key_id
+ENV
+}
+
 stop() {
+  if [ -f "$state/moto.pid" ]; then
+    kill "$(cat "$state/moto.pid")" 2>/dev/null || true
+    rm -f "$state/moto.pid"
+  fi
   if [ -f "$state/garage.pid" ]; then
     pid=$(cat "$state/garage.pid")
     if kill "$pid" 2>/dev/null; then
@@ -101,12 +139,13 @@ ENV
     [ "$code" = 403 ] || [ "$code" = 200 ] && break
     sleep 0.2
   done
-  echo "local-s3: Garage on http://127.0.0.1:$s3_port, bucket sealfs-test; settings in $state/env" >&2
+  start_moto
+  echo "local-s3: Garage on http://127.0.0.1:$s3_port, bucket sealfs-test; moto (S3+KMS) on the port in SEALFS_MOTO_ENDPOINT; settings in $state/env" >&2
 }
 
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  install) install_garage ;;
+  install) install_garage; install_moto ;;
   *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
 esac

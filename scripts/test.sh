@@ -14,8 +14,10 @@ set -a; . .local-s3/env; set +a
 
 log=$(mktemp)
 cargo test --all-targets "$@" 2>&1 | tee "$log"
-# The same filesystem suites again with client-side encryption (one suite, a matrix of modes).
+# The same filesystem suites again in client-side and SSE-C modes (one suite, a matrix of
+# modes); SSE-S3/SSE-KMS have their own tests on moto (tests/sse.rs), Garage ignoring them.
 SEALFS_TEST_ENCRYPTION=client cargo test --test mount --test model "$@" 2>&1 | tee -a "$log"
+SEALFS_TEST_ENCRYPTION=sse-c cargo test --test mount --test model "$@" 2>&1 | tee -a "$log"
 # One closing line over every test binary (the last binary cargo runs may have no tests).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"

@@ -37,6 +37,12 @@ pub enum Encryption {
     None,
     /// Client-side authenticated encryption: the bucket only ever holds ciphertext.
     Client,
+    /// SSE-S3: the server encrypts with its own keys (AES256).
+    SseS3,
+    /// SSE-KMS: the server encrypts with a KMS key (--kms-key-id, or the AWS-managed key).
+    SseKms,
+    /// SSE-C: the server encrypts with your key, sent on every request (--sse-c-key-file).
+    SseC,
 }
 
 impl Encryption {
@@ -44,6 +50,46 @@ impl Encryption {
         match self {
             Encryption::None => "none",
             Encryption::Client => "client",
+            Encryption::SseS3 => "sse-s3",
+            Encryption::SseKms => "sse-kms",
+            Encryption::SseC => "sse-c",
+        }
+    }
+}
+
+/// Encryption options shared by `init` and `mount`.
+#[derive(Debug, Clone, Args)]
+pub struct EncryptionArgs {
+    /// Encryption mode; a mount must use the mode `sealfs init` recorded for the prefix.
+    #[arg(long, value_enum, default_value = "none")]
+    pub encryption: Encryption,
+    /// Key file for `--encryption client` (make one with `sealfs keygen`).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// KMS key (ARN, id or alias) for `--encryption sse-kms`; default: the AWS-managed key.
+    #[arg(long)]
+    pub kms_key_id: Option<String>,
+    /// Ask for an S3 Bucket Key with SSE-KMS (fewer KMS calls).
+    #[arg(long)]
+    pub bucket_key: bool,
+    /// SSE-C key file: one 256-bit key per line (base64 or hex), the first used for writes,
+    /// the others only to read objects written under them; or 32 raw bytes.
+    #[arg(long)]
+    pub sse_c_key_file: Option<PathBuf>,
+}
+
+impl EncryptionArgs {
+    pub fn validate(&self) -> Result<(), CliError> {
+        let need = |what: &str| {
+            Err(CliError::BadValue(
+                format!("--encryption {}", self.encryption.name()),
+                format!("needs {what}"),
+            ))
+        };
+        match self.encryption {
+            Encryption::Client if self.key_file.is_none() => need("--key-file FILE"),
+            Encryption::SseC if self.sse_c_key_file.is_none() => need("--sse-c-key-file FILE"),
+            _ => Ok(()),
         }
     }
 }
@@ -52,11 +98,8 @@ impl Encryption {
 pub struct InitArgs {
     /// s3://BUCKET or s3://BUCKET/PREFIX
     pub url: String,
-    #[arg(long, value_enum)]
-    pub encryption: Encryption,
-    /// Key file wrapping the prefix's data keys (client mode); make one with `sealfs keygen`.
-    #[arg(long)]
-    pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub enc: EncryptionArgs,
     #[arg(long)]
     pub endpoint_url: Option<String>,
     #[arg(long)]
@@ -74,6 +117,7 @@ impl InitArgs {
                 region: self.region.clone(),
                 endpoint_url: self.endpoint_url.clone(),
                 force_path_style: self.force_path_style,
+                sse: Default::default(),
             },
             prefix,
         ))
@@ -130,12 +174,8 @@ pub struct MountArgs {
     /// Log file for a background mount (default: logs are discarded once detached).
     #[arg(long)]
     pub log_file: Option<PathBuf>,
-    /// Encryption mode; must match what `sealfs init` recorded for the prefix.
-    #[arg(long, value_enum, default_value = "none")]
-    pub encryption: Encryption,
-    /// Key file for `--encryption client`.
-    #[arg(long)]
-    pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub enc: EncryptionArgs,
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, auto_unmount,
     /// default_permissions, and any of the long options above as name=value.
     #[arg(short = 'o', value_delimiter = ',')]
@@ -190,8 +230,7 @@ pub struct MountPlan {
     pub default_permissions: bool,
     pub log_file: Option<PathBuf>,
     pub fsname: String,
-    pub encryption: Encryption,
-    pub key_file: Option<PathBuf>,
+    pub enc: EncryptionArgs,
 }
 
 impl MountArgs {
@@ -222,9 +261,12 @@ impl MountArgs {
                     self.metadata_ttl = v.parse().map_err(|_| bad())?
                 }
                 "log_file" | "log-file" => self.log_file = Some(v.into()),
-                "key_file" | "key-file" => self.key_file = Some(v.into()),
+                "key_file" | "key-file" => self.enc.key_file = Some(v.into()),
+                "sse_c_key_file" | "sse-c-key-file" => self.enc.sse_c_key_file = Some(v.into()),
+                "kms_key_id" | "kms-key-id" => self.enc.kms_key_id = Some(v.to_string()),
+                "bucket_key" | "bucket-key" => self.enc.bucket_key = true,
                 "encryption" => {
-                    self.encryption =
+                    self.enc.encryption =
                         <Encryption as clap::ValueEnum>::from_str(v, true).map_err(|_| bad())?
                 }
                 _ => return Err(CliError::UnknownOption(opt.clone())),
@@ -249,12 +291,7 @@ impl MountArgs {
                 self.metadata_ttl.to_string(),
             ));
         }
-        if self.encryption == Encryption::Client && self.key_file.is_none() {
-            return Err(CliError::BadValue(
-                "--encryption client".into(),
-                "needs --key-file FILE".into(),
-            ));
-        }
+        self.enc.validate()?;
         let part_size = self.part_size_mib * 1024 * 1024;
         let write = WriteConfig {
             part_size,
@@ -268,6 +305,7 @@ impl MountArgs {
                 region: self.region,
                 endpoint_url: self.endpoint_url,
                 force_path_style: self.force_path_style,
+                sse: Default::default(),
             },
             fs: FsConfig {
                 prefix: prefix.clone(),
@@ -291,8 +329,7 @@ impl MountArgs {
             default_permissions,
             log_file: self.log_file,
             fsname: format!("sealfs:{bucket}/{prefix}"),
-            encryption: self.encryption,
-            key_file: self.key_file,
+            enc: self.enc,
         })
     }
 }

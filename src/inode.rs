@@ -248,6 +248,16 @@ impl InodeTable {
         self.children.remove(&ino);
     }
 
+    /// Inodes whose path lies under directory path `dir` (not `dir` itself).
+    pub fn under(&self, dir: &str) -> Vec<u64> {
+        let prefix = format!("{dir}/");
+        self.inodes
+            .keys()
+            .copied()
+            .filter(|&i| self.path(i).is_some_and(|p| p.starts_with(&prefix)))
+            .collect()
+    }
+
     /// Number of live inodes (for tests and stats).
     pub fn len(&self) -> usize {
         self.inodes.len()

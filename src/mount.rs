@@ -96,8 +96,13 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
         .thread_name("sealfs-io")
         .build()
         .context("cannot start the async runtime")?;
+    let mut s3 = plan.s3.clone();
+    s3.sse = match setup::sse_for(&plan.enc) {
+        Ok(sse) => sse,
+        Err(e) => return fail(daemon, e.to_string()),
+    };
     let store = rt.block_on(async {
-        let store = S3Store::connect(&plan.s3).await?;
+        let store = S3Store::connect(&s3).await?;
         store.check_bucket().await?;
         Ok::<_, StoreError>(store)
     });
@@ -110,8 +115,7 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
         &store,
         url.trim_end_matches('/'),
         &plan.fs.prefix,
-        plan.encryption,
-        plan.key_file.as_deref(),
+        &plan.enc,
     ));
     let mut fs_cfg = plan.fs.clone();
     fs_cfg.keys = match keys {
@@ -168,7 +172,9 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
 
 /// `sealfs init`: connect, then record the prefix's mode (and keyring).
 pub fn init(args: &crate::cli::InitArgs) -> Result<()> {
-    let (s3, prefix) = args.s3()?;
+    let (mut s3, prefix) = args.s3()?;
+    args.enc.validate()?;
+    s3.sse = setup::sse_for(&args.enc)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -176,20 +182,13 @@ pub fn init(args: &crate::cli::InitArgs) -> Result<()> {
     rt.block_on(async {
         let store = S3Store::connect(&s3).await?;
         store.check_bucket().await?;
-        setup::init(
-            &store,
-            args.url.trim_end_matches('/'),
-            &prefix,
-            args.encryption,
-            args.key_file.as_deref(),
-        )
-        .await?;
+        setup::init(&store, args.url.trim_end_matches('/'), &prefix, &args.enc).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     eprintln!(
         "sealfs: {} initialized with encryption '{}'",
         args.url,
-        args.encryption.name()
+        args.enc.encryption.name()
     );
     Ok(())
 }

@@ -1,13 +1,21 @@
 //! Prefix setup shared by `init` and `mount`: the config object that records a prefix's
 //! encryption mode (and, in client mode, its wrapped keyring), so that mounting it later with
-//! another mode or key fails clearly instead of writing a mix.
+//! another mode or key fails clearly instead of writing a mix; and the server-side encryption
+//! settings of the store.
+//!
+//! Every mode but `none` needs `sealfs init`. In `sse-c` mode the config object itself is
+//! written under the customer key, so a wrong key is detected when the mount reads it.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::cli::Encryption;
-use crate::crypto::keys::{load_key_file, KeyError, Keyring, PrefixConfig, CONFIG_NAME};
+use crate::cli::{Encryption, EncryptionArgs};
+use crate::crypto::keys::{
+    load_key_file, read_private, KeyError, Keyring, PrefixConfig, CONFIG_NAME,
+};
+use crate::store::s3::{CustomerKey, Sse};
 use crate::store::{self, ObjectStore, StoreError, UserMeta};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +24,8 @@ pub enum SetupError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Key(#[from] KeyError),
-    #[error("{url} is not initialized for client-side encryption: run `sealfs init {url} --encryption client --key-file FILE` first")]
-    NotInitialized { url: String },
+    #[error("{url} is not initialized for encryption '{mode}': run `sealfs init {url} --encryption {mode} ...` first")]
+    NotInitialized { url: String, mode: String },
     #[error("{url} is set up for encryption '{found}', not '{asked}': mount it with --encryption {found}")]
     ModeMismatch {
         url: String,
@@ -26,10 +34,72 @@ pub enum SetupError {
     },
     #[error("{url} is already initialized (encryption '{found}')")]
     AlreadyInitialized { url: String, found: String },
-    #[error(
-        "--encryption client needs --key-file FILE (make one with `sealfs keygen --out FILE`)"
-    )]
-    NoKeyFile,
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error("SSE-C key file {0} holds no 256-bit key (one per line, base64 or hex)")]
+    BadSseCKeyFile(String),
+    #[error("wrong SSE-C key: none of the keys in the key file opens {url}'s objects")]
+    WrongSseCKey { url: String },
+    #[error("cannot read {url}'s config object: if the prefix uses SSE-C, mount it with --encryption sse-c --sse-c-key-file FILE ({detail})")]
+    ConfigUnreadable { url: String, detail: String },
+    #[error("the server refused an SSE-C request. AWS blocks SSE-C by default on buckets created since April 2026: allow it in the bucket's default encryption configuration (remove SSE-C from BlockedEncryptionTypes), or use another mode. The server said: {0}")]
+    SseCBlocked(String),
+}
+
+/// Parse an SSE-C key file: 32 raw bytes, or one key per line (base64 or 64 hex digits),
+/// the first for writes.
+pub fn load_sse_c_keys(path: &Path) -> Result<Vec<CustomerKey>, SetupError> {
+    use base64::Engine;
+    let shown = path.display().to_string();
+    let mut bytes = read_private(path)?;
+    let mut keys = Vec::new();
+    if bytes.len() == 32 {
+        keys.push(CustomerKey::new(
+            bytes.as_slice().try_into().expect("32 bytes"),
+        ));
+    } else if let Ok(text) = std::str::from_utf8(&bytes) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let mut raw = [0u8; 32];
+            let ok = if line.len() == 64 {
+                hex::decode_to_slice(line, &mut raw).is_ok()
+            } else {
+                matches!(base64::engine::general_purpose::STANDARD.decode(line), Ok(v) if v.len() == 32 && { raw.copy_from_slice(&v); true })
+            };
+            if !ok {
+                zeroize::Zeroize::zeroize(&mut bytes);
+                return Err(SetupError::BadSseCKeyFile(shown));
+            }
+            keys.push(CustomerKey::new(&raw));
+            zeroize::Zeroize::zeroize(&mut raw);
+        }
+    }
+    zeroize::Zeroize::zeroize(&mut bytes);
+    if keys.is_empty() {
+        return Err(SetupError::BadSseCKeyFile(shown));
+    }
+    Ok(keys)
+}
+
+/// The store's server-side encryption for `enc`.
+pub fn sse_for(enc: &EncryptionArgs) -> Result<Sse, SetupError> {
+    Ok(match enc.encryption {
+        Encryption::None | Encryption::Client => Sse::None,
+        Encryption::SseS3 => Sse::S3,
+        Encryption::SseKms => Sse::Kms {
+            key_id: enc.kms_key_id.clone(),
+            bucket_key: enc.bucket_key,
+        },
+        Encryption::SseC => {
+            let path = enc.sse_c_key_file.as_deref().ok_or(SetupError::Missing(
+                "--encryption sse-c needs --sse-c-key-file FILE",
+            ))?;
+            Sse::C(Arc::new(load_sse_c_keys(path)?))
+        }
+    })
 }
 
 fn config_key(prefix: &str) -> String {
@@ -38,11 +108,21 @@ fn config_key(prefix: &str) -> String {
 
 async fn read_config(
     s: &dyn ObjectStore,
+    url: &str,
     prefix: &str,
+    mode: Encryption,
 ) -> Result<Option<PrefixConfig>, SetupError> {
-    match store::get_all(s, &config_key(prefix)).await? {
-        Some(bytes) => Ok(Some(PrefixConfig::from_json(&bytes)?)),
-        None => Ok(None),
+    match store::get_all(s, &config_key(prefix)).await {
+        Ok(Some(bytes)) => Ok(Some(PrefixConfig::from_json(&bytes)?)),
+        Ok(None) => Ok(None),
+        Err(StoreError::AccessDenied(d) | StoreError::BadRequest(d)) => Err(match mode {
+            Encryption::SseC => SetupError::WrongSseCKey { url: url.into() },
+            _ => SetupError::ConfigUnreadable {
+                url: url.into(),
+                detail: d,
+            },
+        }),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -51,49 +131,61 @@ pub async fn init(
     s: &dyn ObjectStore,
     url: &str,
     prefix: &str,
-    mode: Encryption,
-    key_file: Option<&std::path::Path>,
+    enc: &EncryptionArgs,
 ) -> Result<(), SetupError> {
-    if let Some(found) = read_config(s, prefix).await? {
+    if let Some(found) = read_config(s, url, prefix, enc.encryption).await? {
         return Err(SetupError::AlreadyInitialized {
             url: url.into(),
             found: found.encryption,
         });
     }
-    let config = match mode {
+    let config = match enc.encryption {
         Encryption::Client => {
-            let master = load_key_file(key_file.ok_or(SetupError::NoKeyFile)?)?;
-            PrefixConfig::new_client(&master)
+            let path = enc.key_file.as_deref().ok_or(SetupError::Missing(
+                "--encryption client needs --key-file FILE",
+            ))?;
+            PrefixConfig::new_client(&load_key_file(path)?)
         }
-        Encryption::None => PrefixConfig::plain("none"),
+        mode => PrefixConfig::plain(mode.name()),
     };
-    s.put(
-        &config_key(prefix),
-        Bytes::from(config.to_json()),
-        &UserMeta::new(),
-    )
-    .await?;
-    Ok(())
+    match s
+        .put(
+            &config_key(prefix),
+            Bytes::from(config.to_json()),
+            &UserMeta::new(),
+        )
+        .await
+    {
+        Err(StoreError::AccessDenied(d) | StoreError::BadRequest(d))
+            if enc.encryption == Encryption::SseC =>
+        {
+            Err(SetupError::SseCBlocked(d))
+        }
+        other => other.map(|_| ()).map_err(Into::into),
+    }
 }
 
-/// At mount: check the prefix's recorded mode against the asked one; in client mode unwrap
-/// its keyring with the key file.
+/// At mount: check the prefix's recorded mode against the asked one (reading the config with
+/// the SSE-C key proves that key); in client mode unwrap its keyring with the key file.
 pub async fn open(
     s: &dyn ObjectStore,
     url: &str,
     prefix: &str,
-    mode: Encryption,
-    key_file: Option<&std::path::Path>,
+    enc: &EncryptionArgs,
 ) -> Result<Option<Arc<Keyring>>, SetupError> {
-    let config = read_config(s, prefix).await?;
+    let mode = enc.encryption;
+    let config = read_config(s, url, prefix, mode).await?;
     let found = config
         .as_ref()
         .map_or("none", |c| c.encryption.as_str())
         .to_string();
     if found != mode.name() {
-        return Err(match (mode, config) {
-            (Encryption::Client, None) => SetupError::NotInitialized { url: url.into() },
-            _ => SetupError::ModeMismatch {
+        return Err(match config {
+            None => SetupError::NotInitialized {
+                url: url.into(),
+                mode: mode.name().into(),
+            },
+            Some(_) => SetupError::ModeMismatch {
                 url: url.into(),
                 found,
                 asked: mode.name().into(),
@@ -102,8 +194,10 @@ pub async fn open(
     }
     match (mode, config) {
         (Encryption::Client, Some(c)) => {
-            let master = load_key_file(key_file.ok_or(SetupError::NoKeyFile)?)?;
-            Ok(Some(Arc::new(c.unwrap(&master)?)))
+            let path = enc.key_file.as_deref().ok_or(SetupError::Missing(
+                "--encryption client needs --key-file FILE",
+            ))?;
+            Ok(Some(Arc::new(c.unwrap(&load_key_file(path)?)?)))
         }
         _ => Ok(None),
     }
@@ -115,6 +209,16 @@ mod tests {
     use crate::store::mem::MemStore;
     use std::os::unix::fs::PermissionsExt;
 
+    fn client(key: &Path) -> EncryptionArgs {
+        EncryptionArgs {
+            encryption: Encryption::Client,
+            key_file: Some(key.into()),
+            kms_key_id: None,
+            bucket_key: false,
+            sse_c_key_file: None,
+        }
+    }
+
     #[tokio::test]
     async fn modes_are_recorded_and_enforced() {
         let mem = MemStore::new();
@@ -122,40 +226,54 @@ mod tests {
         let (k1, k2) = (dir.path().join("k1"), dir.path().join("k2"));
         crate::crypto::keys::keygen(&k1).unwrap();
         crate::crypto::keys::keygen(&k2).unwrap();
+        let none = EncryptionArgs {
+            encryption: Encryption::None,
+            key_file: None,
+            kms_key_id: None,
+            bucket_key: false,
+            sse_c_key_file: None,
+        };
         let url = "s3://b/p";
-        let err = open(&mem, url, "p/", Encryption::Client, Some(&k1))
-            .await
-            .unwrap_err();
+        let err = open(&mem, url, "p/", &client(&k1)).await.unwrap_err();
         assert!(matches!(err, SetupError::NotInitialized { .. }), "{err}");
-        assert!(open(&mem, url, "p/", Encryption::None, None)
-            .await
-            .unwrap()
-            .is_none());
-        init(&mem, url, "p/", Encryption::Client, Some(&k1))
-            .await
-            .unwrap();
-        assert!(init(&mem, url, "p/", Encryption::Client, Some(&k1))
-            .await
-            .is_err());
-        assert!(open(&mem, url, "p/", Encryption::Client, Some(&k1))
-            .await
-            .unwrap()
-            .is_some());
-        let err = open(&mem, url, "p/", Encryption::Client, Some(&k2))
-            .await
-            .unwrap_err();
+        assert!(open(&mem, url, "p/", &none).await.unwrap().is_none());
+        init(&mem, url, "p/", &client(&k1)).await.unwrap();
+        assert!(init(&mem, url, "p/", &client(&k1)).await.is_err());
+        assert!(open(&mem, url, "p/", &client(&k1)).await.unwrap().is_some());
+        let err = open(&mem, url, "p/", &client(&k2)).await.unwrap_err();
         assert!(
             matches!(err, SetupError::Key(KeyError::WrongKeyFile)),
             "{err}"
         );
-        let err = open(&mem, url, "p/", Encryption::None, None)
-            .await
-            .unwrap_err();
+        let err = open(&mem, url, "p/", &none).await.unwrap_err();
         assert!(err.to_string().contains("--encryption client"), "{err}");
         std::fs::set_permissions(&k1, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let err = open(&mem, url, "p/", Encryption::Client, Some(&k1))
-            .await
-            .unwrap_err();
+        let err = open(&mem, url, "p/", &client(&k1)).await.unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn sse_c_key_files_parse_base64_hex_and_raw() {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, body: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, body).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p
+        };
+        let b64 = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
+        let text = format!("# keys, newest first\n{b64}\n{}\n", hex::encode([2u8; 32]));
+        let keys = load_sse_c_keys(&write("two", text.as_bytes())).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_ne!(keys[0].md5(), keys[1].md5());
+        assert_eq!(load_sse_c_keys(&write("raw", &[3u8; 32])).unwrap().len(), 1);
+        assert!(load_sse_c_keys(&write("bad", b"not a key\n")).is_err());
+        let loose = write("loose", b"x");
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load_sse_c_keys(&loose)
+            .unwrap_err()
+            .to_string()
+            .contains("chmod 600"));
     }
 }

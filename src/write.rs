@@ -286,6 +286,7 @@ impl Writer {
                 etag,
                 last_modified: std::time::SystemTime::now(),
                 user: up.meta.clone(),
+                sse: None,
             };
             // Metadata is fixed when the upload starts; a chmod/utimens/rename since then is
             // applied with one server-side copy.

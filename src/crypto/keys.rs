@@ -44,15 +44,21 @@ pub enum KeyError {
 /// Load a 256-bit key file: 32 raw bytes, or 64 hex digits (keygen's output).
 pub fn load_key_file(path: &Path) -> Result<Secret, KeyError> {
     let shown = path.display().to_string();
+    let mut bytes = read_private(path)?;
+    let key = parse_key(&bytes);
+    zeroize::Zeroize::zeroize(&mut bytes);
+    key.ok_or(KeyError::BadKeyFile(shown))
+}
+
+/// Read a file that holds key material, refusing it when group or others may read it.
+pub fn read_private(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| KeyError::Read(shown.clone(), e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyError::LoosePermissions { path: shown, mode });
     }
-    let mut bytes = std::fs::read(path).map_err(|e| KeyError::Read(shown.clone(), e))?;
-    let key = parse_key(&bytes);
-    zeroize::Zeroize::zeroize(&mut bytes);
-    key.ok_or(KeyError::BadKeyFile(shown))
+    std::fs::read(path).map_err(|e| KeyError::Read(shown, e))
 }
 
 fn parse_key(bytes: &[u8]) -> Option<Secret> {

@@ -370,6 +370,7 @@ impl Fs {
                 etag: v.etag.clone(),
                 last_modified: SystemTime::now(),
                 user: m.clone(),
+                sse: None,
             };
             let etag = store::copy_any_size(&*self.store, &src, &key, &m, self.cfg.write.part_size)
                 .await?;

@@ -254,6 +254,7 @@ impl Fs {
         } else {
             self.move_file(parent, name, &src, &dst).await?;
         }
+        let moved_dir = kind == Kind::Dir;
         let replaced = self.inodes.lock().unwrap().child(new_parent, new_name);
         if let Some(ino) = replaced {
             let file = self.files.lock().unwrap().get(&ino).cloned();
@@ -265,6 +266,44 @@ impl Fs {
             .lock()
             .unwrap()
             .rename(parent, name, new_parent, new_name);
+        if moved_dir {
+            self.repin_under(&dst).await?;
+        }
+        Ok(())
+    }
+
+    /// After a directory moved, its objects are copies with new ETags (always under SSE-C,
+    /// and for multipart objects in any mode): forget cached versions of everything under
+    /// it, and re-pin open files to their new objects.
+    async fn repin_under(&self, dir: &str) -> Result<()> {
+        let inos = {
+            let mut inodes = self.inodes.lock().unwrap();
+            let inos = inodes.under(dir);
+            for &i in &inos {
+                if let Some(n) = inodes.get_mut(i) {
+                    n.attr = None;
+                    n.etag = None;
+                }
+            }
+            inos
+        };
+        for ino in inos {
+            let file = self.files.lock().unwrap().get(&ino).cloned();
+            let Some(file) = file else { continue };
+            let mut of = file.lock().await;
+            let Some(v) = of.version.clone() else {
+                continue;
+            };
+            let key = self.file_key(&self.path(ino)?);
+            if let Some(obj) = self.store.head(&key).await? {
+                of.version = Some(crate::read::Version {
+                    key,
+                    etag: obj.etag,
+                    ..v
+                });
+                of.writer = None;
+            }
+        }
         Ok(())
     }
 

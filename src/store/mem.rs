@@ -98,6 +98,7 @@ impl ObjectStore for MemStore {
             etag: o.etag.clone(),
             last_modified: o.modified,
             user: o.meta.clone(),
+            sse: None,
         }))
     }
 

@@ -47,6 +47,10 @@ pub enum StoreError {
     NoCredentials(String),
     #[error("range not satisfiable: {0}")]
     InvalidRange(String),
+    #[error("request refused: {0}")]
+    BadRequest(String),
+    #[error("the server did not apply the requested encryption: {0}")]
+    EncryptionNotApplied(String),
     #[error("cannot reach the S3 endpoint: {0}")]
     Unreachable(String),
     #[error("S3 error: {0}")]
@@ -63,6 +67,8 @@ pub struct ObjectMeta {
     pub etag: String,
     pub last_modified: SystemTime,
     pub user: UserMeta,
+    /// Server-side encryption the server reports for the object (`AES256`, `aws:kms`), if any.
+    pub sse: Option<String>,
 }
 
 /// One object in a listing. Listings carry no user metadata.

@@ -5,6 +5,7 @@
 //! here, into a `StoreError` by HTTP status and S3 error code.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
+use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart as SdkPart, Delete, MetadataDirective, ObjectIdentifier,
 };
@@ -31,11 +33,115 @@ pub struct S3Config {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     pub force_path_style: bool,
+    pub sse: Sse,
+}
+
+/// Server-side encryption asked on every request that writes (and, for SSE-C, reads).
+#[derive(Clone, Default)]
+pub enum Sse {
+    #[default]
+    None,
+    /// SSE-S3: `x-amz-server-side-encryption: AES256`.
+    S3,
+    /// SSE-KMS with a key (ARN, id or alias) or the AWS-managed key.
+    Kms {
+        key_id: Option<String>,
+        bucket_key: bool,
+    },
+    /// SSE-C: customer keys, the first for writes, all tried for reads (older keys).
+    C(Arc<Vec<CustomerKey>>),
+}
+
+impl std::fmt::Debug for Sse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sse::None => f.write_str("None"),
+            Sse::S3 => f.write_str("S3"),
+            Sse::Kms { key_id, bucket_key } => {
+                write!(f, "Kms({key_id:?}, bucket_key {bucket_key})")
+            }
+            Sse::C(keys) => write!(f, "C({} keys)", keys.len()),
+        }
+    }
+}
+
+/// An SSE-C key as S3 wants it: base64 of the key, base64 of its MD5. Zeroized on drop.
+pub struct CustomerKey {
+    key_b64: zeroize::Zeroizing<String>,
+    md5_b64: String,
+}
+
+impl std::fmt::Debug for CustomerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CustomerKey(md5 {})", self.md5_b64)
+    }
+}
+
+impl CustomerKey {
+    pub fn new(raw: &[u8; 32]) -> Self {
+        use base64::Engine;
+        use md5::Digest;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Self {
+            key_b64: zeroize::Zeroizing::new(b64.encode(raw)),
+            md5_b64: b64.encode(md5::Md5::digest(raw)),
+        }
+    }
+
+    /// The key's MD5 (base64): safe to print, identifies the key.
+    pub fn md5(&self) -> &str {
+        &self.md5_b64
+    }
 }
 
 pub struct S3Store {
     client: Client,
     bucket: String,
+    sse: Sse,
+}
+
+/// Apply the write-side SSE headers of `$sse` to request builder `$req`.
+macro_rules! sse_write {
+    ($sse:expr, $req:expr) => {
+        match $sse {
+            Sse::None => $req,
+            Sse::S3 => $req.server_side_encryption(ServerSideEncryption::Aes256),
+            Sse::Kms { key_id, bucket_key } => $req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(key_id.clone())
+                .bucket_key_enabled(*bucket_key),
+            Sse::C(keys) => $req
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(keys[0].key_b64.as_str())
+                .sse_customer_key_md5(&keys[0].md5_b64),
+        }
+    };
+}
+
+/// Apply SSE-C key `$k` (if any) to a request that reads an object.
+macro_rules! sse_c_read {
+    ($k:expr, $req:expr) => {
+        match $k {
+            Some(k) => $req
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(k.key_b64.as_str())
+                .sse_customer_key_md5(&k.md5_b64),
+            None => $req,
+        }
+    };
+}
+
+/// Apply SSE-C key `$k` (if any) as the copy source's key.
+macro_rules! sse_c_source {
+    ($k:expr, $req:expr) => {
+        match $k {
+            Some(k) => $req
+                .copy_source_sse_customer_algorithm("AES256")
+                .copy_source_sse_customer_key(k.key_b64.as_str())
+                .copy_source_sse_customer_key_md5(&k.md5_b64),
+            None => $req,
+        }
+    };
 }
 
 impl S3Store {
@@ -73,7 +179,33 @@ impl S3Store {
         Ok(Self {
             client: Client::from_conf(builder.build()),
             bucket: config.bucket.clone(),
+            sse: config.sse.clone(),
         })
+    }
+
+    /// SSE-C keys to try when reading, newest first (`[None]` without SSE-C).
+    fn read_keys(&self) -> Vec<Option<&CustomerKey>> {
+        match &self.sse {
+            Sse::C(keys) => keys.iter().map(Some).collect(),
+            _ => vec![None],
+        }
+    }
+
+    /// Check that the server applied the SSE we asked for (S3 and KMS echo it back).
+    fn check_applied(&self, got: Option<&ServerSideEncryption>, key: &str) -> Result<()> {
+        let want = match &self.sse {
+            Sse::S3 => ServerSideEncryption::Aes256,
+            Sse::Kms { .. } => ServerSideEncryption::AwsKms,
+            _ => return Ok(()),
+        };
+        match got {
+            Some(g) if *g == want => Ok(()),
+            other => Err(StoreError::EncryptionNotApplied(format!(
+                "{key}: asked for {}, the server answered {}",
+                want.as_str(),
+                other.map_or("no encryption header", |g| g.as_str())
+            ))),
+        }
     }
 
     /// Fail early and clearly when the bucket is missing or unreachable.
@@ -135,6 +267,7 @@ where
         (_, "NoSuchKey") | (Some(404), _) => StoreError::NotFound(detail),
         (Some(412), _) | (_, "PreconditionFailed") => StoreError::PreconditionFailed(detail),
         (Some(416), _) => StoreError::InvalidRange(detail),
+        (Some(400), _) => StoreError::BadRequest(detail),
         (Some(403), _)
         | (_, "AccessDenied")
         | (_, "InvalidAccessKeyId")
@@ -169,33 +302,38 @@ fn to_map(meta: &UserMeta) -> std::collections::HashMap<String, String> {
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(ObjectMeta {
-                key: key.to_string(),
-                size: out.content_length().unwrap_or(0).max(0) as u64,
-                etag: out.e_tag().unwrap_or("").to_string(),
-                last_modified: to_time(out.last_modified()),
-                user: out
-                    .metadata()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.to_lowercase(), v.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })),
-            Err(e) => match classify(e, key) {
-                StoreError::NotFound(_) => Ok(None),
-                other => Err(other),
-            },
+        let mut last = None;
+        for k in self.read_keys() {
+            let req = self.client.head_object().bucket(&self.bucket).key(key);
+            match sse_c_read!(k, req).send().await {
+                Ok(out) => {
+                    return Ok(Some(ObjectMeta {
+                        key: key.to_string(),
+                        size: out.content_length().unwrap_or(0).max(0) as u64,
+                        etag: out.e_tag().unwrap_or("").to_string(),
+                        last_modified: to_time(out.last_modified()),
+                        user: out
+                            .metadata()
+                            .map(|m| {
+                                m.iter()
+                                    .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
+                    }))
+                }
+                Err(e) => match classify(e, key) {
+                    StoreError::NotFound(_) => return Ok(None),
+                    // With SSE-C a wrong (older or newer) key is refused: try the next one.
+                    err @ (StoreError::AccessDenied(_) | StoreError::BadRequest(_)) => {
+                        last = Some(err)
+                    }
+                    other => return Err(other),
+                },
+            }
         }
+        Err(last.expect("at least one key was tried"))
     }
 
     async fn get_range(
@@ -207,48 +345,63 @@ impl ObjectStore for S3Store {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let mut req = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes={}-{}", range.start, range.end - 1));
-        if let Some(etag) = if_match {
-            req = req.if_match(etag);
+        let mut last = None;
+        for k in self.read_keys() {
+            let req = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .range(format!("bytes={}-{}", range.start, range.end - 1))
+                .set_if_match(if_match.map(str::to_string));
+            match sse_c_read!(k, req).send().await {
+                Ok(out) => {
+                    let body = out
+                        .body
+                        .collect()
+                        .await
+                        .map_err(|e| StoreError::Unreachable(format!("{key}: body: {e}")))?;
+                    return Ok(body.into_bytes());
+                }
+                Err(e) => match classify(e, key) {
+                    err @ (StoreError::AccessDenied(_) | StoreError::BadRequest(_)) => {
+                        last = Some(err)
+                    }
+                    other => return Err(other),
+                },
+            }
         }
-        let out = req.send().await.map_err(|e| classify(e, key))?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Unreachable(format!("{key}: body: {e}")))?;
-        Ok(body.into_bytes())
+        Err(last.expect("at least one key was tried"))
     }
 
     async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
-        let out = self
+        let req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .set_metadata(Some(to_map(meta)))
-            .body(ByteStream::from(body))
+            .body(ByteStream::from(body));
+        let out = sse_write!(&self.sse, req)
             .send()
             .await
             .map_err(|e| classify(e, key))?;
+        self.check_applied(out.server_side_encryption(), key)?;
         Ok(out.e_tag().unwrap_or("").to_string())
     }
 
     async fn create_multipart(&self, key: &str, meta: &UserMeta) -> Result<String> {
-        let out = self
+        let req = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .set_metadata(Some(to_map(meta)))
+            .set_metadata(Some(to_map(meta)));
+        let out = sse_write!(&self.sse, req)
             .send()
             .await
             .map_err(|e| classify(e, key))?;
+        self.check_applied(out.server_side_encryption(), key)?;
         out.upload_id()
             .map(str::to_string)
             .ok_or_else(|| StoreError::Other(format!("{key}: no upload id in response")))
@@ -261,14 +414,19 @@ impl ObjectStore for S3Store {
         number: i32,
         body: Bytes,
     ) -> Result<String> {
-        let out = self
+        let req = self
             .client
             .upload_part()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
             .part_number(number)
-            .body(ByteStream::from(body))
+            .body(ByteStream::from(body));
+        let write_key = match &self.sse {
+            Sse::C(keys) => Some(&keys[0]),
+            _ => None,
+        };
+        let out = sse_c_read!(write_key, req)
             .send()
             .await
             .map_err(|e| classify(e, key))?;
@@ -284,24 +442,40 @@ impl ObjectStore for S3Store {
         src_etag: &str,
         range: Range<u64>,
     ) -> Result<String> {
-        let out = self
-            .client
-            .upload_part_copy()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .copy_source(self.copy_source(src_key))
-            .copy_source_if_match(src_etag)
-            .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
-            .send()
-            .await
-            .map_err(|e| classify(e, key))?;
-        Ok(out
-            .copy_part_result()
-            .and_then(|r| r.e_tag())
-            .unwrap_or("")
-            .to_string())
+        let write_key = match &self.sse {
+            Sse::C(keys) => Some(&keys[0]),
+            _ => None,
+        };
+        let mut last = None;
+        for k in self.read_keys() {
+            let req = self
+                .client
+                .upload_part_copy()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .copy_source(self.copy_source(src_key))
+                .copy_source_if_match(src_etag)
+                .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1));
+            let req = sse_c_read!(write_key, req);
+            match sse_c_source!(k, req).send().await {
+                Ok(out) => {
+                    return Ok(out
+                        .copy_part_result()
+                        .and_then(|r| r.e_tag())
+                        .unwrap_or("")
+                        .to_string())
+                }
+                Err(e) => match classify(e, key) {
+                    err @ (StoreError::AccessDenied(_) | StoreError::BadRequest(_)) => {
+                        last = Some(err)
+                    }
+                    other => return Err(other),
+                },
+            }
+        }
+        Err(last.expect("at least one key was tried"))
     }
 
     async fn complete_multipart(
@@ -348,24 +522,41 @@ impl ObjectStore for S3Store {
             .map_err(|e| classify(e, key))
     }
 
+    /// CopyObject; with SSE-C the source is opened with whichever key it was written with and
+    /// the copy is written with the current key (so a rename also rekeys).
     async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {
-        let mut req = self
-            .client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(dst)
-            .copy_source(self.copy_source(src));
-        if let Some(meta) = meta {
-            req = req
-                .metadata_directive(MetadataDirective::Replace)
-                .set_metadata(Some(to_map(meta)));
+        let mut last = None;
+        for k in self.read_keys() {
+            let mut req = self
+                .client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(dst)
+                .copy_source(self.copy_source(src));
+            if let Some(meta) = meta {
+                req = req
+                    .metadata_directive(MetadataDirective::Replace)
+                    .set_metadata(Some(to_map(meta)));
+            }
+            let req = sse_write!(&self.sse, req);
+            match sse_c_source!(k, req).send().await {
+                Ok(out) => {
+                    self.check_applied(out.server_side_encryption(), dst)?;
+                    return Ok(out
+                        .copy_object_result()
+                        .and_then(|r| r.e_tag())
+                        .unwrap_or("")
+                        .to_string());
+                }
+                Err(e) => match classify(e, src) {
+                    err @ (StoreError::AccessDenied(_) | StoreError::BadRequest(_)) => {
+                        last = Some(err)
+                    }
+                    other => return Err(other),
+                },
+            }
         }
-        let out = req.send().await.map_err(|e| classify(e, src))?;
-        Ok(out
-            .copy_object_result()
-            .and_then(|r| r.e_tag())
-            .unwrap_or("")
-            .to_string())
+        Err(last.expect("at least one key was tried"))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

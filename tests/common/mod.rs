@@ -68,6 +68,7 @@ pub fn raw_store() -> S3Store {
         region: None,
         endpoint_url: Some(endpoint()),
         force_path_style: true,
+        sse: Default::default(),
     };
     rt().block_on(S3Store::connect(&cfg)).expect("connect")
 }
@@ -88,32 +89,59 @@ pub fn sealfs() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sealfs"))
 }
 
-/// The encryption mode the suite runs in (`SEALFS_TEST_ENCRYPTION`: none, the default, or
-/// client), so one suite covers every mode.
-pub fn client_mode() -> bool {
+/// The encryption mode the suite runs in (`SEALFS_TEST_ENCRYPTION`: none, the default,
+/// client or sse-c), so one suite covers every mode.
+pub fn suite_mode() -> String {
     server_env();
-    std::env::var("SEALFS_TEST_ENCRYPTION").is_ok_and(|m| m == "client")
+    std::env::var("SEALFS_TEST_ENCRYPTION").unwrap_or_else(|_| "none".into())
 }
 
-/// A prefix prepared for a test: initialized (and keyed) in client mode.
+/// A plain S3 client with the given server-side encryption.
+pub fn raw_store_with(sse: sealfs::store::s3::Sse) -> S3Store {
+    let cfg = S3Config {
+        bucket: bucket(),
+        region: None,
+        endpoint_url: Some(endpoint()),
+        force_path_style: true,
+        sse,
+    };
+    rt().block_on(S3Store::connect(&cfg)).expect("connect")
+}
+
+pub fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A prefix prepared for a test: initialized (and keyed) for the suite's mode.
 pub struct Prefix {
     pub name: String,
     pub args: Vec<String>,
     pub keydir: Option<tempfile::TempDir>,
     pub ring: Option<sealfs::crypto::keys::Keyring>,
+    /// SSE-C key file, for a plain client that can read the prefix's objects.
+    pub sse_c_key: Option<PathBuf>,
 }
 
 impl Prefix {
+    pub fn new_empty() -> Prefix {
+        Self::empty("")
+    }
+
+    fn empty(name: &str) -> Prefix {
+        Prefix {
+            name: name.to_string(),
+            args: vec![],
+            keydir: None,
+            ring: None,
+            sse_c_key: None,
+        }
+    }
+
     pub fn new(name: &str) -> Prefix {
-        if client_mode() {
-            Self::client(name)
-        } else {
-            Prefix {
-                name: name.to_string(),
-                args: vec![],
-                keydir: None,
-                ring: None,
-            }
+        match suite_mode().as_str() {
+            "client" => Self::client(name),
+            "sse-c" => Self::sse_c(name),
+            _ => Self::empty(name),
         }
     }
 
@@ -132,19 +160,23 @@ impl Prefix {
             ])
             .arg(&key)
             .args(["--endpoint-url", &endpoint(), "--force-path-style"]));
-        let store = raw_store();
+        let enc = sealfs::cli::EncryptionArgs {
+            encryption: sealfs::cli::Encryption::Client,
+            key_file: Some(key.clone()),
+            kms_key_id: None,
+            bucket_key: false,
+            sse_c_key_file: None,
+        };
         let ring = rt()
             .block_on(sealfs::setup::open(
-                &store,
+                &raw_store(),
                 "test",
                 &format!("{name}/"),
-                sealfs::cli::Encryption::Client,
-                Some(&key),
+                &enc,
             ))
             .unwrap()
             .map(|r| std::sync::Arc::try_unwrap(r).unwrap());
         Prefix {
-            name: name.to_string(),
             args: vec![
                 "--encryption".into(),
                 "client".into(),
@@ -153,6 +185,52 @@ impl Prefix {
             ],
             keydir: Some(keydir),
             ring,
+            ..Self::empty(name)
+        }
+    }
+
+    /// An SSE-C prefix with a fresh customer key, whatever the suite's mode.
+    pub fn sse_c(name: &str) -> Prefix {
+        use std::os::unix::fs::PermissionsExt;
+        let keydir = tempfile::tempdir().unwrap();
+        let key = keydir.path().join("ssec.key");
+        let seed = unique("k");
+        let raw: Vec<u8> = (0..32)
+            .map(|i| seed.as_bytes()[i % seed.len()].wrapping_add(i as u8))
+            .collect();
+        std::fs::write(&key, format!("{}\n", hex_encode(&raw))).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        run(sealfs()
+            .args([
+                "init",
+                &format!("s3://{}/{name}", bucket()),
+                "--encryption",
+                "sse-c",
+                "--sse-c-key-file",
+            ])
+            .arg(&key)
+            .args(["--endpoint-url", &endpoint(), "--force-path-style"]));
+        Prefix {
+            args: vec![
+                "--encryption".into(),
+                "sse-c".into(),
+                "--sse-c-key-file".into(),
+                key.to_string_lossy().into_owned(),
+            ],
+            keydir: Some(keydir),
+            sse_c_key: Some(key),
+            ..Self::empty(name)
+        }
+    }
+
+    /// A plain client that can read this prefix's objects (with its SSE-C keys).
+    pub fn s3(&self) -> S3Store {
+        match &self.sse_c_key {
+            Some(key) => {
+                let keys = sealfs::setup::load_sse_c_keys(key).unwrap();
+                raw_store_with(sealfs::store::s3::Sse::C(std::sync::Arc::new(keys)))
+            }
+            None => raw_store(),
         }
     }
 
@@ -160,26 +238,33 @@ impl Prefix {
         format!("{}/{rel}", self.name)
     }
 
-    /// Put a file as another writer of this prefix would (sealed in client mode), without
-    /// sealfs's attribute metadata.
+    /// Put a file as another writer of this prefix would (sealed in client mode, under the
+    /// SSE-C key in sse-c mode), without sealfs's attribute metadata.
     pub fn put(&self, rel: &str, data: &[u8]) {
         let body = match &self.ring {
             Some(ring) => ring.new_file().encode(0, data, data.len() as u64),
             None => Bytes::copy_from_slice(data),
         };
-        rt().block_on(raw_store().put(&self.key(rel), body, &UserMeta::new()))
+        rt().block_on(self.s3().put(&self.key(rel), body, &UserMeta::new()))
             .unwrap();
     }
 
     /// A file's contents read straight from the bucket (opened with the keyring in client mode).
     pub fn get(&self, rel: &str) -> Option<Vec<u8>> {
         let raw = rt()
-            .block_on(sealfs::store::get_all(&raw_store(), &self.key(rel)))
+            .block_on(sealfs::store::get_all(&self.s3(), &self.key(rel)))
             .unwrap()?;
         Some(match &self.ring {
             Some(ring) => ring.open_object(&raw).expect("object authenticates"),
             None => raw.to_vec(),
         })
+    }
+
+    /// HEAD of an object as this prefix's own client sees it.
+    pub fn head(&self, rel: &str) -> sealfs::store::ObjectMeta {
+        rt().block_on(self.s3().head(&self.key(rel)))
+            .unwrap()
+            .unwrap()
     }
 
     /// Object size of a file of `plain` bytes in this prefix's mode.
@@ -280,15 +365,7 @@ impl Mount {
     /// Unmount and mount the same prefix again (same mode and key).
     pub fn remount(mut self, extra: &[&str]) -> Mount {
         self.unmount();
-        let setup = std::mem::replace(
-            &mut self.setup,
-            Prefix {
-                name: String::new(),
-                args: vec![],
-                keydir: None,
-                ring: None,
-            },
-        );
+        let setup = std::mem::replace(&mut self.setup, Prefix::new_empty());
         setup.mount(extra)
     }
 
