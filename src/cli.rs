@@ -87,7 +87,9 @@ impl EncryptionArgs {
             ))
         };
         match self.encryption {
-            Encryption::Client if self.key_file.is_none() => need("--key-file FILE"),
+            Encryption::Client if self.key_file.is_none() && self.kms_key_id.is_none() => {
+                need("--key-file FILE or --kms-key-id ID")
+            }
             Encryption::SseC if self.sse_c_key_file.is_none() => need("--sse-c-key-file FILE"),
             _ => Ok(()),
         }

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod fs;
 pub mod fuse;
 pub mod inode;
+pub mod kms;
 pub mod mount;
 pub mod read;
 pub mod setup;

@@ -113,6 +113,7 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
     let url = format!("s3://{}/{}", plan.s3.bucket, plan.fs.prefix);
     let keys = rt.block_on(setup::open(
         &store,
+        &plan.s3.bucket,
         url.trim_end_matches('/'),
         &plan.fs.prefix,
         &plan.enc,
@@ -182,7 +183,14 @@ pub fn init(args: &crate::cli::InitArgs) -> Result<()> {
     rt.block_on(async {
         let store = S3Store::connect(&s3).await?;
         store.check_bucket().await?;
-        setup::init(&store, args.url.trim_end_matches('/'), &prefix, &args.enc).await?;
+        setup::init(
+            &store,
+            &s3.bucket,
+            args.url.trim_end_matches('/'),
+            &prefix,
+            &args.enc,
+        )
+        .await?;
         Ok::<_, anyhow::Error>(())
     })?;
     eprintln!(

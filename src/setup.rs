@@ -24,6 +24,8 @@ pub enum SetupError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Key(#[from] KeyError),
+    #[error("cannot unwrap the prefix's keyring with KMS (key disabled, no access, or the keyring was moved or replaced?): {0}")]
+    Kms(#[from] crate::kms::KmsError),
     #[error("{url} is not initialized for encryption '{mode}': run `sealfs init {url} --encryption {mode} ...` first")]
     NotInitialized { url: String, mode: String },
     #[error("{url} is set up for encryption '{found}', not '{asked}': mount it with --encryption {found}")]
@@ -129,6 +131,7 @@ async fn read_config(
 /// `sealfs init`: record the mode (and create the keyring) for a prefix that has none.
 pub async fn init(
     s: &dyn ObjectStore,
+    bucket: &str,
     url: &str,
     prefix: &str,
     enc: &EncryptionArgs,
@@ -140,12 +143,19 @@ pub async fn init(
         });
     }
     let config = match enc.encryption {
-        Encryption::Client => {
-            let path = enc.key_file.as_deref().ok_or(SetupError::Missing(
-                "--encryption client needs --key-file FILE",
-            ))?;
-            PrefixConfig::new_client(&load_key_file(path)?)
-        }
+        Encryption::Client => match (&enc.kms_key_id, &enc.key_file) {
+            (Some(key_id), _) => {
+                let kms = crate::kms::Kms::connect(None).await;
+                let (_data_key, blob) = kms.generate(key_id, bucket, prefix).await?;
+                PrefixConfig::new_client_kms(key_id, &blob)
+            }
+            (None, Some(path)) => PrefixConfig::new_client(&load_key_file(path)?),
+            (None, None) => {
+                return Err(SetupError::Missing(
+                    "--encryption client needs --key-file FILE or --kms-key-id ID",
+                ))
+            }
+        },
         mode => PrefixConfig::plain(mode.name()),
     };
     match s
@@ -169,6 +179,7 @@ pub async fn init(
 /// the SSE-C key proves that key); in client mode unwrap its keyring with the key file.
 pub async fn open(
     s: &dyn ObjectStore,
+    bucket: &str,
     url: &str,
     prefix: &str,
     enc: &EncryptionArgs,
@@ -193,9 +204,18 @@ pub async fn open(
         });
     }
     match (mode, config) {
+        (Encryption::Client, Some(c)) if c.is_kms() => {
+            // One Decrypt per key version, once per mount.
+            let kms = crate::kms::Kms::connect(None).await;
+            let mut keys = std::collections::BTreeMap::new();
+            for (version, blob) in c.kms_blobs()? {
+                keys.insert(version, kms.decrypt(&blob, bucket, prefix).await?);
+            }
+            Ok(Some(Arc::new(Keyring::from_keys(c.current_key, keys)?)))
+        }
         (Encryption::Client, Some(c)) => {
             let path = enc.key_file.as_deref().ok_or(SetupError::Missing(
-                "--encryption client needs --key-file FILE",
+                "this prefix's keys are wrapped by a key file: mount with --key-file FILE",
             ))?;
             Ok(Some(Arc::new(c.unwrap(&load_key_file(path)?)?)))
         }
@@ -234,21 +254,24 @@ mod tests {
             sse_c_key_file: None,
         };
         let url = "s3://b/p";
-        let err = open(&mem, url, "p/", &client(&k1)).await.unwrap_err();
+        let err = open(&mem, "b", url, "p/", &client(&k1)).await.unwrap_err();
         assert!(matches!(err, SetupError::NotInitialized { .. }), "{err}");
-        assert!(open(&mem, url, "p/", &none).await.unwrap().is_none());
-        init(&mem, url, "p/", &client(&k1)).await.unwrap();
-        assert!(init(&mem, url, "p/", &client(&k1)).await.is_err());
-        assert!(open(&mem, url, "p/", &client(&k1)).await.unwrap().is_some());
-        let err = open(&mem, url, "p/", &client(&k2)).await.unwrap_err();
+        assert!(open(&mem, "b", url, "p/", &none).await.unwrap().is_none());
+        init(&mem, "b", url, "p/", &client(&k1)).await.unwrap();
+        assert!(init(&mem, "b", url, "p/", &client(&k1)).await.is_err());
+        assert!(open(&mem, "b", url, "p/", &client(&k1))
+            .await
+            .unwrap()
+            .is_some());
+        let err = open(&mem, "b", url, "p/", &client(&k2)).await.unwrap_err();
         assert!(
             matches!(err, SetupError::Key(KeyError::WrongKeyFile)),
             "{err}"
         );
-        let err = open(&mem, url, "p/", &none).await.unwrap_err();
+        let err = open(&mem, "b", url, "p/", &none).await.unwrap_err();
         assert!(err.to_string().contains("--encryption client"), "{err}");
         std::fs::set_permissions(&k1, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let err = open(&mem, url, "p/", &client(&k1)).await.unwrap_err();
+        let err = open(&mem, "b", url, "p/", &client(&k1)).await.unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 

@@ -214,3 +214,69 @@ fn wrong_keys_modes_and_key_files_refuse_the_mount() {
     let msg = mount(&["--encryption", "client", "--key-file", key]);
     assert!(msg.contains("wrong key file"), "{msg}");
 }
+
+#[test]
+fn kms_wrapped_keys_mount_and_are_bound_to_their_prefix() {
+    let key_id =
+        std::env::var("SEALFS_TEST_KMS_KEY_ID").expect("SEALFS_TEST_KMS_KEY_ID (local-s3.sh)");
+    let name = unique("kms");
+    let url = format!("s3://{}/{name}", bucket());
+    run(sealfs()
+        .args([
+            "init",
+            &url,
+            "--encryption",
+            "client",
+            "--kms-key-id",
+            &key_id,
+        ])
+        .args(["--endpoint-url", &endpoint(), "--force-path-style"]));
+    let config = String::from_utf8(raw(&format!("{name}/.sealfs"))).unwrap();
+    assert!(
+        config.contains("\"wrapping\": \"kms\"") && config.contains(&key_id),
+        "{config}"
+    );
+    let mut p = Prefix::new_empty();
+    p.name = name.clone();
+    p.args = vec![
+        "--encryption".into(),
+        "client".into(),
+        "--kms-key-id".into(),
+        key_id.clone(),
+    ];
+    let m = p.mount(&[]);
+    let secret = text(100_000);
+    fs::write(m.p("f"), &secret).unwrap();
+    assert!(!raw(&m.key("f"))
+        .windows(19)
+        .any(|w| w == b"The quick brown fox"));
+    let m = m.remount(&[]);
+    assert_eq!(fs::read(m.p("f")).unwrap(), secret);
+    // The keyring copied to another prefix does not unwrap there (KMS encryption context).
+    let other = unique("kms-moved");
+    rt().block_on(raw_store().put(
+        &format!("{other}/.sealfs"),
+        Bytes::from(config),
+        &Default::default(),
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = sealfs()
+        .args(["mount", &format!("s3://{}/{other}", bucket())])
+        .arg(dir.path())
+        .args([
+            "--endpoint-url",
+            &endpoint(),
+            "--force-path-style",
+            "--encryption",
+            "client",
+            "--kms-key-id",
+            &key_id,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("KMS"), "{msg}");
+    assert_eq!(msg.trim().lines().count(), 1, "{msg}");
+}

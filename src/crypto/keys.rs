@@ -106,6 +106,14 @@ impl std::fmt::Debug for Keyring {
 }
 
 impl Keyring {
+    /// A keyring from unwrapped keys; `current` must be among them.
+    pub fn from_keys(current: u32, keys: BTreeMap<u32, Secret>) -> Result<Self, KeyError> {
+        if !keys.contains_key(&current) {
+            return Err(KeyError::BadConfig("current key missing".into()));
+        }
+        Ok(Self { current, keys })
+    }
+
     pub fn new_single(key: Secret) -> Self {
         Self {
             current: 1,
@@ -152,6 +160,9 @@ pub struct PrefixConfig {
     pub encryption: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wrapping: Option<String>,
+    /// The KMS key that wraps the data keys (`wrapping: "kms"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
     #[serde(default)]
     pub current_key: u32,
     #[serde(default)]
@@ -177,9 +188,42 @@ impl PrefixConfig {
             sealfs: 1,
             encryption: "client".into(),
             wrapping: Some("key-file".into()),
+            kms_key_id: None,
             current_key: 1,
             keys: vec![wrap(master, 1, &data_key)],
         }
+    }
+
+    /// A new client-mode config whose data key is a KMS ciphertext blob.
+    pub fn new_client_kms(key_id: &str, blob: &[u8]) -> Self {
+        Self {
+            sealfs: 1,
+            encryption: "client".into(),
+            wrapping: Some("kms".into()),
+            kms_key_id: Some(key_id.into()),
+            current_key: 1,
+            keys: vec![WrappedKey {
+                version: 1,
+                nonce: String::new(),
+                wrapped: hex::encode(blob),
+            }],
+        }
+    }
+
+    pub fn is_kms(&self) -> bool {
+        self.wrapping.as_deref() == Some("kms")
+    }
+
+    /// The KMS blobs of a KMS-wrapped keyring, by key version.
+    pub fn kms_blobs(&self) -> Result<Vec<(u32, Vec<u8>)>, KeyError> {
+        self.keys
+            .iter()
+            .map(|k| {
+                hex::decode(&k.wrapped)
+                    .map(|b| (k.version, b))
+                    .map_err(|e| KeyError::BadConfig(e.to_string()))
+            })
+            .collect()
     }
 
     pub fn plain(mode: &str) -> Self {
@@ -187,6 +231,7 @@ impl PrefixConfig {
             sealfs: 1,
             encryption: mode.into(),
             wrapping: None,
+            kms_key_id: None,
             current_key: 0,
             keys: Vec::new(),
         }

@@ -170,6 +170,7 @@ impl Prefix {
         let ring = rt()
             .block_on(sealfs::setup::open(
                 &raw_store(),
+                &bucket(),
                 "test",
                 &format!("{name}/"),
                 &enc,

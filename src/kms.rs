@@ -1,0 +1,114 @@
+//! AWS KMS for client-mode keyrings: the only module that touches `aws-sdk-kms`.
+//!
+//! A prefix's data key is made by GenerateDataKey at `sealfs init` and unwrapped by Decrypt at
+//! mount: one KMS call per key version per mount, never per object. Every call carries an
+//! encryption context naming the bucket and prefix, so a keyring copied to another prefix
+//! cannot be unwrapped there without KMS allowing it. Plaintext keys go straight into
+//! `Secret`s (zeroized on drop); errors carry KMS's message, never key bytes.
+
+use std::collections::HashMap;
+
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::DataKeySpec;
+use aws_sdk_kms::Client;
+
+use crate::crypto::format::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    #[error("KMS {op} failed: {detail}")]
+    Call { op: &'static str, detail: String },
+    #[error("KMS returned a data key of the wrong size")]
+    BadKey,
+}
+
+pub struct Kms {
+    client: Client,
+}
+
+fn context(bucket: &str, prefix: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("sealfs:bucket".to_string(), bucket.to_string()),
+        ("sealfs:prefix".to_string(), prefix.to_string()),
+    ])
+}
+
+fn detail<E: std::error::Error + 'static>(e: E) -> String {
+    let mut cur: &dyn std::error::Error = &e;
+    let mut out = cur.to_string();
+    while let Some(next) = cur.source() {
+        out = format!("{out}: {next}");
+        cur = next;
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Kms {
+    /// A client from the standard AWS chain (`AWS_ENDPOINT_URL_KMS` is honoured).
+    pub async fn connect(region: Option<&str>) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(r) = region {
+            loader = loader.region(aws_config::Region::new(r.to_string()));
+        }
+        let sdk = loader.load().await;
+        let mut builder = aws_sdk_kms::config::Builder::from(&sdk);
+        if sdk.region().is_none() {
+            builder = builder.region(aws_config::Region::new("us-east-1"));
+        }
+        Self {
+            client: Client::from_conf(builder.build()),
+        }
+    }
+
+    /// A new 256-bit data key: its plaintext and its KMS ciphertext blob.
+    pub async fn generate(
+        &self,
+        key_id: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<(Secret, Vec<u8>), KmsError> {
+        let out = self
+            .client
+            .generate_data_key()
+            .key_id(key_id)
+            .key_spec(DataKeySpec::Aes256)
+            .set_encryption_context(Some(context(bucket, prefix)))
+            .send()
+            .await
+            .map_err(|e| KmsError::Call {
+                op: "GenerateDataKey",
+                detail: detail(e),
+            })?;
+        let plain = out.plaintext().ok_or(KmsError::BadKey)?.as_ref();
+        let key: [u8; 32] = plain.try_into().map_err(|_| KmsError::BadKey)?;
+        let blob = out
+            .ciphertext_blob()
+            .ok_or(KmsError::BadKey)?
+            .as_ref()
+            .to_vec();
+        Ok((Secret(key), blob))
+    }
+
+    /// Unwrap a data key blob made by `generate` for the same bucket and prefix.
+    pub async fn decrypt(
+        &self,
+        blob: &[u8],
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Secret, KmsError> {
+        let out = self
+            .client
+            .decrypt()
+            .ciphertext_blob(Blob::new(blob.to_vec()))
+            .set_encryption_context(Some(context(bucket, prefix)))
+            .send()
+            .await
+            .map_err(|e| KmsError::Call {
+                op: "Decrypt",
+                detail: detail(e),
+            })?;
+        let plain = out.plaintext().ok_or(KmsError::BadKey)?.as_ref();
+        let key: [u8; 32] = plain.try_into().map_err(|_| KmsError::BadKey)?;
+        Ok(Secret(key))
+    }
+}
