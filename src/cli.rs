@@ -29,6 +29,26 @@ pub enum Command {
     Init(InitArgs),
     /// Write a new random 256-bit key file (mode 0600).
     Keygen(KeygenArgs),
+    /// Decrypt (and authenticate) one object to stdout, without mounting.
+    Cat(ToolArgs),
+    /// Authenticate every object under a prefix; report bad or foreign ones (exit 1 if any).
+    Verify(ToolArgs),
+}
+
+/// `cat` / `verify`: an S3 URL, connection options and the keys (the mode comes from the
+/// prefix's config object).
+#[derive(Debug, Args)]
+pub struct ToolArgs {
+    /// s3://BUCKET/KEY (cat) or s3://BUCKET[/PREFIX] (verify)
+    pub url: String,
+    #[command(flatten)]
+    pub enc: EncryptionArgs,
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long)]
+    pub force_path_style: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

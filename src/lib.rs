@@ -16,4 +16,5 @@ pub mod read;
 pub mod setup;
 pub mod store;
 pub mod sys;
+pub mod tools;
 pub mod write;

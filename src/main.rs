@@ -21,6 +21,8 @@ fn main() {
             .map_err(anyhow::Error::from)
             .and_then(sealfs::mount::run),
         Command::Init(args) => sealfs::mount::init(&args),
+        Command::Cat(args) => sealfs::mount::tool(&args, false),
+        Command::Verify(args) => sealfs::mount::tool(&args, true),
         Command::Keygen(args) => sealfs::crypto::keys::keygen(&args.out)
             .map(|()| eprintln!("sealfs: wrote a new key to {} (mode 0600); keep a copy: without it the data cannot be read", args.out.display()))
             .map_err(anyhow::Error::from),

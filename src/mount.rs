@@ -200,3 +200,45 @@ pub fn init(args: &crate::cli::InitArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// `sealfs cat` and `sealfs verify`.
+pub fn tool(args: &crate::cli::ToolArgs, verify: bool) -> Result<()> {
+    let rest = args
+        .url
+        .strip_prefix("s3://")
+        .ok_or_else(|| anyhow::anyhow!("not an S3 URL: {}", args.url))?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut enc = args.enc.clone();
+    // The mode comes from the bucket; any SSE-C key file given is used for requests.
+    if enc.sse_c_key_file.is_some() {
+        enc.encryption = crate::cli::Encryption::SseC;
+    }
+    let s3 = crate::store::s3::S3Config {
+        bucket: bucket.to_string(),
+        region: args.region.clone(),
+        endpoint_url: args.endpoint_url.clone(),
+        force_path_style: args.force_path_style,
+        sse: setup::sse_for(&enc)?,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let store: Arc<dyn crate::store::ObjectStore> = Arc::new(S3Store::connect(&s3).await?);
+        if verify {
+            let prefix = match key.trim_end_matches('/') {
+                "" => String::new(),
+                p => format!("{p}/"),
+            };
+            let (n, bad) = crate::tools::verify(store, bucket, &prefix, &args.enc).await?;
+            eprintln!("sealfs: verified {n} objects, {bad} bad");
+            if bad > 0 {
+                std::process::exit(1);
+            }
+        } else {
+            crate::tools::cat(store, bucket, key, &args.enc).await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+}

@@ -280,3 +280,57 @@ fn kms_wrapped_keys_mount_and_are_bound_to_their_prefix() {
     assert!(msg.contains("KMS"), "{msg}");
     assert_eq!(msg.trim().lines().count(), 1, "{msg}");
 }
+
+#[test]
+fn cat_and_verify_work_without_a_mount() {
+    let p = Prefix::client(&unique("tools"));
+    let key = p.args[3].clone();
+    let name = p.name.clone();
+    let m = p.mount(&[]);
+    let data = text(3 * BLOCK_PLAIN as usize + 5);
+    fs::write(m.p("a"), &data).unwrap();
+    fs::create_dir(m.p("d")).unwrap();
+    fs::write(m.p("d/b"), b"small").unwrap();
+    let tool = |args: &[&str]| {
+        sealfs()
+            .args(args)
+            .args([
+                "--key-file",
+                &key,
+                "--endpoint-url",
+                &endpoint(),
+                "--force-path-style",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = tool(&["cat", &format!("s3://{}/{name}/a", bucket())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, data);
+    let out = tool(&["verify", &format!("s3://{}/{name}", bucket())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verified 2 objects, 0 bad"));
+    // One flipped bit: verify names the object and fails; cat stops before the bad block.
+    let mut body = raw(&m.key("a"));
+    let at = block_range(2, data.len() as u64).start as usize + 50;
+    body[at] ^= 1;
+    replace_body(&m.key("a"), body);
+    let out = tool(&["verify", &format!("s3://{}/{name}", bucket())]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(&format!("BAD {name}/a")) && report.contains("block 2"),
+        "{report}"
+    );
+    let out = tool(&["cat", &format!("s3://{}/{name}/a", bucket())]);
+    assert!(!out.status.success());
+    assert!(out.stdout.len() < data.len() && data.starts_with(&out.stdout));
+}
