@@ -185,11 +185,7 @@ pub async fn verify(
         }
         done_bytes += o.size;
         if tty {
-            let pct = if total_bytes == 0 {
-                100
-            } else {
-                done_bytes * 100 / total_bytes
-            };
+            let pct = (done_bytes * 100).checked_div(total_bytes).unwrap_or(100);
             eprint!(
                 "\rverified {}/{} objects, {pct}% of {} bytes",
                 i + 1,
