@@ -35,21 +35,9 @@ pub enum Command {
     Verify(ToolArgs),
 }
 
-/// `cat` / `verify`: an S3 URL, connection options and the keys (the mode comes from the
-/// prefix's config object).
-#[derive(Debug, Args)]
-pub struct ToolArgs {
-    /// s3://BUCKET/KEY (cat) or s3://BUCKET[/PREFIX] (verify)
-    pub url: String,
-    #[command(flatten)]
-    pub enc: EncryptionArgs,
-    #[arg(long)]
-    pub endpoint_url: Option<String>,
-    #[arg(long)]
-    pub region: Option<String>,
-    #[arg(long)]
-    pub force_path_style: bool,
-}
+/// `cat` / `verify` take what `init` takes: an S3 URL (s3://BUCKET/KEY for cat), connection
+/// options and keys; their mode comes from the prefix's config object.
+pub type ToolArgs = InitArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Encryption {

@@ -57,6 +57,25 @@ pub struct Inode {
     pub symlink_target: Option<String>,
 }
 
+impl Inode {
+    /// A linked inode with one lookup reference and nothing cached.
+    fn new(parent: u64, name: &str, kind: Kind) -> Self {
+        Self {
+            parent,
+            name: name.to_string(),
+            kind,
+            lookups: 1,
+            open_count: 0,
+            pending: false,
+            linked: true,
+            attr: None,
+            etag: None,
+            sealfs_id: None,
+            symlink_target: None,
+        }
+    }
+}
+
 pub struct InodeTable {
     inodes: HashMap<u64, Inode>,
     children: HashMap<u64, BTreeMap<String, u64>>,
@@ -72,22 +91,7 @@ impl Default for InodeTable {
 impl InodeTable {
     pub fn new() -> Self {
         let mut inodes = HashMap::new();
-        inodes.insert(
-            ROOT_INO,
-            Inode {
-                parent: ROOT_INO,
-                name: String::new(),
-                kind: Kind::Dir,
-                lookups: 1,
-                open_count: 0,
-                pending: false,
-                linked: true,
-                attr: None,
-                etag: None,
-                sealfs_id: None,
-                symlink_target: None,
-            },
-        );
+        inodes.insert(ROOT_INO, Inode::new(ROOT_INO, "", Kind::Dir));
         Self {
             inodes,
             children: HashMap::new(),
@@ -153,22 +157,7 @@ impl InodeTable {
         }
         let ino = self.next;
         self.next += 1;
-        self.inodes.insert(
-            ino,
-            Inode {
-                parent,
-                name: name.to_string(),
-                kind,
-                lookups: 1,
-                open_count: 0,
-                pending: false,
-                linked: true,
-                attr: None,
-                etag: None,
-                sealfs_id: None,
-                symlink_target: None,
-            },
-        );
+        self.inodes.insert(ino, Inode::new(parent, name, kind));
         self.children
             .entry(parent)
             .or_default()
