@@ -54,6 +54,11 @@ pub enum Encryption {
 }
 
 impl Encryption {
+    /// The mode named `name` (as `name()` spells it), e.g. from a prefix's config object.
+    pub fn from_name(name: &str) -> Option<Self> {
+        <Self as clap::ValueEnum>::from_str(name, false).ok()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Encryption::None => "none",

@@ -65,13 +65,7 @@ async fn open_for(
     let mut enc = enc.clone();
     if let Some(c) = &cfg {
         // The bucket says which mode; the options only supply keys.
-        enc.encryption = match c.encryption.as_str() {
-            "client" => Encryption::Client,
-            "sse-c" => Encryption::SseC,
-            "sse-s3" => Encryption::SseS3,
-            "sse-kms" => Encryption::SseKms,
-            _ => Encryption::None,
-        };
+        enc.encryption = Encryption::from_name(&c.encryption).unwrap_or(Encryption::None);
     }
     let url = format!("s3://{bucket}/{prefix}");
     Ok(setup::open(s, bucket, url.trim_end_matches('/'), &prefix, &enc).await?)

@@ -14,7 +14,7 @@ use super::file::OpenFile;
 use super::meta::{self, S_IFDIR};
 use super::{Caller, Entry, Fs, FsError, Result};
 use crate::inode::{Attr, Kind};
-use crate::store::{self, ObjectStore};
+use crate::store::{self, ObjectMeta, ObjectStore};
 
 /// Copies in flight while moving a directory: enough to hide request latency, few enough not
 /// to swamp a small server.
@@ -137,6 +137,11 @@ impl Fs {
 
     /// Kind of what is at (parent, name): the inode table first, then the bucket.
     async fn kind_at(&self, parent: u64, name: &str) -> Result<Option<Kind>> {
+        Ok(self.stat_at(parent, name).await?.map(|(kind, _)| kind))
+    }
+
+    /// Kind of what is at (parent, name), with the object's HEAD when one was made.
+    async fn stat_at(&self, parent: u64, name: &str) -> Result<Option<(Kind, Option<ObjectMeta>)>> {
         let known = {
             let inodes = self.inodes.lock().unwrap();
             inodes
@@ -144,10 +149,10 @@ impl Fs {
                 .and_then(|i| inodes.get(i).map(|n| (n.kind, n.pending)))
         };
         match known {
-            Some((kind, true)) => Ok(Some(kind)),
+            Some((kind, true)) => Ok(Some((kind, None))),
             _ => {
                 let path = self.child_path(parent, name)?;
-                Ok(self.stat_path(&path).await?.map(|(a, _)| a.kind))
+                Ok(self.stat_path(&path).await?.map(|(a, obj)| (a.kind, obj)))
             }
         }
     }
@@ -229,7 +234,7 @@ impl Fs {
         if src == dst {
             return Ok(());
         }
-        let kind = self.kind_at(parent, name).await?.ok_or(FsError::NotFound)?;
+        let (kind, src_obj) = self.stat_at(parent, name).await?.ok_or(FsError::NotFound)?;
         if kind == Kind::Dir && dst.starts_with(&format!("{src}/")) {
             return Err(FsError::Invalid("rename of a directory into itself"));
         }
@@ -252,7 +257,7 @@ impl Fs {
             self.flush_under(&src).await?;
             self.move_dir(&src, &dst).await?;
         } else {
-            self.move_file(parent, name, &src, &dst).await?;
+            self.move_file(parent, name, &src, &dst, src_obj).await?;
         }
         let moved_dir = kind == Kind::Dir;
         let replaced = self.inodes.lock().unwrap().child(new_parent, new_name);
@@ -307,8 +312,18 @@ impl Fs {
         Ok(())
     }
 
-    async fn move_file(&self, parent: u64, name: &str, src: &str, dst: &str) -> Result<()> {
+    /// `known`: the source's HEAD from the checks before, reused unless the file is open (a
+    /// flush may just have replaced the object).
+    async fn move_file(
+        &self,
+        parent: u64,
+        name: &str,
+        src: &str,
+        dst: &str,
+        known: Option<ObjectMeta>,
+    ) -> Result<()> {
         let ino = self.inodes.lock().unwrap().child(parent, name);
+        let mut known = known;
         if let Some(ino) = ino {
             let pending = self
                 .inodes
@@ -320,10 +335,16 @@ impl Fs {
                 // Not uploaded yet: it will be, under its new name, when it is closed.
                 return Ok(());
             }
-            self.flush_ino(ino).await?;
+            if self.files.lock().unwrap().contains_key(&ino) {
+                self.flush_ino(ino).await?;
+                known = None;
+            }
         }
         let src_key = self.file_key(src);
-        let obj = self.store.head(&src_key).await?.ok_or(FsError::NotFound)?;
+        let obj = match known {
+            Some(obj) => obj,
+            None => self.store.head(&src_key).await?.ok_or(FsError::NotFound)?,
+        };
         let dst_key = self.file_key(dst);
         let etag = store::copy_any_size(
             &*self.store,
