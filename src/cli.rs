@@ -33,6 +33,40 @@ pub enum Command {
     Cat(ToolArgs),
     /// Authenticate every object under a prefix; report bad or foreign ones (exit 1 if any).
     Verify(ToolArgs),
+    /// Upload a local file to s3://BUCKET/KEY as a mount would write it (sealed in client
+    /// mode, with its mode, owner and mtime).
+    Put(PutArgs),
+    /// Client mode: add a new data key version for new files and/or rewrap the keyring under
+    /// a new key file or KMS key. No object is rewritten; old objects stay readable.
+    RotateKey(RotateArgs),
+    /// SSE-C: re-encrypt (server-side copy) every object under a prefix that is not under the
+    /// first key of --sse-c-key-file with that key.
+    Rekey(ToolArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// Local regular file to upload.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub target: InitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// s3://BUCKET[/PREFIX] of a client-mode prefix; --key-file gives its current key file
+    /// (KMS-wrapped keyrings need no option).
+    #[command(flatten)]
+    pub target: InitArgs,
+    /// Rewrap the keyring under this key file (from now on mount with it).
+    #[arg(long)]
+    pub new_key_file: Option<PathBuf>,
+    /// Rewrap the keyring under this KMS key (ARN, id or alias).
+    #[arg(long, conflicts_with = "new_key_file")]
+    pub new_kms_key_id: Option<String>,
+    /// Only rewrap; new files keep using the current data key.
+    #[arg(long)]
+    pub rewrap_only: bool,
 }
 
 /// `cat` / `verify` take what `init` takes: an S3 URL (s3://BUCKET/KEY for cat), connection
@@ -124,18 +158,33 @@ pub struct InitArgs {
 }
 
 impl InitArgs {
+    /// The store settings and the URL's prefix (empty or ending in '/').
     pub fn s3(&self) -> Result<(S3Config, String), CliError> {
         let (bucket, prefix) = parse_url(&self.url)?;
-        Ok((
-            S3Config {
-                bucket,
-                region: self.region.clone(),
-                endpoint_url: self.endpoint_url.clone(),
-                force_path_style: self.force_path_style,
-                sse: Default::default(),
-            },
-            prefix,
-        ))
+        Ok((self.s3_for(bucket), prefix))
+    }
+
+    /// The store settings and the URL's object key, as given (for `cat` and `put`).
+    pub fn s3_object(&self) -> Result<(S3Config, String), CliError> {
+        let rest = self
+            .url
+            .strip_prefix("s3://")
+            .ok_or_else(|| CliError::BadUrl(self.url.clone()))?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(CliError::BadUrl(self.url.clone()));
+        }
+        Ok((self.s3_for(bucket.to_string()), key.to_string()))
+    }
+
+    fn s3_for(&self, bucket: String) -> S3Config {
+        S3Config {
+            bucket,
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            force_path_style: self.force_path_style,
+            sse: Default::default(),
+        }
     }
 }
 

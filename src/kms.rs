@@ -89,6 +89,33 @@ impl Kms {
         Ok((Secret(key), blob))
     }
 
+    /// Wrap an existing data key under `key_id` (rotating a keyring to another KMS key).
+    pub async fn encrypt(
+        &self,
+        key_id: &str,
+        data_key: &Secret,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<u8>, KmsError> {
+        let out = self
+            .client
+            .encrypt()
+            .key_id(key_id)
+            .plaintext(Blob::new(data_key.0.to_vec()))
+            .set_encryption_context(Some(context(bucket, prefix)))
+            .send()
+            .await
+            .map_err(|e| KmsError::Call {
+                op: "Encrypt",
+                detail: detail(e),
+            })?;
+        Ok(out
+            .ciphertext_blob()
+            .ok_or(KmsError::BadKey)?
+            .as_ref()
+            .to_vec())
+    }
+
     /// Unwrap a data key blob made by `generate` for the same bucket and prefix.
     pub async fn decrypt(
         &self,

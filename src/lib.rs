@@ -6,6 +6,7 @@
 //! aws-sdk-s3). `sys` holds the few raw system calls of process setup.
 
 pub mod cli;
+pub mod commands;
 pub mod crypto;
 pub mod fs;
 pub mod fuse;

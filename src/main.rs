@@ -20,9 +20,12 @@ fn main() {
             .into_plan(sealfs::sys::ids())
             .map_err(anyhow::Error::from)
             .and_then(sealfs::mount::run),
-        Command::Init(args) => sealfs::mount::init(&args),
-        Command::Cat(args) => sealfs::mount::tool(&args, false),
-        Command::Verify(args) => sealfs::mount::tool(&args, true),
+        Command::Init(args) => sealfs::commands::init(&args),
+        Command::Cat(args) => sealfs::commands::cat(&args),
+        Command::Verify(args) => sealfs::commands::verify(&args),
+        Command::Put(args) => sealfs::commands::put(&args),
+        Command::RotateKey(args) => sealfs::commands::rotate_key(&args),
+        Command::Rekey(args) => sealfs::commands::rekey(&args),
         Command::Keygen(args) => sealfs::crypto::keys::keygen(&args.out)
             .map(|()| eprintln!("sealfs: wrote a new key to {} (mode 0600); keep a copy: without it the data cannot be read", args.out.display()))
             .map_err(anyhow::Error::from),

@@ -13,7 +13,7 @@ use crate::cli::MountPlan;
 use crate::fs::Fs;
 use crate::fuse::{self, FuseFs, MountOptions};
 use crate::setup;
-use crate::store::s3::S3Store;
+use crate::store::s3::{S3Config, S3Store};
 use crate::store::StoreError;
 use crate::sys;
 
@@ -39,8 +39,8 @@ pub fn run(plan: MountPlan) -> Result<()> {
 }
 
 /// Explain a failed bucket check in one line a user can act on.
-fn explain(e: &StoreError, plan: &MountPlan) -> String {
-    let bucket = &plan.s3.bucket;
+pub(crate) fn explain(e: &StoreError, s3: &S3Config) -> String {
+    let bucket = &s3.bucket;
     match e {
         StoreError::NoSuchBucket(_) => format!("bucket {bucket} does not exist"),
         StoreError::NotFound(_) => format!("bucket {bucket} does not exist"),
@@ -50,8 +50,7 @@ fn explain(e: &StoreError, plan: &MountPlan) -> String {
         StoreError::NoCredentials(_) => e.to_string(),
         StoreError::Unreachable(m) => format!(
             "cannot reach the S3 endpoint {}: {m}",
-            plan.s3
-                .endpoint_url
+            s3.endpoint_url
                 .as_deref()
                 .unwrap_or("(from the AWS configuration)")
         ),
@@ -108,7 +107,7 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
     });
     let store = match store {
         Ok(s) => s,
-        Err(e) => return fail(daemon, explain(&e, plan)),
+        Err(e) => return fail(daemon, explain(&e, &plan.s3)),
     };
     let url = format!("s3://{}/{}", plan.s3.bucket, plan.fs.prefix);
     let keys = rt.block_on(setup::open(
@@ -169,76 +168,4 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
     mounted.run().context("FUSE session failed")?;
     tracing::info!("unmounted");
     Ok(())
-}
-
-/// `sealfs init`: connect, then record the prefix's mode (and keyring).
-pub fn init(args: &crate::cli::InitArgs) -> Result<()> {
-    let (mut s3, prefix) = args.s3()?;
-    args.enc.validate()?;
-    s3.sse = setup::sse_for(&args.enc)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async {
-        let store = S3Store::connect(&s3).await?;
-        store.check_bucket().await?;
-        setup::init(
-            &store,
-            &s3.bucket,
-            args.url.trim_end_matches('/'),
-            &prefix,
-            &args.enc,
-        )
-        .await?;
-        Ok::<_, anyhow::Error>(())
-    })?;
-    eprintln!(
-        "sealfs: {} initialized with encryption '{}'",
-        args.url,
-        args.enc.encryption.name()
-    );
-    Ok(())
-}
-
-/// `sealfs cat` and `sealfs verify`.
-pub fn tool(args: &crate::cli::ToolArgs, verify: bool) -> Result<()> {
-    let rest = args
-        .url
-        .strip_prefix("s3://")
-        .ok_or_else(|| anyhow::anyhow!("not an S3 URL: {}", args.url))?;
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut enc = args.enc.clone();
-    // The mode comes from the bucket; any SSE-C key file given is used for requests.
-    if enc.sse_c_key_file.is_some() {
-        enc.encryption = crate::cli::Encryption::SseC;
-    }
-    let s3 = crate::store::s3::S3Config {
-        bucket: bucket.to_string(),
-        region: args.region.clone(),
-        endpoint_url: args.endpoint_url.clone(),
-        force_path_style: args.force_path_style,
-        sse: setup::sse_for(&enc)?,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async {
-        let store: Arc<dyn crate::store::ObjectStore> = Arc::new(S3Store::connect(&s3).await?);
-        if verify {
-            let prefix = match key.trim_end_matches('/') {
-                "" => String::new(),
-                p => format!("{p}/"),
-            };
-            let (n, bad) = crate::tools::verify(store, bucket, &prefix, &args.enc).await?;
-            eprintln!("sealfs: verified {n} objects, {bad} bad");
-            if bad > 0 {
-                std::process::exit(1);
-            }
-        } else {
-            crate::tools::cat(store, bucket, key, &args.enc).await?;
-        }
-        Ok::<_, anyhow::Error>(())
-    })
 }

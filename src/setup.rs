@@ -34,6 +34,8 @@ pub enum SetupError {
         found: String,
         asked: String,
     },
+    #[error("{url} uses encryption '{found}': rotate-key works on client-mode prefixes (for SSE-C, use `sealfs rekey`)")]
+    NotClientMode { url: String, found: String },
     #[error("{url} is already initialized (encryption '{found}')")]
     AlreadyInitialized { url: String, found: String },
     #[error("{0}")]
@@ -204,23 +206,111 @@ pub async fn open(
         });
     }
     match (mode, config) {
-        (Encryption::Client, Some(c)) if c.is_kms() => {
-            // One Decrypt per key version, once per mount.
-            let kms = crate::kms::Kms::connect(None).await;
-            let mut keys = std::collections::BTreeMap::new();
-            for (version, blob) in c.kms_blobs()? {
-                keys.insert(version, kms.decrypt(&blob, bucket, prefix).await?);
-            }
-            Ok(Some(Arc::new(Keyring::from_keys(c.current_key, keys)?)))
-        }
-        (Encryption::Client, Some(c)) => {
-            let path = enc.key_file.as_deref().ok_or(SetupError::Missing(
-                "this prefix's keys are wrapped by a key file: mount with --key-file FILE",
-            ))?;
-            Ok(Some(Arc::new(c.unwrap(&load_key_file(path)?)?)))
-        }
+        (Encryption::Client, Some(c)) => Ok(Some(Arc::new(
+            unwrap_ring(&c, bucket, prefix, enc.key_file.as_deref()).await?,
+        ))),
         _ => Ok(None),
     }
+}
+
+/// The data keys of a client-mode config: from KMS (one Decrypt per key version) or with the
+/// key file.
+async fn unwrap_ring(
+    c: &PrefixConfig,
+    bucket: &str,
+    prefix: &str,
+    key_file: Option<&Path>,
+) -> Result<Keyring, SetupError> {
+    if c.is_kms() {
+        let kms = crate::kms::Kms::connect(None).await;
+        let mut keys = std::collections::BTreeMap::new();
+        for (version, blob) in c.kms_blobs()? {
+            keys.insert(version, kms.decrypt(&blob, bucket, prefix).await?);
+        }
+        return Ok(Keyring::from_keys(c.current_key, keys)?);
+    }
+    let path = key_file.ok_or(SetupError::Missing(
+        "this prefix's keys are wrapped by a key file: give it with --key-file FILE",
+    ))?;
+    Ok(c.unwrap(&load_key_file(path)?)?)
+}
+
+/// What `sealfs rotate-key` changes.
+#[derive(Debug, Clone, Default)]
+pub struct Rotation {
+    /// Add a new data key version, used for new files from now on.
+    pub new_data_key: bool,
+    /// Rewrap every data key under this key file...
+    pub to_key_file: Option<std::path::PathBuf>,
+    /// ...or under this KMS key. Neither: keep the current wrapping.
+    pub to_kms_key_id: Option<String>,
+}
+
+/// `sealfs rotate-key`: rotate a client-mode keyring without rewriting any object. The new
+/// config is unwrapped again and compared before it replaces the old one, so a failure (KMS
+/// refusing Encrypt, an unreadable key file) changes nothing. Returns the new config.
+pub async fn rotate(
+    s: &dyn ObjectStore,
+    bucket: &str,
+    url: &str,
+    prefix: &str,
+    key_file: Option<&Path>,
+    how: &Rotation,
+) -> Result<PrefixConfig, SetupError> {
+    if !how.new_data_key && how.to_key_file.is_none() && how.to_kms_key_id.is_none() {
+        return Err(SetupError::Missing(
+            "nothing to rotate: drop --rewrap-only, or give --new-key-file or --new-kms-key-id",
+        ));
+    }
+    let old = match read_config(s, url, prefix, Encryption::Client).await? {
+        Some(c) if c.encryption == "client" => c,
+        found => {
+            return Err(SetupError::NotClientMode {
+                url: url.into(),
+                found: found.map_or("none".into(), |c| c.encryption),
+            })
+        }
+    };
+    let mut ring = unwrap_ring(&old, bucket, prefix, key_file).await?;
+    if how.new_data_key {
+        ring.add_version();
+    }
+    let kms_target = match (&how.to_kms_key_id, &how.to_key_file) {
+        (Some(id), _) => Some(id.clone()),
+        (None, None) if old.is_kms() => old.kms_key_id.clone(),
+        _ => None,
+    };
+    let new_key_file = how.to_key_file.as_deref().or(key_file);
+    let new = match kms_target {
+        Some(id) => {
+            let kms = crate::kms::Kms::connect(None).await;
+            let mut blobs = Vec::new();
+            for (version, key) in ring.versions() {
+                blobs.push((version, kms.encrypt(&id, key, bucket, prefix).await?));
+            }
+            PrefixConfig::wrapped_by_kms(&id, ring.current_version(), blobs)
+        }
+        None => {
+            let path = new_key_file.ok_or(SetupError::Missing(
+                "rewrapping under a key file needs --new-key-file FILE",
+            ))?;
+            PrefixConfig::wrapped_by_key_file(&load_key_file(path)?, &ring)
+        }
+    };
+    let check = unwrap_ring(&new, bucket, prefix, new_key_file).await?;
+    if !check.same_as(&ring) {
+        return Err(KeyError::BadConfig(
+            "the rewrapped keyring does not unwrap to the same keys; nothing was changed".into(),
+        )
+        .into());
+    }
+    s.put(
+        &config_key(prefix),
+        Bytes::from(new.to_json()),
+        &UserMeta::new(),
+    )
+    .await?;
+    Ok(new)
 }
 
 #[cfg(test)]
@@ -273,6 +363,85 @@ mod tests {
         std::fs::set_permissions(&k1, std::fs::Permissions::from_mode(0o640)).unwrap();
         let err = open(&mem, "b", url, "p/", &client(&k1)).await.unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn rotate_key_adds_versions_and_rewraps_without_losing_old_objects() {
+        use crate::crypto::codec::FileCodec;
+        let mem = MemStore::new();
+        let dir = tempfile::tempdir().unwrap();
+        let (k1, k2) = (dir.path().join("k1"), dir.path().join("k2"));
+        crate::crypto::keys::keygen(&k1).unwrap();
+        crate::crypto::keys::keygen(&k2).unwrap();
+        let url = "s3://b/p";
+        init(&mem, "b", url, "p/", &client(&k1)).await.unwrap();
+        let ring = open(&mem, "b", url, "p/", &client(&k1))
+            .await
+            .unwrap()
+            .unwrap();
+        let FileCodec::Client(keys) = ring.new_file() else {
+            panic!()
+        };
+        let old_object = crate::crypto::format::seal_all(&keys, b"written before");
+
+        let nothing = Rotation::default();
+        assert!(rotate(&mem, "b", url, "p/", Some(&k1), &nothing)
+            .await
+            .is_err());
+        let err = rotate(
+            &mem,
+            "b",
+            url,
+            "p/",
+            Some(&k2),
+            &Rotation {
+                new_data_key: true,
+                ..nothing.clone()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, SetupError::Key(KeyError::WrongKeyFile)),
+            "{err}"
+        );
+
+        let to_k2 = Rotation {
+            new_data_key: true,
+            to_key_file: Some(k2.clone()),
+            to_kms_key_id: None,
+        };
+        let cfg = rotate(&mem, "b", url, "p/", Some(&k1), &to_k2)
+            .await
+            .unwrap();
+        assert_eq!((cfg.current_key, cfg.keys.len()), (2, 2));
+        let err = open(&mem, "b", url, "p/", &client(&k1)).await.unwrap_err();
+        assert!(
+            matches!(err, SetupError::Key(KeyError::WrongKeyFile)),
+            "{err}"
+        );
+        let ring = open(&mem, "b", url, "p/", &client(&k2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ring.open_object(&old_object).unwrap(), b"written before");
+        let FileCodec::Client(keys) = ring.new_file() else {
+            panic!()
+        };
+        assert_eq!(keys.header().key_version, 2);
+
+        let none = EncryptionArgs {
+            encryption: Encryption::None,
+            key_file: None,
+            kms_key_id: None,
+            bucket_key: false,
+            sse_c_key_file: None,
+        };
+        init(&mem, "b", "s3://b/q", "q/", &none).await.unwrap();
+        let err = rotate(&mem, "b", "s3://b/q", "q/", Some(&k1), &to_k2)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SetupError::NotClientMode { .. }), "{err}");
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Tools that work on a prefix without FUSE: `sealfs cat` (decrypt one object to stdout) and
-//! `sealfs verify` (authenticate every object under a prefix). Both read the mode from the
-//! nearest config object above the key, so they open exactly what a mount would.
+//! Tools that work on a prefix without FUSE: `sealfs cat` (decrypt one object to stdout),
+//! `sealfs put` (upload a local file as a mount would write it), `sealfs verify`
+//! (authenticate every object under a prefix) and `sealfs rekey` (move SSE-C objects to the
+//! newest customer key). All read the mode from the nearest config object above the key, so
+//! they open and write exactly what a mount would.
 //!
-//! Invariant: `cat` writes a block to stdout only after it authenticated; on the first failure
-//! it stops with an error (non-zero exit), never writing unverified bytes.
+//! Invariants: `cat` writes a block to stdout only after it authenticated; on the first
+//! failure it stops with an error (non-zero exit), never writing unverified bytes. `put`
+//! makes the object visible only once the whole file is uploaded.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use crate::crypto::keys::{Keyring, PrefixConfig, CONFIG_NAME};
 use crate::read::{read_range, Version};
 use crate::setup::{self, SetupError};
 use crate::store::{self, ObjectStore, StoreError};
+use crate::write::{WriteConfig, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -30,6 +34,12 @@ pub enum ToolError {
     Bad { key: String, why: String },
     #[error("cannot write to stdout: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot read {0}: {1}")]
+    Local(String, std::io::Error),
+    #[error("upload failed, nothing was written: {0}")]
+    Write(#[from] crate::write::WriteError),
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The prefix (ending in '/', or empty) whose config object governs `key`, and its config.
@@ -52,6 +62,14 @@ async fn governing(
         }
         cut = prefix.len() - 1;
     }
+}
+
+/// The encryption mode recorded for the prefix governing `key` (`none` without a config).
+pub async fn mode_of(s: &dyn ObjectStore, key: &str) -> Result<Encryption, ToolError> {
+    let (_, cfg) = governing(s, key).await?;
+    Ok(cfg
+        .and_then(|c| Encryption::from_name(&c.encryption))
+        .unwrap_or(Encryption::None))
 }
 
 /// Keys (client mode) for the prefix governing `key`, checking the given options' mode.
@@ -192,4 +210,98 @@ pub async fn verify(
         eprintln!();
     }
     Ok((objects.len(), bad))
+}
+
+/// `sealfs put FILE s3://BUCKET/KEY`: upload a regular file with its mode, owner and mtime, in
+/// parts as a mount writes it (sealed in client mode). Returns the bytes uploaded (plaintext).
+pub async fn put(
+    s: Arc<dyn ObjectStore>,
+    bucket: &str,
+    key: &str,
+    enc: &EncryptionArgs,
+    file: &std::path::Path,
+) -> Result<u64, ToolError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    if key.is_empty() || key.ends_with('/') || key.rsplit('/').next() == Some(CONFIG_NAME) {
+        return Err(ToolError::Refused(format!(
+            "cannot put to '{key}': give the object's full key (s3://BUCKET/PATH/NAME)"
+        )));
+    }
+    let shown = file.display().to_string();
+    let local = |e| ToolError::Local(shown.clone(), e);
+    let mut f = std::fs::File::open(file).map_err(local)?;
+    let md = f.metadata().map_err(local)?;
+    if !md.is_file() {
+        return Err(ToolError::Refused(format!("{shown} is not a regular file")));
+    }
+    let keys = open_for(&*s, bucket, key, enc).await?;
+    let codec = keys.as_ref().map_or(FileCodec::Plain, |r| r.new_file());
+    let attr = crate::inode::Attr {
+        kind: crate::inode::Kind::File,
+        size: md.len(),
+        perm: (md.mode() & 0o7777) as u16,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: md.modified().map_err(local)?,
+        ctime: std::time::SystemTime::now(),
+    };
+    let meta = crate::fs::object_meta(&attr, Some(&codec));
+    let mut w = Writer::new(s, WriteConfig::default(), None, codec);
+    w.mark_changed();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    let res = async {
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(local(e)),
+            };
+            w.write(key, &meta, off, &buf[..n]).await?;
+            off += n as u64;
+        }
+        w.checkpoint(key, &meta).await?;
+        Ok(off)
+    }
+    .await;
+    if res.is_err() {
+        w.abort().await;
+    }
+    res
+}
+
+/// `sealfs rekey s3://BUCKET/PREFIX` (SSE-C): copy every object that is not under the newest
+/// customer key (`current_md5`) onto itself, server-side, under that key. Objects no key opens
+/// are reported and left alone. Returns (objects rekeyed, objects that failed).
+pub async fn rekey(
+    s: Arc<dyn ObjectStore>,
+    bucket: &str,
+    prefix: &str,
+    enc: &EncryptionArgs,
+    current_md5: &str,
+) -> Result<(usize, usize), ToolError> {
+    // Proves the key file opens the prefix (its config object is under one of its keys).
+    open_for(&*s, bucket, &format!("{prefix}{CONFIG_NAME}"), enc).await?;
+    let (mut moved, mut failed) = (0, 0);
+    for o in store::list_all(&*s, prefix).await? {
+        let res = match s.head(&o.key).await {
+            Ok(Some(m)) if m.sse_c_key_md5.as_deref() == Some(current_md5) => continue,
+            Ok(Some(m)) => {
+                store::copy_any_size(&*s, &m, &m.key, &m.user, WriteConfig::default().part_size)
+                    .await
+            }
+            Ok(None) => continue,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(_) => moved += 1,
+            Err(e) => {
+                failed += 1;
+                println!("FAILED {}: {e}", o.key);
+            }
+        }
+    }
+    Ok((moved, failed))
 }

@@ -287,6 +287,7 @@ impl Writer {
                 last_modified: std::time::SystemTime::now(),
                 user: up.meta.clone(),
                 sse: None,
+                sse_c_key_md5: None,
             };
             // Metadata is fixed when the upload starts; a chmod/utimens/rename since then is
             // applied with one server-side copy.

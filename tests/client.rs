@@ -334,3 +334,93 @@ fn cat_and_verify_work_without_a_mount() {
     assert!(!out.status.success());
     assert!(out.stdout.len() < data.len() && data.starts_with(&out.stdout));
 }
+
+#[test]
+fn rotate_key_and_put_keep_every_object_readable() {
+    use std::os::unix::fs::MetadataExt;
+    let kms_key =
+        std::env::var("SEALFS_TEST_KMS_KEY_ID").expect("SEALFS_TEST_KMS_KEY_ID (local-s3.sh)");
+    let p = Prefix::client(&unique("rotate"));
+    let k1 = p.args[3].clone();
+    let k2 = p.keydir.as_ref().unwrap().path().join("k2");
+    run(sealfs().args(["keygen", "--out"]).arg(&k2));
+    let name = p.name.clone();
+    let url = format!("s3://{}/{name}", bucket());
+    let conn = ["--endpoint-url", &endpoint(), "--force-path-style"];
+    let m = p.mount(&[]);
+    fs::write(m.p("before"), text(200_000)).unwrap();
+    m.unmount();
+
+    // put: a multipart-sized file with its mode and mtime, sealed like a mount writes it.
+    let local = tempfile::NamedTempFile::new().unwrap();
+    let big = text(9 * 1024 * 1024 + 123);
+    fs::write(local.path(), &big).unwrap();
+    fs::set_permissions(local.path(), fs::Permissions::from_mode(0o640)).unwrap();
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 5);
+    fs::File::options()
+        .write(true)
+        .open(local.path())
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    run(sealfs()
+        .arg("put")
+        .arg(local.path())
+        .arg(format!("{url}/d/put"))
+        .args(["--key-file", &k1])
+        .args(conn));
+    assert!(!raw(&format!("{name}/d/put"))
+        .windows(19)
+        .any(|w| w == b"The quick brown fox"));
+
+    // A new data key version, and the keyring rewrapped under k2: k1 no longer opens it.
+    run(sealfs()
+        .args(["rotate-key", &url, "--key-file", &k1, "--new-key-file"])
+        .arg(&k2)
+        .args(conn));
+    let dir = tempfile::tempdir().unwrap();
+    let out = sealfs()
+        .args(["mount", &url])
+        .arg(dir.path())
+        .args(["--encryption", "client", "--key-file", &k1])
+        .args(conn)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong key file"));
+
+    let prefix = |args: [&str; 4]| {
+        let mut p = Prefix::new_empty();
+        p.name = name.clone();
+        p.args = args.map(String::from).to_vec();
+        p
+    };
+    let m = prefix(["--encryption", "client", "--key-file", k2.to_str().unwrap()]).mount(&[]);
+    assert_eq!(fs::read(m.p("before")).unwrap(), text(200_000));
+    assert_eq!(fs::read(m.p("d/put")).unwrap(), big);
+    let md = fs::metadata(m.p("d/put")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o640);
+    assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 5));
+    fs::write(m.p("after"), b"under version 2").unwrap();
+    let version = |rel: &str| {
+        let body = raw(&format!("{name}/{rel}"));
+        sealfs::crypto::format::Header::parse(&body[..HEADER_LEN as usize])
+            .unwrap()
+            .key_version
+    };
+    assert_eq!((version("before"), version("after")), (1, 2));
+    m.unmount();
+
+    // Rewrap only, under KMS: the same keys, now unwrapped by KMS at mount.
+    run(sealfs()
+        .args(["rotate-key", &url, "--key-file", k2.to_str().unwrap()])
+        .args(["--new-kms-key-id", &kms_key, "--rewrap-only"])
+        .args(conn));
+    let config = String::from_utf8(raw(&format!("{name}/.sealfs"))).unwrap();
+    assert!(config.contains("\"wrapping\": \"kms\""), "{config}");
+    let m = prefix(["--encryption", "client", "--kms-key-id", &kms_key]).mount(&[]);
+    assert_eq!(fs::read(m.p("after")).unwrap(), b"under version 2");
+    assert_eq!(fs::read(m.p("d/put")).unwrap(), big);
+    fs::write(m.p("third"), b"x").unwrap();
+    assert_eq!(version("third"), 2);
+}

@@ -191,3 +191,71 @@ fn sse_s3_and_sse_kms_are_applied_to_every_write() {
         assert_eq!(fs::read(m.p("big")).unwrap(), big);
     }
 }
+
+#[test]
+fn rekey_moves_every_object_to_the_newest_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = ([7u8; 32], [8u8; 32]);
+    let name = unique("rekey");
+    let url = format!("s3://{}/{name}", bucket());
+    let conn = ["--endpoint-url", &endpoint(), "--force-path-style"];
+    let k_old = key_file(dir.path(), "old", &[old]);
+    run(sealfs()
+        .args(["init", &url, "--encryption", "sse-c", "--sse-c-key-file"])
+        .arg(&k_old)
+        .args(conn));
+    let prefix = |key: &std::path::Path| {
+        let mut p = Prefix::new_empty();
+        p.name = name.clone();
+        p.args = [
+            "--encryption",
+            "sse-c",
+            "--sse-c-key-file",
+            key.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        p
+    };
+    let m = prefix(&k_old).mount(&[]);
+    fs::create_dir(m.p("d")).unwrap();
+    fs::write(m.p("d/a"), b"alpha").unwrap();
+    fs::write(m.p("b"), vec![9u8; 6 << 20]).unwrap();
+    m.unmount();
+
+    let k_both = key_file(dir.path(), "both", &[new, old]);
+    run(sealfs()
+        .args(["rekey", &url, "--sse-c-key-file"])
+        .arg(&k_both)
+        .args(conn));
+    let only_new = store_at(&endpoint(), ssec(&[new]));
+    for rel in [".sealfs", "d/a", "b"] {
+        let key = format!("{name}/{rel}");
+        assert!(
+            rt().block_on(only_new.head(&key)).unwrap().is_some(),
+            "{key} is under the new key"
+        );
+    }
+    // The old key alone no longer opens the prefix; the new one alone does, with the data.
+    let k_new = key_file(dir.path(), "new", &[new]);
+    let m = prefix(&k_new).mount(&[]);
+    assert_eq!(fs::read(m.p("d/a")).unwrap(), b"alpha");
+    assert_eq!(fs::read(m.p("b")).unwrap(), vec![9u8; 6 << 20]);
+    m.unmount();
+    let out = sealfs()
+        .args(["mount", &url])
+        .arg(m.path())
+        .args(["--encryption", "sse-c", "--sse-c-key-file"])
+        .arg(&k_old)
+        .args(conn)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong SSE-C key"));
+    // Running it again has nothing left to do.
+    let out = run(sealfs()
+        .args(["rekey", &url, "--sse-c-key-file"])
+        .arg(&k_both)
+        .args(conn));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rekeyed 0 objects"));
+}

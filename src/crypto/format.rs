@@ -53,7 +53,7 @@ pub enum FormatError {
     BadSize(u64),
     #[error("wrong key: the key commitment in the header does not match")]
     WrongKey,
-    #[error("sealed under key version {0}, which this prefix's keyring does not have")]
+    #[error("sealed under key version {0}, which this keyring does not have (keys rotated since the mount started? remount)")]
     UnknownKeyVersion(u32),
     #[error("the object's body belongs to another file (its header's file id is not the one in its metadata)")]
     Swapped,

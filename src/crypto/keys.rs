@@ -125,6 +125,31 @@ impl Keyring {
         self.current
     }
 
+    /// Add a fresh random data key as the newest version: new files use it from now on,
+    /// objects sealed under older versions stay readable.
+    pub fn add_version(&mut self) -> u32 {
+        let version = self.keys.keys().last().map_or(1, |v| v + 1);
+        self.keys.insert(version, Secret::random());
+        self.current = version;
+        version
+    }
+
+    /// Every data key with its version, oldest first.
+    pub fn versions(&self) -> impl Iterator<Item = (u32, &Secret)> {
+        self.keys.iter().map(|(v, k)| (*v, k))
+    }
+
+    /// Whether `other` holds exactly these keys and the same current version.
+    pub fn same_as(&self, other: &Keyring) -> bool {
+        self.current == other.current
+            && self.keys.len() == other.keys.len()
+            && self
+                .keys
+                .iter()
+                .zip(&other.keys)
+                .all(|((va, a), (vb, b))| va == vb && a.0 == b.0)
+    }
+
     /// Codec for a new file: fresh file id, newest data key.
     pub fn new_file(&self) -> FileCodec {
         let key = &self.keys[&self.current];
@@ -183,30 +208,42 @@ fn wrap_aad(version: u32) -> Vec<u8> {
 impl PrefixConfig {
     /// A new client-mode config with one fresh data key wrapped by `master`.
     pub fn new_client(master: &Secret) -> Self {
-        let data_key = Secret::random();
+        Self::wrapped_by_key_file(master, &Keyring::new_single(Secret::random()))
+    }
+
+    /// A client-mode config holding every key of `ring`, each wrapped by `master`.
+    pub fn wrapped_by_key_file(master: &Secret, ring: &Keyring) -> Self {
         Self {
             sealfs: 1,
             encryption: "client".into(),
             wrapping: Some("key-file".into()),
             kms_key_id: None,
-            current_key: 1,
-            keys: vec![wrap(master, 1, &data_key)],
+            current_key: ring.current,
+            keys: ring.versions().map(|(v, k)| wrap(master, v, k)).collect(),
         }
     }
 
     /// A new client-mode config whose data key is a KMS ciphertext blob.
     pub fn new_client_kms(key_id: &str, blob: &[u8]) -> Self {
+        Self::wrapped_by_kms(key_id, 1, vec![(1, blob.to_vec())])
+    }
+
+    /// A client-mode config whose data keys are KMS ciphertext blobs (by version) of `key_id`.
+    pub fn wrapped_by_kms(key_id: &str, current: u32, blobs: Vec<(u32, Vec<u8>)>) -> Self {
         Self {
             sealfs: 1,
             encryption: "client".into(),
             wrapping: Some("kms".into()),
             kms_key_id: Some(key_id.into()),
-            current_key: 1,
-            keys: vec![WrappedKey {
-                version: 1,
-                nonce: String::new(),
-                wrapped: hex::encode(blob),
-            }],
+            current_key: current,
+            keys: blobs
+                .into_iter()
+                .map(|(version, blob)| WrappedKey {
+                    version,
+                    nonce: String::new(),
+                    wrapped: hex::encode(blob),
+                })
+                .collect(),
         }
     }
 
@@ -327,6 +364,27 @@ mod tests {
             back.unwrap(&Secret([2; 32])),
             Err(KeyError::WrongKeyFile)
         ));
+    }
+
+    #[test]
+    fn rotation_adds_a_version_and_rewrapping_keeps_every_key() {
+        let (old, new) = (Secret([5; 32]), Secret([6; 32]));
+        let mut ring = PrefixConfig::new_client(&old).unwrap(&old).unwrap();
+        let FileCodec::Client(keys) = ring.new_file() else {
+            panic!()
+        };
+        let before = super::super::format::seal_all(&keys, b"old file");
+        assert_eq!(ring.add_version(), 2);
+        assert_eq!(ring.current_version(), 2);
+        let cfg = PrefixConfig::wrapped_by_key_file(&new, &ring);
+        assert!(matches!(cfg.unwrap(&old), Err(KeyError::WrongKeyFile)));
+        let back = cfg.unwrap(&new).unwrap();
+        assert!(back.same_as(&ring));
+        assert_eq!(back.open_object(&before).unwrap(), b"old file");
+        let FileCodec::Client(keys) = back.new_file() else {
+            panic!()
+        };
+        assert_eq!(keys.header().key_version, 2);
     }
 
     #[test]

@@ -48,11 +48,7 @@ pub(super) struct Handle {
 
 /// Metadata to store with the object: attributes, and in client mode the file id.
 fn write_meta(of: &OpenFile) -> crate::store::UserMeta {
-    let mut m = meta::to_meta(&of.attr);
-    if let Some(FileCodec::Client(keys)) = &of.codec {
-        m.insert(meta::ID_KEY.into(), hex::encode(keys.header().file_id));
-    }
-    m
+    meta::object_meta(&of.attr, of.codec.as_ref())
 }
 
 impl OpenFile {
@@ -371,6 +367,7 @@ impl Fs {
                 last_modified: SystemTime::now(),
                 user: m.clone(),
                 sse: None,
+                sse_c_key_md5: None,
             };
             let etag = store::copy_any_size(&*self.store, &src, &key, &m, self.cfg.write.part_size)
                 .await?;

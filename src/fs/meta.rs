@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::crypto::codec::FileCodec;
 use crate::inode::{Attr, Kind};
 use crate::store::UserMeta;
 
@@ -63,6 +64,16 @@ pub fn to_meta(attr: &Attr) -> UserMeta {
     m.insert("uid".into(), attr.uid.to_string());
     m.insert("gid".into(), attr.gid.to_string());
     m.insert("mtime".into(), format_time(attr.mtime));
+    m
+}
+
+/// Metadata of an object written with `codec`: its attributes and, in client mode, the file id
+/// that binds the object's body to it (checked at open, so swapped bodies are refused).
+pub fn object_meta(attr: &Attr, codec: Option<&FileCodec>) -> UserMeta {
+    let mut m = to_meta(attr);
+    if let Some(FileCodec::Client(keys)) = codec {
+        m.insert(ID_KEY.into(), hex::encode(keys.header().file_id));
+    }
     m
 }
 

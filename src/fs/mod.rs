@@ -16,6 +16,7 @@
 mod error;
 mod file;
 mod meta;
+pub use meta::object_meta;
 mod names;
 
 pub use names::{RenameFlags, StatFs};

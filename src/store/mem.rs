@@ -99,6 +99,7 @@ impl ObjectStore for MemStore {
             last_modified: o.modified,
             user: o.meta.clone(),
             sse: None,
+            sse_c_key_md5: None,
         }))
     }
 

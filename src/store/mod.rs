@@ -69,6 +69,8 @@ pub struct ObjectMeta {
     pub user: UserMeta,
     /// Server-side encryption the server reports for the object (`AES256`, `aws:kms`), if any.
     pub sse: Option<String>,
+    /// With SSE-C: the MD5 (base64) of the customer key the object is encrypted under.
+    pub sse_c_key_md5: Option<String>,
 }
 
 /// One object in a listing. Listings carry no user metadata.

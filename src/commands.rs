@@ -1,0 +1,165 @@
+//! Wiring of the commands that work without a mount (`init`, `cat`, `put`, `verify`,
+//! `rotate-key`, `rekey`): each connects to the bucket with the SSE settings its prefix needs,
+//! runs one `setup` or `tools` function, and reports in one line.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{Encryption, EncryptionArgs, InitArgs, PutArgs, RotateArgs, ToolArgs};
+use crate::mount::explain;
+use crate::setup;
+use crate::store::s3::{S3Config, S3Store, Sse};
+use crate::store::ObjectStore;
+use crate::tools;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Connect with `sse` and check the bucket, explaining failures in one line.
+async fn connect(s3: &S3Config, sse: Sse) -> Result<Arc<dyn ObjectStore>> {
+    let s3 = S3Config { sse, ..s3.clone() };
+    let store = S3Store::connect(&s3)
+        .await
+        .map_err(|e| anyhow::anyhow!(explain(&e, &s3)))?;
+    store
+        .check_bucket()
+        .await
+        .map_err(|e| anyhow::anyhow!(explain(&e, &s3)))?;
+    Ok(Arc::new(store))
+}
+
+/// Tools take their mode from the bucket; an SSE-C key file given is used for every request.
+fn tool_enc(enc: &EncryptionArgs) -> EncryptionArgs {
+    let mut enc = enc.clone();
+    if enc.sse_c_key_file.is_some() {
+        enc.encryption = Encryption::SseC;
+    }
+    enc
+}
+
+fn prefix_of(key: &str) -> String {
+    match key.trim_end_matches('/') {
+        "" => String::new(),
+        p => format!("{p}/"),
+    }
+}
+
+/// `sealfs init`: record the prefix's mode (and create its keyring).
+pub fn init(args: &InitArgs) -> Result<()> {
+    let (s3, prefix) = args.s3()?;
+    args.enc.validate()?;
+    let sse = setup::sse_for(&args.enc)?;
+    runtime()?.block_on(async {
+        let store = connect(&s3, sse).await?;
+        let url = args.url.trim_end_matches('/');
+        setup::init(&*store, &s3.bucket, url, &prefix, &args.enc).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    eprintln!(
+        "sealfs: {} initialized with encryption '{}'",
+        args.url,
+        args.enc.encryption.name()
+    );
+    Ok(())
+}
+
+/// `sealfs cat s3://BUCKET/KEY`
+pub fn cat(args: &ToolArgs) -> Result<()> {
+    let (s3, key) = args.s3_object()?;
+    let enc = tool_enc(&args.enc);
+    runtime()?.block_on(async {
+        let store = connect(&s3, setup::sse_for(&enc)?).await?;
+        tools::cat(store, &s3.bucket, &key, &args.enc).await?;
+        Ok(())
+    })
+}
+
+/// `sealfs verify s3://BUCKET[/PREFIX]`: exit 1 when any object is bad.
+pub fn verify(args: &ToolArgs) -> Result<()> {
+    let (s3, key) = args.s3_object()?;
+    let enc = tool_enc(&args.enc);
+    let (n, bad) = runtime()?.block_on(async {
+        let store = connect(&s3, setup::sse_for(&enc)?).await?;
+        Ok::<_, anyhow::Error>(tools::verify(store, &s3.bucket, &prefix_of(&key), &args.enc).await?)
+    })?;
+    eprintln!("sealfs: verified {n} objects, {bad} bad");
+    if bad > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `sealfs put FILE s3://BUCKET/KEY`: written with the SSE the prefix records (sse-kms takes
+/// --kms-key-id from the command line, as a mount does).
+pub fn put(args: &PutArgs) -> Result<()> {
+    let (s3, key) = args.target.s3_object()?;
+    let mut enc = tool_enc(&args.target.enc);
+    let n = runtime()?.block_on(async {
+        let mut store = connect(&s3, setup::sse_for(&enc)?).await?;
+        let mode = tools::mode_of(&*store, &key).await?;
+        if matches!(mode, Encryption::SseS3 | Encryption::SseKms) {
+            enc.encryption = mode;
+            store = connect(&s3, setup::sse_for(&enc)?).await?;
+        }
+        Ok::<_, anyhow::Error>(tools::put(store, &s3.bucket, &key, &enc, &args.file).await?)
+    })?;
+    eprintln!(
+        "sealfs: put {} ({n} bytes) to s3://{}/{key}",
+        args.file.display(),
+        s3.bucket
+    );
+    Ok(())
+}
+
+/// `sealfs rotate-key s3://BUCKET[/PREFIX]`
+pub fn rotate_key(args: &RotateArgs) -> Result<()> {
+    let (s3, prefix) = args.target.s3()?;
+    let how = setup::Rotation {
+        new_data_key: !args.rewrap_only,
+        to_key_file: args.new_key_file.clone(),
+        to_kms_key_id: args.new_kms_key_id.clone(),
+    };
+    let url = args.target.url.trim_end_matches('/');
+    let cfg = runtime()?.block_on(async {
+        let store = connect(&s3, Sse::None).await?;
+        let key_file = args.target.enc.key_file.as_deref();
+        Ok::<_, anyhow::Error>(
+            setup::rotate(&*store, &s3.bucket, url, &prefix, key_file, &how).await?,
+        )
+    })?;
+    let wrapping = match &cfg.kms_key_id {
+        Some(id) => format!("KMS key {id}"),
+        None => "the key file".to_string(),
+    };
+    eprintln!(
+        "sealfs: {url}: {} data key versions, new files use version {}; keyring wrapped by {wrapping}. Running mounts keep their keys until remounted.",
+        cfg.keys.len(),
+        cfg.current_key
+    );
+    Ok(())
+}
+
+/// `sealfs rekey s3://BUCKET[/PREFIX] --sse-c-key-file FILE`: exit 1 when any object failed.
+pub fn rekey(args: &ToolArgs) -> Result<()> {
+    let (s3, prefix) = args.s3()?;
+    let enc = tool_enc(&args.enc);
+    let sse = setup::sse_for(&enc)?;
+    let Sse::C(keys) = &sse else {
+        anyhow::bail!("rekey is for SSE-C prefixes: give --sse-c-key-file FILE (newest key first)");
+    };
+    let current = keys[0].md5().to_string();
+    let (moved, failed) = runtime()?.block_on(async {
+        let store = connect(&s3, sse.clone()).await?;
+        Ok::<_, anyhow::Error>(tools::rekey(store, &s3.bucket, &prefix, &enc, &current).await?)
+    })?;
+    eprintln!("sealfs: rekeyed {moved} objects to the first key, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
