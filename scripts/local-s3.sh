@@ -4,6 +4,7 @@
 #
 #   scripts/local-s3.sh start   # then: source .local-s3/env
 #   scripts/local-s3.sh stop
+#   scripts/local-s3.sh kill-s3 | restart-s3   # durability tests: S3 vanishes / comes back
 #
 # Settings are written as shell exports to .local-s3/env (git-ignored): AWS_ENDPOINT_URL_S3,
 # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, SEALFS_TEST_BUCKET.
@@ -83,6 +84,42 @@ stop() {
   fi
 }
 
+# Run Garage on the config in $state (keys as given), wait until it is healthy.
+run_garage() {
+  GARAGE_DEFAULT_ACCESS_KEY="$1" GARAGE_DEFAULT_SECRET_KEY="$2" \
+  GARAGE_DEFAULT_BUCKET=sealfs-test RUST_LOG=warn \
+    nohup "$garage" -c "$state/garage.toml" server --single-node --default-bucket \
+    >> "$state/garage.log" 2>&1 &
+  echo $! > "$state/garage.pid"
+  local admin
+  admin=$(sed -n '/^\[admin\]/,$ s/^api_bind_addr = "\(.*\)"/\1/p' "$state/garage.toml")
+  for _ in $(seq 100); do
+    if curl -sf "http://$admin/health" >/dev/null 2>&1; then break; fi
+    sleep 0.2
+  done
+  curl -sf "http://$admin/health" >/dev/null || {
+    echo "local-s3: Garage did not become healthy; see $state/garage.log" >&2
+    tail -20 "$state/garage.log" >&2; exit 1; }
+}
+
+# For durability tests: make the S3 server vanish (SIGKILL, data kept), or bring it back on
+# the same port with the same data.
+kill_s3() {
+  [ -f "$state/garage.pid" ] && kill -9 "$(cat "$state/garage.pid")" 2>/dev/null || true
+  rm -f "$state/garage.pid"
+}
+restart_s3() {
+  kill_s3
+  # shellcheck disable=SC1091
+  . "$state/env"
+  run_garage "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
+  for _ in $(seq 50); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$AWS_ENDPOINT_URL_S3/sealfs-test" || true)
+    [ "$code" = 403 ] || [ "$code" = 200 ] && break
+    sleep 0.2
+  done
+}
+
 start() {
   install_garage
   stop
@@ -112,18 +149,8 @@ root_domain = ".s3.localhost"
 api_bind_addr = "127.0.0.1:$admin_port"
 admin_token = "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 CONF
-  GARAGE_DEFAULT_ACCESS_KEY="$key_id" GARAGE_DEFAULT_SECRET_KEY="$key_secret" \
-  GARAGE_DEFAULT_BUCKET=sealfs-test RUST_LOG=warn \
-    nohup "$garage" -c "$state/garage.toml" server --single-node --default-bucket \
-    > "$state/garage.log" 2>&1 &
-  echo $! > "$state/garage.pid"
-  for _ in $(seq 100); do
-    if curl -sf "http://127.0.0.1:$admin_port/health" >/dev/null 2>&1; then break; fi
-    sleep 0.2
-  done
-  curl -sf "http://127.0.0.1:$admin_port/health" >/dev/null || {
-    echo "local-s3: Garage did not become healthy; see $state/garage.log" >&2
-    tail -20 "$state/garage.log" >&2; exit 1; }
+  : > "$state/garage.log"
+  run_garage "$key_id" "$key_secret"
   cat > "$state/env" <<ENV
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$s3_port
 export AWS_ACCESS_KEY_ID=$key_id
@@ -146,6 +173,8 @@ ENV
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  kill-s3) kill_s3 ;;
+  restart-s3) restart_s3 ;;
   install) install_garage; install_moto ;;
-  *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|install|kill-s3|restart-s3" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 //! Command-line definitions, turned into each module's configuration. No I/O here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -126,6 +126,18 @@ pub struct EncryptionArgs {
 }
 
 impl EncryptionArgs {
+    /// A key file without a mode names the mode (an fstab line cannot say `encryption=`,
+    /// which mount(8) keeps for itself).
+    pub fn infer_mode(&mut self) {
+        if self.encryption == Encryption::None {
+            if self.key_file.is_some() {
+                self.encryption = Encryption::Client;
+            } else if self.sse_c_key_file.is_some() {
+                self.encryption = Encryption::SseC;
+            }
+        }
+    }
+
     pub fn validate(&self) -> Result<(), CliError> {
         let need = |what: &str| {
             Err(CliError::BadValue(
@@ -184,6 +196,7 @@ impl InitArgs {
             endpoint_url: self.endpoint_url.clone(),
             force_path_style: self.force_path_style,
             sse: Default::default(),
+            request_timeout: None,
         }
     }
 }
@@ -235,9 +248,17 @@ pub struct MountArgs {
     /// Parts uploading at once per file.
     #[arg(long, default_value_t = 4)]
     pub upload_concurrency: usize,
+    /// Seconds one S3 request may take (body included) before it is retried; a server that
+    /// stops answering becomes EIO after three attempts.
+    #[arg(long, default_value_t = 60.0)]
+    pub request_timeout: f64,
     /// Log file for a background mount (default: logs are discarded once detached).
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+    /// AWS profile for credentials, region and endpoints (S3 and KMS), e.g. in an fstab line
+    /// where no AWS_* environment is set.
+    #[arg(long)]
+    pub profile: Option<String>,
     #[command(flatten)]
     pub enc: EncryptionArgs,
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, auto_unmount,
@@ -261,6 +282,51 @@ pub enum CliError {
     UnknownOption(String),
     #[error("bad value for {0}: {1}")]
     BadValue(String, String),
+}
+
+/// Turn the ways mount(8) runs a filesystem into `sealfs mount ...`:
+/// - as `/sbin/mount.fuse.sealfs SOURCE DIR [-sfnv] [-N NS] [-o OPTS] [-t TYPE]` (a symlink to
+///   sealfs, used by `mount -t fuse.sealfs` and fstab): `-f` there means "fake", so it and the
+///   other flags that only concern mount(8) are dropped;
+/// - as `sealfs SOURCE DIR -o OPTS` (what fuse3's `mount.fuse` runs for `sealfs#SOURCE`).
+///
+/// Any other command line is returned unchanged.
+pub fn helper_args(argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use std::ffi::OsString;
+    let prog = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let as_helper = prog.starts_with("mount.") && prog.ends_with("sealfs");
+    let bare_url = argv
+        .get(1)
+        .is_some_and(|a| a.to_string_lossy().starts_with("s3://"));
+    if !as_helper && !bare_url {
+        return argv;
+    }
+    let mut out: Vec<OsString> = vec!["sealfs".into(), "mount".into()];
+    let mut it = argv.into_iter().skip(1);
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("-o") => {
+                out.push(a);
+                out.extend(it.next());
+            }
+            Some("-N" | "-t") if as_helper => {
+                it.next();
+            }
+            Some(flag) if as_helper && flag.starts_with('-') && flag.len() > 1 => {
+                if let Some(opts) = flag.strip_prefix("-o") {
+                    out.push("-o".into());
+                    out.push(opts.into());
+                }
+                // -s (sloppy), -f (fake), -n (no mtab), -v: mount(8)'s business.
+            }
+            _ => out.push(a),
+        }
+    }
+    out
 }
 
 /// Split `s3://bucket/some/prefix` into the bucket and a prefix that is empty or ends in '/'.
@@ -293,6 +359,7 @@ pub struct MountPlan {
     pub auto_unmount: bool,
     pub default_permissions: bool,
     pub log_file: Option<PathBuf>,
+    pub profile: Option<String>,
     pub fsname: String,
     pub enc: EncryptionArgs,
 }
@@ -316,6 +383,7 @@ impl MountArgs {
                 "no_default_permissions" => default_permissions = false,
                 "endpoint_url" | "endpoint-url" => self.endpoint_url = Some(v.to_string()),
                 "region" => self.region = Some(v.to_string()),
+                "profile" => self.profile = Some(v.to_string()),
                 "force_path_style" | "force-path-style" => self.force_path_style = true,
                 "uid" => self.uid = Some(v.parse().map_err(|_| bad())?),
                 "gid" => self.gid = Some(v.parse().map_err(|_| bad())?),
@@ -325,11 +393,15 @@ impl MountArgs {
                     self.metadata_ttl = v.parse().map_err(|_| bad())?
                 }
                 "log_file" | "log-file" => self.log_file = Some(v.into()),
+                "request_timeout" | "request-timeout" => {
+                    self.request_timeout = v.parse().map_err(|_| bad())?
+                }
                 "key_file" | "key-file" => self.enc.key_file = Some(v.into()),
                 "sse_c_key_file" | "sse-c-key-file" => self.enc.sse_c_key_file = Some(v.into()),
                 "kms_key_id" | "kms-key-id" => self.enc.kms_key_id = Some(v.to_string()),
                 "bucket_key" | "bucket-key" => self.enc.bucket_key = true,
-                "encryption" => {
+                // mount(8) swallows `encryption=` (a legacy loop-device option): `enc=` works.
+                "encryption" | "enc" => {
                     self.enc.encryption =
                         <Encryption as clap::ValueEnum>::from_str(v, true).map_err(|_| bad())?
                 }
@@ -349,12 +421,19 @@ impl MountArgs {
                 self.part_size_mib.to_string(),
             ));
         }
+        if !(self.request_timeout >= 0.1 && self.request_timeout < 1e6) {
+            return Err(CliError::BadValue(
+                "--request-timeout".into(),
+                self.request_timeout.to_string(),
+            ));
+        }
         if !(self.metadata_ttl >= 0.0 && self.metadata_ttl < 1e9) {
             return Err(CliError::BadValue(
                 "--metadata-ttl".into(),
                 self.metadata_ttl.to_string(),
             ));
         }
+        self.enc.infer_mode();
         self.enc.validate()?;
         let part_size = self.part_size_mib * 1024 * 1024;
         let write = WriteConfig {
@@ -370,6 +449,7 @@ impl MountArgs {
                 endpoint_url: self.endpoint_url,
                 force_path_style: self.force_path_style,
                 sse: Default::default(),
+                request_timeout: Some(Duration::from_secs_f64(self.request_timeout)),
             },
             fs: FsConfig {
                 prefix: prefix.clone(),
@@ -384,6 +464,7 @@ impl MountArgs {
                 write,
                 read: ReadConfig::default(),
                 keys: None,
+                counters: None,
             },
             mountpoint: self.mountpoint,
             foreground: self.foreground,
@@ -392,6 +473,7 @@ impl MountArgs {
             auto_unmount,
             default_permissions,
             log_file: self.log_file,
+            profile: self.profile,
             fsname: format!("sealfs:{bucket}/{prefix}"),
             enc: self.enc,
         })
@@ -412,6 +494,50 @@ mod tests {
         );
         assert!(parse_url("http://b").is_err());
         assert!(parse_url("s3:///x").is_err());
+    }
+
+    #[test]
+    fn mount_helper_command_lines_become_sealfs_mount() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            helper_args(args(&[
+                "/sbin/mount.fuse.sealfs",
+                "s3://b/p",
+                "/mnt",
+                "-n",
+                "-o",
+                "rw,_netdev,key_file=/k",
+                "-t",
+                "fuse.sealfs"
+            ])),
+            args(&[
+                "sealfs",
+                "mount",
+                "s3://b/p",
+                "/mnt",
+                "-o",
+                "rw,_netdev,key_file=/k"
+            ])
+        );
+        assert_eq!(
+            helper_args(args(&["sealfs", "s3://b", "/mnt", "-o", "ro"])),
+            args(&["sealfs", "mount", "s3://b", "/mnt", "-o", "ro"])
+        );
+        let normal = args(&["sealfs", "mount", "s3://b", "/mnt", "-f"]);
+        assert_eq!(helper_args(normal.clone()), normal);
+        let cli = Cli::parse_from(helper_args(args(&[
+            "mount.sealfs",
+            "s3://b/p",
+            "/mnt",
+            "-sfv",
+            "-oro,uid=3",
+        ])));
+        let Command::Mount(m) = cli.command else {
+            panic!()
+        };
+        let plan = m.into_plan((0, 0)).unwrap();
+        assert!(plan.fs.read_only && !plan.foreground);
+        assert_eq!(plan.fs.defaults.uid, 3);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use clap::Parser;
 use sealfs::cli::{Cli, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(sealfs::cli::helper_args(std::env::args_os().collect()));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SEALFS_LOG")

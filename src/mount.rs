@@ -13,11 +13,16 @@ use crate::cli::MountPlan;
 use crate::fs::Fs;
 use crate::fuse::{self, FuseFs, MountOptions};
 use crate::setup;
+use crate::store::counted::Counted;
 use crate::store::s3::{S3Config, S3Store};
 use crate::store::StoreError;
 use crate::sys;
 
 pub fn run(plan: MountPlan) -> Result<()> {
+    if let Some(profile) = &plan.profile {
+        // Still single-threaded: the S3 and KMS clients both read it from the AWS chain.
+        std::env::set_var("AWS_PROFILE", profile);
+    }
     let log = match &plan.log_file {
         Some(path) => Some(
             std::fs::OpenOptions::new()
@@ -122,7 +127,10 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
         Ok(k) => k,
         Err(e) => return fail(daemon, e.to_string()),
     };
-    let fs = Arc::new(Fs::new(Arc::new(store), fs_cfg));
+    let counted = Counted::new(Arc::new(store));
+    let counters = counted.counters();
+    fs_cfg.counters = Some(counters.clone());
+    let fs = Arc::new(Fs::new(Arc::new(counted), fs_cfg));
     let opts = MountOptions {
         fsname: plan.fsname.clone(),
         read_only: plan.fs.read_only,
@@ -145,13 +153,14 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
             )
         }
     };
-    tracing::info!(mountpoint = %plan.mountpoint.display(), "mounted {}", plan.fsname);
     if let Some(d) = daemon {
         d.report(Ok(()));
         if log.is_none() {
             sys::detach_stdio(None).ok();
         }
     }
+    // After detaching: `mount` and fstab helpers print nothing on success.
+    tracing::info!(mountpoint = %plan.mountpoint.display(), "mounted {}", plan.fsname);
     let mut unmounter = mounted.unmounter();
     rt.spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -166,6 +175,10 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
         }
     });
     mounted.run().context("FUSE session failed")?;
-    tracing::info!("unmounted");
+    let requests = counters.report().replace('\n', ", ");
+    tracing::info!(
+        "unmounted; S3 requests: {}",
+        requests.trim_end_matches(", ")
+    );
     Ok(())
 }

@@ -23,6 +23,7 @@ fn store_at(endpoint: &str, sse: Sse) -> S3Store {
         endpoint_url: Some(endpoint.into()),
         force_path_style: true,
         sse,
+        request_timeout: None,
     };
     rt().block_on(S3Store::connect(&cfg)).unwrap()
 }

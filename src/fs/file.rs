@@ -44,6 +44,8 @@ pub(super) struct Handle {
     pub file: Arc<AsyncMutex<OpenFile>>,
     pub reader: AsyncMutex<Reader>,
     pub writable: bool,
+    /// The process that opened the handle: only its close uploads (see `Fs::flush`).
+    pub opener: u32,
 }
 
 /// Metadata to store with the object: attributes, and in client mode the file id.
@@ -168,6 +170,7 @@ impl Fs {
         ino: u64,
         file: Arc<AsyncMutex<OpenFile>>,
         writable: bool,
+        opener: u32,
     ) -> u64 {
         let fh = self.fh();
         let handle = Handle {
@@ -175,6 +178,7 @@ impl Fs {
             file,
             reader: AsyncMutex::new(Reader::new(self.cfg.read.clone())),
             writable,
+            opener,
         };
         self.handles.lock().unwrap().insert(fh, Arc::new(handle));
         self.inodes.lock().unwrap().open(ino);
@@ -234,7 +238,7 @@ impl Fs {
             .clone())
     }
 
-    pub async fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+    pub async fn open(&self, ino: u64, flags: i32, pid: u32) -> Result<u64> {
         let writable = flags & libc_flags::O_ACCMODE != libc_flags::O_RDONLY;
         if writable || flags & libc_flags::O_TRUNC != 0 {
             self.check_writable()?;
@@ -262,7 +266,7 @@ impl Fs {
             }
             of.handles += 1;
             drop(of);
-            return Ok(self.add_handle(ino, file, writable));
+            return Ok(self.add_handle(ino, file, writable, pid));
         }
     }
 
@@ -306,13 +310,21 @@ impl Fs {
     }
 
     /// close(2) of one descriptor: upload what is pending, report its outcome.
-    pub async fn flush(&self, fh: u64) -> Result<()> {
+    /// close(2) of a descriptor: uploads, so that close reports a failed upload, when the
+    /// closing process is the one that opened the handle. Closes by other processes (a forked
+    /// child's copy of the descriptor, closed at exec or exit) upload nothing: they would make
+    /// a partial file visible, and the upload completes at the opener's close or at release.
+    pub async fn flush(&self, fh: u64, pid: u32) -> Result<()> {
         let h = self.handle(fh)?;
+        if pid != h.opener {
+            return Ok(());
+        }
         self.flush_ino(h.ino).await
     }
 
     pub async fn fsync(&self, fh: u64) -> Result<()> {
-        self.flush(fh).await
+        let h = self.handle(fh)?;
+        self.flush_ino(h.ino).await
     }
 
     pub(super) async fn flush_ino(&self, ino: u64) -> Result<()> {

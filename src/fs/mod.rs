@@ -52,13 +52,20 @@ pub struct FsConfig {
     pub read: ReadConfig,
     /// Client-side encryption: the prefix's unwrapped keyring (`None`: objects are plaintext).
     pub keys: Option<Arc<Keyring>>,
+    /// Request counters of the store, shown as the root's `user.sealfs.requests` attribute.
+    pub counters: Option<Arc<crate::store::counted::Counters>>,
 }
+
+/// The read-only attribute on the mount's root that reports the requests made so far.
+pub const REQUESTS_XATTR: &str = "user.sealfs.requests";
 
 /// Who is asking: new files and directories are owned by the caller.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// The calling process: a handle remembers who opened it (see `Fs::flush`).
+    pub pid: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -317,9 +324,9 @@ impl Fs {
                 return Err(FsError::IsDir);
             }
             // truncate(2) on a file nobody has open: open it, truncate, close.
-            let fh = self.open(ino, libc_flags::O_WRONLY).await?;
+            let fh = self.open(ino, libc_flags::O_WRONLY, 0).await?;
             let res = self.setattr_open(ino, Some(fh), &set).await;
-            let flushed = self.flush(fh).await;
+            let flushed = self.fsync(fh).await;
             self.release(fh).await;
             let attr = res?.ok_or(FsError::BadHandle)?;
             flushed?;

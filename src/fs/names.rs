@@ -13,7 +13,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use super::file::OpenFile;
 use super::meta::{self, S_IFDIR};
 use super::{Caller, Entry, Fs, FsError, Result};
-use crate::inode::{Attr, Kind};
+use crate::inode::{Attr, Kind, ROOT_INO};
 use crate::store::{self, ObjectMeta, ObjectStore};
 
 /// Copies in flight while moving a directory: enough to hide request latency, few enough not
@@ -76,7 +76,7 @@ impl Fs {
             old.lock().await.unlinked = true;
         }
         let writable = flags & super::libc_flags::O_ACCMODE != super::libc_flags::O_RDONLY;
-        let fh = self.add_handle(ino, file, writable);
+        let fh = self.add_handle(ino, file, writable, caller.pid);
         Ok((Entry { ino, attr }, fh))
     }
 
@@ -402,6 +402,15 @@ impl Fs {
 
     pub fn statfs(&self) -> StatFs {
         StatFs::default()
+    }
+
+    /// Extended attributes are not stored; the root answers `user.sealfs.requests` (the
+    /// store's request counters) so benchmarks and users can see what a workload cost.
+    pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>> {
+        match (&self.cfg.counters, ino, name) {
+            (Some(c), ROOT_INO, super::REQUESTS_XATTR) => Ok(c.report().into_bytes()),
+            _ => Err(FsError::NoData),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use crate::store::UserMeta;
 const ME: Caller = Caller {
     uid: 1000,
     gid: 1000,
+    pid: 4242,
 };
 
 fn fs_with(prefix: &str) -> (Arc<MemStore>, Fs) {
@@ -37,6 +38,7 @@ fn fs_with(prefix: &str) -> (Arc<MemStore>, Fs) {
             max_window: 64,
         },
         keys: None,
+        counters: None,
     };
     (mem.clone(), Fs::new(mem, cfg))
 }
@@ -47,13 +49,13 @@ async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
         .await
         .unwrap();
     fs.write(fh, 0, data).await.unwrap();
-    fs.flush(fh).await.unwrap();
+    fs.flush(fh, ME.pid).await.unwrap();
     fs.release(fh).await;
     e.ino
 }
 
 async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
-    let fh = fs.open(ino, libc_flags::O_RDONLY).await.unwrap();
+    let fh = fs.open(ino, libc_flags::O_RDONLY, ME.pid).await.unwrap();
     let data = fs.read(fh, 0, 1 << 20).await.unwrap();
     fs.release(fh).await;
     data.to_vec()
@@ -269,7 +271,7 @@ async fn an_unlinked_open_file_is_never_uploaded() {
         .unwrap();
     fs.write(fh, 0, &[1; 300]).await.unwrap();
     fs.unlink(ROOT_INO, "t").await.unwrap();
-    fs.flush(fh).await.unwrap();
+    fs.flush(fh, ME.pid).await.unwrap();
     fs.release(fh).await;
     assert!(mem.raw("t").is_none());
     assert_eq!(mem.pending_uploads(), 0);
@@ -311,14 +313,17 @@ async fn chmod_chown_utimens_persist_and_truncate_works_on_closed_files() {
 async fn two_handles_share_writes_and_o_trunc_empties() {
     let (mem, fs) = fs_with("");
     let ino = write_file(&fs, ROOT_INO, "f", b"abcdef").await;
-    let h1 = fs.open(ino, libc::O_RDWR).await.unwrap();
-    let h2 = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    let h1 = fs.open(ino, libc::O_RDWR, ME.pid).await.unwrap();
+    let h2 = fs.open(ino, libc::O_RDONLY, ME.pid).await.unwrap();
     fs.write(h1, 2, b"ZZ").await.unwrap();
     assert_eq!(&fs.read(h2, 0, 100).await.unwrap()[..], b"abZZef");
     fs.release(h1).await;
     fs.release(h2).await;
     assert_eq!(&mem.raw("f").unwrap()[..], b"abZZef");
-    let h = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC).await.unwrap();
+    let h = fs
+        .open(ino, libc::O_WRONLY | libc::O_TRUNC, ME.pid)
+        .await
+        .unwrap();
     fs.release(h).await;
     assert_eq!(mem.raw("f").unwrap().len(), 0);
 }
@@ -344,7 +349,10 @@ async fn read_only_mounts_refuse_changes() {
     fs.cfg.read_only = true;
     let f = fs.lookup(ROOT_INO, "f").await.unwrap();
     assert_eq!(
-        fs.open(f.ino, libc::O_RDWR).await.unwrap_err().errno(),
+        fs.open(f.ino, libc::O_RDWR, ME.pid)
+            .await
+            .unwrap_err()
+            .errno(),
         libc::EROFS
     );
     assert_eq!(
@@ -415,7 +423,7 @@ async fn client_mode_tampering_is_eio_never_wrong_bytes() {
     let user = mem.head("f").await.unwrap().unwrap().user;
     mem.put("f", Bytes::from(raw), &user).await.unwrap();
     let e = fs.lookup(ROOT_INO, "f").await.unwrap();
-    let fh = fs.open(e.ino, libc_flags::O_RDONLY).await.unwrap();
+    let fh = fs.open(e.ino, libc_flags::O_RDONLY, ME.pid).await.unwrap();
     assert_eq!(
         &fs.read(fh, 0, 4096).await.unwrap()[..],
         &data[..4096],
@@ -434,11 +442,11 @@ async fn client_mode_tampering_is_eio_never_wrong_bytes() {
     .await
     .unwrap();
     let e = fs.lookup(ROOT_INO, "foreign").await.unwrap();
-    let fh = fs.open(e.ino, libc_flags::O_RDONLY).await.unwrap();
+    let fh = fs.open(e.ino, libc_flags::O_RDONLY, ME.pid).await.unwrap();
     assert_eq!(fs.read(fh, 0, 10).await.unwrap_err().errno(), libc::EIO);
     fs.release(fh).await;
     let fh = fs
-        .open(e.ino, libc::O_WRONLY | libc::O_TRUNC)
+        .open(e.ino, libc::O_WRONLY | libc::O_TRUNC, ME.pid)
         .await
         .unwrap();
     fs.write(fh, 0, b"mine now").await.unwrap();
@@ -460,7 +468,7 @@ async fn client_mode_detects_a_body_swapped_from_another_object() {
     mem.put("a", mem.raw("b").unwrap(), &a_meta).await.unwrap();
     let fs2 = Fs::new(mem.clone(), fs.cfg.clone());
     let e = fs2.lookup(ROOT_INO, "a").await.unwrap();
-    let fh = fs2.open(e.ino, libc_flags::O_RDONLY).await.unwrap();
+    let fh = fs2.open(e.ino, libc_flags::O_RDONLY, ME.pid).await.unwrap();
     let err = fs2.read(fh, 0, 100).await.unwrap_err();
     assert_eq!(err.errno(), libc::EIO);
     assert!(err.to_string().contains("belongs to another file"), "{err}");
@@ -497,7 +505,7 @@ async fn files_under_a_renamed_directory_read_with_fresh_caches() {
     let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.unwrap();
     let f = write_file(&fs, d.ino, "f", b"payload").await;
     let g = write_file(&fs, d.ino, "g", b"open").await;
-    let fh = fs.open(g, libc_flags::O_RDONLY).await.unwrap();
+    let fh = fs.open(g, libc_flags::O_RDONLY, ME.pid).await.unwrap();
     fs.rename(ROOT_INO, "d", ROOT_INO, "e", RenameFlags::default())
         .await
         .unwrap();
@@ -508,4 +516,30 @@ async fn files_under_a_renamed_directory_read_with_fresh_caches() {
         "open handles follow"
     );
     fs.release(fh).await;
+}
+
+#[tokio::test]
+async fn only_the_openers_close_uploads_a_forked_childs_close_does_not() {
+    let (mem, fs) = fs_with("");
+    let (_, fh) = fs
+        .create(ROOT_INO, "f", 0o644, libc_flags::O_WRONLY, ME)
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"first half").await.unwrap();
+    // A child that inherited the descriptor closes it (at exec or exit): nothing is uploaded,
+    // so no partial file appears.
+    fs.flush(fh, ME.pid + 1).await.unwrap();
+    assert!(mem.head("f").await.unwrap().is_none());
+    fs.write(fh, 10, b", second half").await.unwrap();
+    fs.flush(fh, ME.pid).await.unwrap();
+    assert_eq!(&sealfs_get(&mem, "f").await[..], b"first half, second half");
+    fs.release(fh).await;
+}
+
+async fn sealfs_get(mem: &MemStore, key: &str) -> Vec<u8> {
+    crate::store::get_all(mem, key)
+        .await
+        .unwrap()
+        .unwrap()
+        .to_vec()
 }

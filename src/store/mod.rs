@@ -12,6 +12,7 @@
 //!   reader never splices bytes from two versions of an object.
 //! - Store errors never carry request bodies or key material: only codes, messages, keys.
 
+pub mod counted;
 pub mod fault;
 pub mod mem;
 pub mod s3;

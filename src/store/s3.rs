@@ -6,10 +6,11 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     ProvideCredentials, RequestChecksumCalculation, ResponseChecksumValidation,
 };
@@ -34,7 +35,14 @@ pub struct S3Config {
     pub endpoint_url: Option<String>,
     pub force_path_style: bool,
     pub sse: Sse,
+    /// Limit on one attempt of a request, body included (default `DEFAULT_REQUEST_TIMEOUT`):
+    /// a server that hangs turns into an error the application sees, not a hung process.
+    pub request_timeout: Option<Duration>,
 }
+
+/// 60 s: an 8 MiB part still goes through at ~1 Mbit/s, and a hung server is an error
+/// within three attempts.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Server-side encryption asked on every request that writes (and, for SSE-C, reads).
 #[derive(Clone, Default)]
@@ -98,6 +106,7 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     sse: Sse,
+    timeout: Duration,
 }
 
 /// Apply the write-side SSE headers of `$sse` to request builder `$req`.
@@ -164,12 +173,19 @@ impl S3Store {
         if let Err(why) = creds {
             return Err(StoreError::NoCredentials(why));
         }
+        let timeout = config.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(config.force_path_style)
             // Checksums only where S3 demands them: S3-compatible servers differ in trailer
             // support, and TLS/TCP already protect the payload in transit.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(timeout)
+                    .build(),
+            );
         if sdk.region().is_none() {
             builder = builder.region(aws_config::Region::new("us-east-1"));
         }
@@ -180,6 +196,7 @@ impl S3Store {
             client: Client::from_conf(builder.build()),
             bucket: config.bucket.clone(),
             sse: config.sse.clone(),
+            timeout,
         })
     }
 
@@ -357,10 +374,10 @@ impl ObjectStore for S3Store {
                 .set_if_match(if_match.map(str::to_string));
             match sse_c_read!(k, req).send().await {
                 Ok(out) => {
-                    let body = out
-                        .body
-                        .collect()
+                    // The SDK's attempt timeout ends when the headers arrive; bound the body too.
+                    let body = tokio::time::timeout(self.timeout, out.body.collect())
                         .await
+                        .map_err(|_| StoreError::Unreachable(format!("{key}: body: timeout")))?
                         .map_err(|e| StoreError::Unreachable(format!("{key}: body: {e}")))?;
                     return Ok(body.into_bytes());
                 }

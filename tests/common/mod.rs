@@ -69,6 +69,7 @@ pub fn raw_store() -> S3Store {
         endpoint_url: Some(endpoint()),
         force_path_style: true,
         sse: Default::default(),
+        request_timeout: None,
     };
     rt().block_on(S3Store::connect(&cfg)).expect("connect")
 }
@@ -104,6 +105,7 @@ pub fn raw_store_with(sse: sealfs::store::s3::Sse) -> S3Store {
         endpoint_url: Some(endpoint()),
         force_path_style: true,
         sse,
+        request_timeout: None,
     };
     rt().block_on(S3Store::connect(&cfg)).expect("connect")
 }
