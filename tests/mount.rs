@@ -585,3 +585,85 @@ fn hard_links_xattrs_and_locks_behave_as_documented() {
         0
     );
 }
+
+/// Point /sbin/mount.fuse.sealfs at this build for the test's duration (as a user would
+/// install the helper), restoring whatever was there.
+struct Helper(Option<std::path::PathBuf>);
+
+impl Helper {
+    const PATH: &'static str = "/sbin/mount.fuse.sealfs";
+
+    fn install() -> Helper {
+        let previous = fs::read_link(Self::PATH).ok();
+        let _ = fs::remove_file(Self::PATH);
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_sealfs"), Self::PATH)
+            .expect("root can install the mount helper");
+        Helper(previous)
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(Self::PATH);
+        if let Some(p) = &self.0 {
+            let _ = std::os::unix::fs::symlink(p, Self::PATH);
+        }
+    }
+}
+
+#[test]
+fn mount_helper_and_fstab_lines_mount_like_any_filesystem() {
+    let p = Prefix::new(&unique("helper"));
+    // The suite's key options as mount options: --key-file F -> key_file=F.
+    let mut opts: Vec<String> = p
+        .args
+        .chunks(2)
+        .filter(|kv| kv[0] != "--encryption")
+        .map(|kv| {
+            format!(
+                "{}={}",
+                kv[0].trim_start_matches("--").replace('-', "_"),
+                kv[1]
+            )
+        })
+        .collect();
+    opts.extend([
+        "_netdev".to_string(),
+        "force_path_style".into(),
+        format!("endpoint_url={}", endpoint()),
+    ]);
+    let url = format!("s3://{}/{}", bucket(), p.name);
+    let _helper = Helper::install();
+    let dir = tempfile::tempdir().unwrap();
+    run(Command::new("mount")
+        .args(["-t", "fuse.sealfs", &url])
+        .arg(dir.path())
+        .args(["-o", &opts.join(",")]));
+    assert!(is_mounted(dir.path()));
+    fs::write(dir.path().join("f"), b"through the helper").unwrap();
+    run(Command::new("umount").arg(dir.path()));
+    assert!(!is_mounted(dir.path()));
+
+    // An fstab line (read-only), mounted by its mount point alone.
+    let fstab = tempfile::NamedTempFile::new().unwrap();
+    fs::write(
+        fstab.path(),
+        format!(
+            "{url} {} fuse.sealfs ro,{} 0 0\n",
+            dir.path().display(),
+            opts.join(",")
+        ),
+    )
+    .unwrap();
+    run(Command::new("mount")
+        .arg("-T")
+        .arg(fstab.path())
+        .arg(dir.path()));
+    assert!(is_mounted(dir.path()));
+    assert_eq!(
+        fs::read(dir.path().join("f")).unwrap(),
+        b"through the helper"
+    );
+    assert_eq!(errno_of(fs::write(dir.path().join("g"), b"x")), libc::EROFS);
+    run(Command::new("umount").arg(dir.path()));
+}
