@@ -69,7 +69,50 @@ export SEALFS_TEST_KMS_KEY_ID=$key_id
 ENV
 }
 
+install_localstack() {
+  [ -x "$tools/localstack-venv/bin/python" ] && \
+    "$tools/localstack-venv/bin/python" -c 'import localstack, service_identity' 2>/dev/null && return 0
+  echo "local-s3: installing LocalStack 3.8.1 (KMS that refuses disabled keys; about 90 s)" >&2
+  python3 -m venv "$tools/localstack-venv" >&2
+  # Pins from DESIGN-NOTES: newer dependencies break LocalStack 3.8.1.
+  "$tools/localstack-venv/bin/pip" install -q 'localstack-core[base-runtime]==3.8.1' \
+    'moto-ext[all]==5.0.15.post4' 'cryptography>=41.0.5,<43' 'pyopenssl>=23,<24.3' 'cbor2<5.7' \
+    'psutil<6' 'service_identity<24.2' >&2
+}
+
+# LocalStack's KMS, only for what moto does not do: refuse a disabled key.
+start_localstack() {
+  install_localstack
+  local port=$((s3_port + 200))
+  while port_busy "$port"; do port=$((port + 1)); done
+  mkdir -p "$state/localstack"
+  OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$state/localstack" SERVICES=kms \
+  GATEWAY_LISTEN="127.0.0.1:$port" EAGER_SERVICE_LOADING=1 SKIP_SSL_CERT_DOWNLOAD=1 DNS_ADDRESS=0 \
+  PERSISTENCE=0 nohup "$tools/localstack-venv/bin/python" -m localstack.runtime.main \
+    > "$state/localstack.log" 2>&1 &
+  echo $! > "$state/localstack.pid"
+  for _ in $(seq 150); do
+    curl -sf "http://127.0.0.1:$port/_localstack/health" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  curl -sf "http://127.0.0.1:$port/_localstack/health" >/dev/null || {
+    echo "local-s3: LocalStack did not start; see $state/localstack.log" >&2; exit 1; }
+  cat >> "$state/env" <<ENV
+# LocalStack: a KMS endpoint where DisableKey makes Decrypt fail.
+export SEALFS_LOCALSTACK_KMS=http://127.0.0.1:$port
+ENV
+}
+
 stop() {
+  if [ -f "$state/localstack.pid" ]; then
+    pid=$(cat "$state/localstack.pid")
+    # Its SIGTERM sometimes hangs: SIGKILL after 5 s.
+    if kill "$pid" 2>/dev/null; then
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$state/localstack.pid"
+  fi
   if [ -f "$state/moto.pid" ]; then
     kill "$(cat "$state/moto.pid")" 2>/dev/null || true
     rm -f "$state/moto.pid"
@@ -167,7 +210,8 @@ ENV
     sleep 0.2
   done
   start_moto
-  echo "local-s3: Garage on http://127.0.0.1:$s3_port, bucket sealfs-test; moto (S3+KMS) on the port in SEALFS_MOTO_ENDPOINT; settings in $state/env" >&2
+  start_localstack
+  echo "local-s3: Garage on http://127.0.0.1:$s3_port, bucket sealfs-test; moto (S3+KMS) on the port in SEALFS_MOTO_ENDPOINT; LocalStack KMS at SEALFS_LOCALSTACK_KMS; settings in $state/env" >&2
 }
 
 case "${1:-}" in
@@ -175,6 +219,6 @@ case "${1:-}" in
   stop) stop ;;
   kill-s3) kill_s3 ;;
   restart-s3) restart_s3 ;;
-  install) install_garage; install_moto ;;
+  install) install_garage; install_moto; install_localstack ;;
   *) echo "usage: $0 start|stop|install|kill-s3|restart-s3" >&2; exit 2 ;;
 esac

@@ -424,3 +424,81 @@ fn rotate_key_and_put_keep_every_object_readable() {
     fs::write(m.p("third"), b"x").unwrap();
     assert_eq!(version("third"), 2);
 }
+
+#[test]
+fn a_disabled_kms_key_refuses_the_mount() {
+    server_env();
+    // moto still decrypts under a disabled key; LocalStack's KMS refuses, as AWS does.
+    let kms_url =
+        std::env::var("SEALFS_LOCALSTACK_KMS").expect("SEALFS_LOCALSTACK_KMS (local-s3.sh)");
+    let kms = rt().block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&kms_url)
+            .region(aws_config::Region::new("us-east-1"))
+            .load()
+            .await;
+        aws_sdk_kms::Client::new(&conf)
+    });
+    let key_id = rt()
+        .block_on(kms.create_key().send())
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    let url = format!("s3://{}/{}", bucket(), unique("kms-disabled"));
+    let conn = ["--endpoint-url", &endpoint(), "--force-path-style"];
+    let sealfs_kms = || {
+        let mut c = sealfs();
+        c.env("AWS_ENDPOINT_URL_KMS", &kms_url);
+        c
+    };
+    run(sealfs_kms()
+        .args([
+            "init",
+            &url,
+            "--encryption",
+            "client",
+            "--kms-key-id",
+            &key_id,
+        ])
+        .args(conn));
+    let dir = tempfile::tempdir().unwrap();
+    let mount = || {
+        sealfs_kms()
+            .args(["mount", &url])
+            .arg(dir.path())
+            .args(["--encryption", "client", "--kms-key-id", &key_id])
+            .args(conn)
+            .output()
+            .unwrap()
+    };
+    let out = mount();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::write(dir.path().join("f"), b"under a KMS key").unwrap();
+    run(std::process::Command::new("umount").arg(dir.path()));
+
+    rt().block_on(kms.disable_key().key_id(&key_id).send())
+        .unwrap();
+    let out = mount();
+    assert!(!out.status.success());
+    assert!(!is_mounted(dir.path()));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("KMS") && msg.contains("disabled"), "{msg}");
+    assert_eq!(msg.trim().lines().count(), 1, "{msg}");
+
+    rt().block_on(kms.enable_key().key_id(&key_id).send())
+        .unwrap();
+    let out = mount();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"under a KMS key");
+    run(std::process::Command::new("umount").arg(dir.path()));
+}
