@@ -248,6 +248,12 @@ pub struct MountArgs {
     /// Parts uploading at once per file.
     #[arg(long, default_value_t = 4)]
     pub upload_concurrency: usize,
+    /// Memory for decrypted (authenticated) blocks of files read, shared by all files, MiB.
+    #[arg(long, default_value_t = 256)]
+    pub cache_size_mib: u64,
+    /// Largest readahead window of a sequentially read file, MiB (fetched in 8 MiB GETs).
+    #[arg(long, default_value_t = 64)]
+    pub readahead_mib: u64,
     /// Seconds one S3 request may take (body included) before it is retried; a server that
     /// stops answering becomes EIO after three attempts.
     #[arg(long, default_value_t = 60.0)]
@@ -393,6 +399,12 @@ impl MountArgs {
                     self.metadata_ttl = v.parse().map_err(|_| bad())?
                 }
                 "log_file" | "log-file" => self.log_file = Some(v.into()),
+                "cache_size_mib" | "cache-size-mib" => {
+                    self.cache_size_mib = v.parse().map_err(|_| bad())?
+                }
+                "readahead_mib" | "readahead-mib" => {
+                    self.readahead_mib = v.parse().map_err(|_| bad())?
+                }
                 "request_timeout" | "request-timeout" => {
                     self.request_timeout = v.parse().map_err(|_| bad())?
                 }
@@ -462,7 +474,11 @@ impl MountArgs {
                 metadata_ttl: Duration::from_secs_f64(self.metadata_ttl),
                 read_only: self.read_only,
                 write,
-                read: ReadConfig::default(),
+                read: ReadConfig {
+                    cache_bytes: self.cache_size_mib << 20,
+                    max_window: (self.readahead_mib << 20).max(ReadConfig::default().min_window),
+                    ..ReadConfig::default()
+                },
                 keys: None,
                 counters: None,
             },

@@ -297,8 +297,15 @@ impl Filesystem for FuseFs {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let pid = req.pid();
         self.spawn(move |fs| async move {
-            match fs.open(ino.0, flags.0, pid).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            match fs.open_keep(ino.0, flags.0, pid).await {
+                Ok((fh, keep)) => reply.opened(
+                    FileHandle(fh),
+                    if keep {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    },
+                ),
                 Err(e) => reply.error(errno("open", &e)),
             }
         });

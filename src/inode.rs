@@ -55,6 +55,9 @@ pub struct Inode {
     /// object's header when it is opened.
     pub sealfs_id: Option<String>,
     pub symlink_target: Option<String>,
+    /// The version whose pages the kernel may still cache from an earlier open: opening the
+    /// same version again keeps them (hot re-reads at memory speed).
+    pub page_cache_etag: Option<String>,
 }
 
 impl Inode {
@@ -72,6 +75,7 @@ impl Inode {
             etag: None,
             sealfs_id: None,
             symlink_target: None,
+            page_cache_etag: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! filesystem logic) -> `inode` / `read` / `write` -> `store` (the only module that touches
 //! aws-sdk-s3). `sys` holds the few raw system calls of process setup.
 
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod crypto;

@@ -176,7 +176,7 @@ impl Fs {
         let handle = Handle {
             ino,
             file,
-            reader: AsyncMutex::new(Reader::new(self.cfg.read.clone())),
+            reader: AsyncMutex::new(Reader::new(&self.cfg.read)),
             writable,
             opener,
         };
@@ -239,6 +239,12 @@ impl Fs {
     }
 
     pub async fn open(&self, ino: u64, flags: i32, pid: u32) -> Result<u64> {
+        Ok(self.open_keep(ino, flags, pid).await?.0)
+    }
+
+    /// `open`, also saying whether the kernel may keep the file's cached pages: only when
+    /// this is the version it cached them from (an unchanged object, no writer here).
+    pub async fn open_keep(&self, ino: u64, flags: i32, pid: u32) -> Result<(u64, bool)> {
         let writable = flags & libc_flags::O_ACCMODE != libc_flags::O_RDONLY;
         if writable || flags & libc_flags::O_TRUNC != 0 {
             self.check_writable()?;
@@ -265,8 +271,20 @@ impl Fs {
                 of.attr.size = 0;
             }
             of.handles += 1;
+            let current = match (&of.writer, &of.version) {
+                (None, Some(v)) => Some(v.etag.clone()),
+                _ => None,
+            };
             drop(of);
-            return Ok(self.add_handle(ino, file, writable, pid));
+            let keep = {
+                let mut inodes = self.inodes.lock().unwrap();
+                inodes.get_mut(ino).is_some_and(|n| {
+                    let keep = current.is_some() && n.page_cache_etag == current;
+                    n.page_cache_etag = current;
+                    keep
+                })
+            };
+            return Ok((self.add_handle(ino, file, writable, pid), keep));
         }
     }
 
@@ -287,7 +305,7 @@ impl Fs {
         drop(of);
         let mut reader = h.reader.lock().await;
         Ok(reader
-            .read(&self.store, &version, &codec, offset, u64::from(len))
+            .read(&self.fetcher, &version, &codec, offset, u64::from(len))
             .await?)
     }
 

@@ -93,6 +93,7 @@ pub struct SetAttr {
 
 pub struct Fs {
     store: Arc<dyn ObjectStore>,
+    fetcher: Arc<crate::read::Fetcher>,
     cfg: FsConfig,
     inodes: Mutex<InodeTable>,
     files: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<OpenFile>>>>,
@@ -115,6 +116,7 @@ impl Fs {
             ctime: now,
         };
         Self {
+            fetcher: crate::read::Fetcher::new(store.clone(), cfg.read.clone()),
             store,
             cfg,
             inodes: Mutex::new(InodeTable::new()),

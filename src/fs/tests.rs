@@ -36,6 +36,9 @@ fn fs_with(prefix: &str) -> (Arc<MemStore>, Fs) {
         read: ReadConfig {
             min_window: 16,
             max_window: 64,
+            chunk: 128 * 1024,
+            max_gets: 2,
+            cache_bytes: 1 << 20,
         },
         keys: None,
         counters: None,

@@ -1,0 +1,201 @@
+//! The block cache: authenticated plaintext of 64 KiB file blocks, in memory only, shared by
+//! every handle of a mount, least recently used evicted first within a byte budget.
+//!
+//! Invariants:
+//! - Keys name an object *version* (key + ETag) and a block index, so an overwritten object
+//!   can never serve stale blocks: its new ETag misses.
+//! - Only plaintext that authenticated (client mode) or came from a pinned GET (plain mode) is
+//!   inserted; nothing is ever written to local disk.
+//! - Concurrent misses of the same block are fetched once: a fetch registers its blocks as
+//!   pending, later readers wait for it and then read the cache. A failed fetch leaves no
+//!   entry, so each waiter fetches again and sees its own error.
+//! - Cached bytes never exceed the budget (each block is its own allocation, so the count is
+//!   the memory held).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use lru::LruCache;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    pub object: Arc<str>,
+    pub etag: Arc<str>,
+    pub index: u64,
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    Hit(Bytes),
+    /// Another fetch is bringing the block: wait on it, then look again.
+    Pending(watch::Receiver<bool>),
+    Miss,
+}
+
+/// A registered fetch: marks its blocks done (success or not) when dropped.
+pub struct Fetch {
+    cache: Arc<BlockCache>,
+    keys: Vec<BlockKey>,
+    done: watch::Sender<bool>,
+}
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        let mut inner = self.cache.inner.lock().unwrap();
+        for k in &self.keys {
+            inner.pending.remove(k);
+        }
+        drop(inner);
+        let _ = self.done.send(true);
+    }
+}
+
+struct Inner {
+    lru: LruCache<BlockKey, Bytes>,
+    bytes: u64,
+    pending: HashMap<BlockKey, watch::Receiver<bool>>,
+    hits: u64,
+    misses: u64,
+}
+
+pub struct BlockCache {
+    budget: u64,
+    inner: Mutex<Inner>,
+}
+
+impl BlockCache {
+    pub fn new(budget: u64) -> Arc<Self> {
+        Arc::new(Self {
+            budget,
+            inner: Mutex::new(Inner {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+                pending: HashMap::new(),
+                hits: 0,
+                misses: 0,
+            }),
+        })
+    }
+
+    pub fn lookup(&self, k: &BlockKey) -> Lookup {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(b) = inner.lru.get(k) {
+            let b = b.clone();
+            inner.hits += 1;
+            return Lookup::Hit(b);
+        }
+        inner.misses += 1;
+        match inner.pending.get(k) {
+            Some(rx) => Lookup::Pending(rx.clone()),
+            None => Lookup::Miss,
+        }
+    }
+
+    /// Whether `k` is cached or being fetched (no LRU update: for readahead planning).
+    pub fn is_present(&self, k: &BlockKey) -> bool {
+        let inner = self.inner.lock().unwrap();
+        inner.lru.contains(k) || inner.pending.contains_key(k)
+    }
+
+    /// Register a fetch of `keys` (those not already cached or pending are claimed).
+    pub fn start_fetch(self: &Arc<Self>, keys: Vec<BlockKey>) -> Fetch {
+        let (tx, rx) = watch::channel(false);
+        let mut inner = self.inner.lock().unwrap();
+        let mut claimed = Vec::with_capacity(keys.len());
+        for k in keys {
+            if !inner.pending.contains_key(&k) {
+                inner.pending.insert(k.clone(), rx.clone());
+                claimed.push(k);
+            }
+        }
+        Fetch {
+            cache: self.clone(),
+            keys: claimed,
+            done: tx,
+        }
+    }
+
+    pub fn insert(&self, k: BlockKey, block: Bytes) {
+        let len = block.len() as u64;
+        if len > self.budget {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(old) = inner.lru.put(k, block) {
+            inner.bytes -= old.len() as u64;
+        }
+        inner.bytes += len;
+        while inner.bytes > self.budget {
+            match inner.lru.pop_lru() {
+                Some((_, b)) => inner.bytes -= b.len() as u64,
+                None => break,
+            }
+        }
+    }
+
+    /// (bytes cached, hits, misses)
+    pub fn stats(&self) -> (u64, u64, u64) {
+        let inner = self.inner.lock().unwrap();
+        (inner.bytes, inner.hits, inner.misses)
+    }
+}
+
+/// Wait until a pending fetch is done (it may have failed or its blocks been evicted since:
+/// look again).
+pub async fn wait(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|done| *done).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u64) -> BlockKey {
+        BlockKey {
+            object: "o".into(),
+            etag: "e1".into(),
+            index: i,
+        }
+    }
+
+    #[test]
+    fn evicts_least_recently_used_within_the_budget() {
+        let c = BlockCache::new(3 * 10);
+        for i in 0..3 {
+            c.insert(key(i), Bytes::from(vec![i as u8; 10]));
+        }
+        assert!(matches!(c.lookup(&key(0)), Lookup::Hit(_)));
+        c.insert(key(3), Bytes::from(vec![3; 10]));
+        assert!(
+            matches!(c.lookup(&key(1)), Lookup::Miss),
+            "1 was least recent"
+        );
+        assert!(matches!(c.lookup(&key(0)), Lookup::Hit(_)));
+        assert_eq!(c.stats().0, 30);
+        let other_version = BlockKey {
+            etag: "e2".into(),
+            ..key(0)
+        };
+        assert!(matches!(c.lookup(&other_version), Lookup::Miss));
+    }
+
+    #[tokio::test]
+    async fn a_pending_block_is_waited_for_not_fetched_twice() {
+        let c = BlockCache::new(1 << 20);
+        let fetch = c.start_fetch(vec![key(0), key(1)]);
+        let Lookup::Pending(rx) = c.lookup(&key(1)) else {
+            panic!("pending")
+        };
+        let waiter = tokio::spawn(wait(rx));
+        c.insert(key(1), Bytes::from_static(b"data"));
+        drop(fetch);
+        waiter.await.unwrap();
+        assert!(matches!(c.lookup(&key(1)), Lookup::Hit(_)));
+        assert!(
+            matches!(c.lookup(&key(0)), Lookup::Miss),
+            "a failed block is not left pending"
+        );
+    }
+}
