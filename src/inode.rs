@@ -58,6 +58,15 @@ pub struct Inode {
     /// The version whose pages the kernel may still cache from an earlier open: opening the
     /// same version again keeps them (hot re-reads at memory speed).
     pub page_cache_etag: Option<String>,
+    /// A directory's complete contents as of a listing (or its creation here), kept up to date
+    /// with this mount's own changes, so that within the TTL a missing name costs no request.
+    pub listing: Option<Listing>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub at: Instant,
+    pub names: HashMap<String, Kind>,
 }
 
 impl Inode {
@@ -76,6 +85,7 @@ impl Inode {
             sealfs_id: None,
             symlink_target: None,
             page_cache_etag: None,
+            listing: None,
         }
     }
 }
@@ -166,11 +176,54 @@ impl InodeTable {
             .entry(parent)
             .or_default()
             .insert(name.to_string(), ino);
+        self.note(parent, name, Some(kind));
         ino
+    }
+
+    /// Keep `parent`'s listing (if any) in step with a name created (`Some`) or removed.
+    fn note(&mut self, parent: u64, name: &str, kind: Option<Kind>) {
+        if let Some(l) = self
+            .inodes
+            .get_mut(&parent)
+            .and_then(|p| p.listing.as_mut())
+        {
+            match kind {
+                Some(k) => l.names.insert(name.to_string(), k),
+                None => l.names.remove(name),
+            };
+        }
+    }
+
+    /// Record the complete contents of directory `ino` (just listed, or just created empty).
+    pub fn set_listing(&mut self, ino: u64, names: HashMap<String, Kind>) {
+        if let Some(n) = self.inodes.get_mut(&ino) {
+            n.listing = Some(Listing {
+                at: Instant::now(),
+                names,
+            });
+        }
+    }
+
+    /// What a listing of `parent` younger than `ttl` says of `name`: `Some(None)` when it is
+    /// absent, `Some(Some(kind))` when present, `None` when there is no such listing.
+    pub fn listed(
+        &self,
+        parent: u64,
+        name: &str,
+        ttl: std::time::Duration,
+    ) -> Option<Option<Kind>> {
+        let l = self.inodes.get(&parent)?.listing.as_ref()?;
+        (l.at.elapsed() < ttl).then(|| l.names.get(name).copied())
+    }
+
+    /// Entries in `parent`'s listing, whatever its age (to decide whether re-listing is cheap).
+    pub fn listing_len(&self, parent: u64) -> Option<usize> {
+        Some(self.inodes.get(&parent)?.listing.as_ref()?.names.len())
     }
 
     /// Detach `name` from `parent`; the inode stays while referenced.
     pub fn unlink(&mut self, parent: u64, name: &str) -> Option<u64> {
+        self.note(parent, name, None);
         let ino = self.children.get_mut(&parent)?.remove(name)?;
         if let Some(node) = self.inodes.get_mut(&ino) {
             node.linked = false;
@@ -182,10 +235,17 @@ impl InodeTable {
 
     /// Move `ino` to `(new_parent, new_name)`, replacing whatever was linked there.
     pub fn rename(&mut self, parent: u64, name: &str, new_parent: u64, new_name: &str) {
+        self.note(parent, name, None);
         let Some(ino) = self.children.get_mut(&parent).and_then(|m| m.remove(name)) else {
+            // The moved entry's kind is unknown here: forget what the target directory held.
+            if let Some(p) = self.inodes.get_mut(&new_parent) {
+                p.listing = None;
+            }
             return;
         };
         self.unlink(new_parent, new_name);
+        let kind = self.inodes.get(&ino).map(|n| n.kind);
+        self.note(new_parent, new_name, kind);
         if let Some(node) = self.inodes.get_mut(&ino) {
             node.parent = new_parent;
             node.name = new_name.to_string();

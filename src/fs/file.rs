@@ -335,6 +335,12 @@ impl Fs {
     pub async fn flush(&self, fh: u64, pid: u32) -> Result<()> {
         let h = self.handle(fh)?;
         if pid != h.opener {
+            tracing::debug!(
+                ino = h.ino,
+                pid,
+                opener = h.opener,
+                "close by another process: no upload"
+            );
             return Ok(());
         }
         self.flush_ino(h.ino).await
@@ -366,6 +372,7 @@ impl Fs {
             return Ok(());
         }
         let key = self.file_key(&path.expect("checked above"));
+        tracing::debug!(ino, key, meta_dirty = of.meta_dirty, "flush");
         if of.meta_dirty && of.version.is_some() {
             // A metadata-only update must keep the object's file id.
             self.file_codec(of).await?;
@@ -399,6 +406,7 @@ impl Fs {
                 sse: None,
                 sse_c_key_md5: None,
             };
+            tracing::debug!(key, ?m, "metadata update of an open file");
             let etag = store::copy_any_size(&*self.store, &src, &key, &m, self.cfg.write.part_size)
                 .await?;
             of.version = Some(Version {
@@ -480,6 +488,7 @@ impl Fs {
         {
             super::apply(&mut of.attr, &only_size);
             of.meta_dirty = true;
+            tracing::debug!(ino, ?set, "attributes of an open file changed");
         }
         Ok(Some(of.current_attr()))
     }

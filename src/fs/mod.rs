@@ -255,6 +255,11 @@ impl Fs {
             let attr = self.attr_from(kind, &obj);
             return Ok(Some((attr, Some(obj))));
         }
+        self.stat_dir(path).await
+    }
+
+    /// Whether `path` is a directory (a marker or any key under it), with its attributes.
+    async fn stat_dir(&self, path: &str) -> Result<Option<(Attr, Option<ObjectMeta>)>> {
         let prefix = self.dir_prefix(path);
         let page = self.store.list(&prefix, Some("/"), None, Some(1)).await?;
         if page.objects.is_empty() && page.prefixes.is_empty() {
@@ -267,16 +272,62 @@ impl Fs {
         Ok(Some((self.dir_attr(marker.as_ref()), None)))
     }
 
+    /// `stat_path` for `name` in `parent`, answered from the parent's listing where it can be:
+    /// within the TTL of a listing (or of the directory's creation here) a missing name costs
+    /// no request, a listed file one HEAD, a listed directory one LIST (and its marker's HEAD).
+    /// A directory of fewer than 1,000 entries is listed again (one request) when its listing
+    /// is older than the TTL, instead of probing each name with two.
+    pub(super) async fn stat_child(
+        &self,
+        parent: u64,
+        name: &str,
+        path: &str,
+    ) -> Result<Option<(Attr, Option<ObjectMeta>)>> {
+        let ttl = self.cfg.metadata_ttl;
+        let mut listed = self.inodes.lock().unwrap().listed(parent, name, ttl);
+        if listed.is_none() && !ttl.is_zero() {
+            let small = self
+                .inodes
+                .lock()
+                .unwrap()
+                .listing_len(parent)
+                .is_some_and(|n| n < 1000);
+            if small {
+                self.list_dir(parent).await?;
+                listed = self.inodes.lock().unwrap().listed(parent, name, ttl);
+            }
+        }
+        match listed {
+            Some(None) => Ok(None),
+            Some(Some(Kind::Dir)) => self.stat_dir(path).await,
+            Some(Some(_)) => match self.store.head(&self.file_key(path)).await? {
+                Some(obj) => {
+                    let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
+                    Ok(Some((self.attr_from(kind, &obj), Some(obj))))
+                }
+                None => self.stat_dir(path).await,
+            },
+            None => self.stat_path(path).await,
+        }
+    }
+
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Entry> {
         let path = self.child_path(parent, name)?;
         let local = self.inodes.lock().unwrap().child(parent, name);
         if let Some(ino) = local {
-            if let Some(attr) = self.open_attr(ino).await {
+            let attr = match self.open_attr(ino).await {
+                Some(a) => Some(a),
+                None => self.fresh_attr(ino),
+            };
+            if let Some(attr) = attr {
                 self.inodes.lock().unwrap().link(parent, name, attr.kind);
                 return Ok(Entry { ino, attr });
             }
         }
-        let (attr, obj) = self.stat_path(&path).await?.ok_or(FsError::NotFound)?;
+        let (attr, obj) = self
+            .stat_child(parent, name, &path)
+            .await?
+            .ok_or(FsError::NotFound)?;
         let ino = self.inodes.lock().unwrap().link(parent, name, attr.kind);
         if let Some(o) = &obj {
             self.cache_object(ino, o);
@@ -346,6 +397,7 @@ impl Fs {
                     .await?;
             }
             (_, Some(obj)) => {
+                tracing::debug!(key = %obj.key, meta = ?new_meta, "metadata update of a closed file");
                 let etag = crate::store::copy_any_size(
                     &*self.store,
                     &obj,
@@ -410,13 +462,14 @@ impl Fs {
                 None => break,
             }
         }
-        let inodes = self.inodes.lock().unwrap();
+        let mut inodes = self.inodes.lock().unwrap();
         for (name, _) in inodes.pending_children(ino) {
             names.entry(name).or_insert(Kind::File);
         }
         if ino == ROOT_INO {
             names.remove(CONFIG_NAME);
         }
+        inodes.set_listing(ino, names.iter().map(|(n, k)| (n.clone(), *k)).collect());
         let parent = inodes.get(ino).map_or(ROOT_INO, |n| n.parent);
         let mut out = vec![
             DirEntry {

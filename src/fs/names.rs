@@ -83,7 +83,7 @@ impl Fs {
     pub async fn mkdir(&self, parent: u64, name: &str, mode: u32, caller: Caller) -> Result<Entry> {
         self.check_writable()?;
         let path = self.child_path(parent, name)?;
-        if self.stat_path(&path).await?.is_some() {
+        if self.stat_child(parent, name, &path).await?.is_some() {
             return Err(FsError::Exists);
         }
         let attr = self.new_attr(Kind::Dir, mode, caller);
@@ -92,7 +92,13 @@ impl Fs {
         self.store
             .put(&self.dir_prefix(&path), Bytes::new(), &m)
             .await?;
-        let ino = self.inodes.lock().unwrap().link(parent, name, Kind::Dir);
+        let ino = {
+            let mut inodes = self.inodes.lock().unwrap();
+            let ino = inodes.link(parent, name, Kind::Dir);
+            // Made here, so empty: lookups in it need no request for the TTL.
+            inodes.set_listing(ino, Default::default());
+            ino
+        };
         self.cache_attr(ino, &attr, None);
         Ok(Entry { ino, attr })
     }
@@ -152,7 +158,10 @@ impl Fs {
             Some((kind, true)) => Ok(Some((kind, None))),
             _ => {
                 let path = self.child_path(parent, name)?;
-                Ok(self.stat_path(&path).await?.map(|(a, obj)| (a.kind, obj)))
+                Ok(self
+                    .stat_child(parent, name, &path)
+                    .await?
+                    .map(|(a, obj)| (a.kind, obj)))
             }
         }
     }
@@ -346,14 +355,21 @@ impl Fs {
             None => self.store.head(&src_key).await?.ok_or(FsError::NotFound)?,
         };
         let dst_key = self.file_key(dst);
-        let etag = store::copy_any_size(
-            &*self.store,
-            &obj,
-            &dst_key,
-            &obj.user,
-            self.cfg.write.part_size,
-        )
-        .await?;
+        // Up to 5 GiB the copy keeps the metadata the source has when it is copied: `known`
+        // may predate a metadata update (a chmod applied at release) that must not be undone.
+        let etag = if obj.size <= store::MAX_SINGLE_COPY {
+            self.store.copy(&src_key, &dst_key, None).await?
+        } else {
+            let fresh = self.store.head(&src_key).await?.ok_or(FsError::NotFound)?;
+            store::copy_any_size(
+                &*self.store,
+                &fresh,
+                &dst_key,
+                &fresh.user,
+                self.cfg.write.part_size,
+            )
+            .await?
+        };
         self.store.delete(&src_key).await?;
         if let Some(ino) = ino {
             let file = self.files.lock().unwrap().get(&ino).cloned();

@@ -546,3 +546,42 @@ async fn sealfs_get(mem: &MemStore, key: &str) -> Vec<u8> {
         .unwrap()
         .to_vec()
 }
+
+#[tokio::test]
+async fn names_missing_from_a_fresh_listing_cost_no_request_within_the_ttl() {
+    use crate::store::counted::Counted;
+    let mem = Arc::new(MemStore::new());
+    let counted = Counted::new(mem.clone());
+    let counters = counted.counters();
+    let (_, base) = fs_with("");
+    let cfg = FsConfig {
+        metadata_ttl: Duration::from_millis(300),
+        ..base.config().clone()
+    };
+    let fs = Fs::new(Arc::new(counted), cfg);
+    let total = || counters.snapshot().0.iter().map(|(_, n)| n).sum::<u64>();
+    let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.unwrap().ino;
+    let before = total();
+    for i in 0..20 {
+        let name = format!("f{i}");
+        assert!(matches!(fs.lookup(d, &name).await, Err(FsError::NotFound)));
+        write_file(&fs, d, &name, b"x").await;
+    }
+    assert_eq!(total() - before, 20, "one PUT per file, no HEAD or LIST");
+    // What this mount created is found (even once forgotten), what it removed is gone.
+    fs.forget(fs.lookup(d, "f3").await.unwrap().ino, 2);
+    assert!(fs.lookup(d, "f3").await.is_ok());
+    fs.unlink(d, "f4").await.unwrap();
+    assert!(matches!(fs.lookup(d, "f4").await, Err(FsError::NotFound)));
+    fs.rename(ROOT_INO, "d", ROOT_INO, "e", RenameFlags::default())
+        .await
+        .unwrap();
+    let e = fs.lookup(ROOT_INO, "e").await.unwrap().ino;
+    assert!(fs.lookup(e, "f5").await.is_ok());
+    // Another writer's new object shows up once the listing is older than the TTL.
+    mem.put("e/other", Bytes::from_static(b"o"), &UserMeta::new())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(fs.lookup(e, "other").await.is_ok());
+}
