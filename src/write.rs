@@ -374,25 +374,28 @@ impl Writer {
             }
             _ => None,
         };
-        let body = match copy_from {
+        let plain = match copy_from {
             Some(_) => None,
-            None => {
-                let plain = self.take_part_bytes(range.clone()).await?;
-                Some(self.codec.encode(range.start, &plain, self.size))
-            }
+            None => Some(self.take_part_bytes(range.clone()).await?),
         };
         self.drop_dirty_below(range.end);
         let store = self.store.clone();
+        let (codec, size) = (self.codec.clone(), self.size);
         let up = self.upload.as_mut().expect("upload started before parts");
         let (key, id) = (up.key.clone(), up.id.clone());
         up.inflight.spawn(async move {
-            let etag = match (copy_from, body) {
+            let etag = match (copy_from, plain) {
                 (Some((b, src)), _) => {
                     store
                         .upload_part_copy(&key, &id, number, &b.key, &b.etag, src)
                         .await?
                 }
-                (None, Some(body)) => store.upload_part(&key, &id, number, body).await?,
+                (None, Some(plain)) => {
+                    // Sealed here, in the part's own task: parts in flight seal in parallel,
+                    // and the application's write does not wait for the cipher.
+                    let body = codec.encode(range.start, &plain, size);
+                    store.upload_part(&key, &id, number, body).await?
+                }
                 (None, None) => unreachable!("a part is either copied or sent"),
             };
             Ok(CompletedPart { number, etag })

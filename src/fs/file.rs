@@ -48,6 +48,9 @@ pub(super) struct Handle {
     pub opener: u32,
 }
 
+/// Client-mode objects up to this size are read whole when opened (header and blocks).
+const SMALL_OBJECT: u64 = 256 * 1024;
+
 /// Metadata to store with the object: attributes, and in client mode the file id.
 fn write_meta(of: &OpenFile) -> crate::store::UserMeta {
     meta::object_meta(&of.attr, of.codec.as_ref())
@@ -120,15 +123,23 @@ impl Fs {
             (None, _) => FileCodec::Plain,
             (Some(_), None) => self.new_codec(),
             (Some(ring), Some(v)) => {
-                let head = self
-                    .store
-                    .get_range(&v.key, 0..crate::crypto::format::HEADER_LEN, Some(&v.etag))
-                    .await;
+                use crate::crypto::format::{cipher_size, HEADER_LEN};
+                // A small object comes whole with its header: one GET instead of two, and its
+                // blocks go to the cache for the reads that follow.
+                let object = cipher_size(v.size);
+                let fetch = if object <= SMALL_OBJECT {
+                    object
+                } else {
+                    HEADER_LEN
+                };
+                let head = self.store.get_range(&v.key, 0..fetch, Some(&v.etag)).await;
                 let head = match head {
                     Ok(h) => h,
                     Err(crate::store::StoreError::InvalidRange(_)) => bytes::Bytes::new(),
                     Err(e) => return Err(e.into()),
                 };
+                let body = (fetch > HEADER_LEN && head.len() as u64 == fetch)
+                    .then(|| head.slice(HEADER_LEN as usize..));
                 let codec = ring.open_header(&head).map_err(|error| FsError::Corrupt {
                     key: v.key.clone(),
                     error,
@@ -140,6 +151,9 @@ impl Fs {
                             error: crate::crypto::format::FormatError::Swapped,
                         });
                     }
+                }
+                if let Some(body) = body {
+                    self.fetcher.seed(v, &codec, body);
                 }
                 codec
             }

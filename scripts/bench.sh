@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Benchmark sealfs (none and client modes) against s3fs, rclone mount (plain and crypt,
+# --vfs-cache-mode writes) and a raw aws-sdk-s3 baseline, all on the same local Garage in the
+# same run. Prints a table (medians, ratios to raw and to s3fs) and saves every figure as JSON.
+#
+#   scripts/bench.sh                 # RUNS=3 FIO_SECS=10 by default
+#   RUNS=1 FIO_SECS=5 SYSTEMS="raw sealfs-client s3fs" scripts/bench.sh
+#
+# Needs root (drops the page cache between cold runs) and apt packages s3fs, rclone, fio,
+# attr (installed if missing). Not a test: figures depend on this machine and its load.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+here=$(pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/opt/sealfs-tools/target}"
+RUNS=${RUNS:-3}
+FIO_SECS=${FIO_SECS:-10}
+SYSTEMS=${SYSTEMS:-"raw sealfs-none sealfs-client s3fs rclone rclone-crypt"}
+work=${BENCH_DIR:-/tmp/sealfs-bench}
+out=${BENCH_OUT:-$here/bench-results.json}
+
+need=()
+for t in s3fs rclone fio getfattr; do command -v $t >/dev/null || need+=("$t"); done
+if [ ${#need[@]} -gt 0 ]; then
+  pkgs=$(printf '%s\n' "${need[@]}" | sed 's/getfattr/attr/')
+  apt-get install -y -qq $pkgs >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq $pkgs >/dev/null; }
+fi
+
+cargo build --release --bin sealfs --example raw --example populate >&2
+bin=$CARGO_TARGET_DIR/release
+sealfs=$bin/sealfs
+raw=$bin/examples/raw
+
+scripts/local-s3.sh start >&2
+trap 'cleanup' EXIT
+set -a; . .local-s3/env; set +a
+# The local endpoints are plain http; rclone refuses to start with a custom CA bundle set.
+unset AWS_CA_BUNDLE
+bucket=$SEALFS_TEST_BUCKET
+mkdir -p "$work"
+results=$work/results.jsonl
+: > "$results"
+
+# ---------------------------------------------------------------------------------------
+# Fixtures (local): 1 GiB and 4 GiB of random bytes, 1,000 files of 4 KiB, a flat directory
+# of 10,000 empty files and a tree of 100 directories x 100 files.
+[ -f "$work/1g.bin" ] || head -c 1G /dev/urandom > "$work/1g.bin"
+[ -f "$work/4g.bin" ] || head -c 4G /dev/urandom > "$work/4g.bin"
+if [ ! -d "$work/small" ]; then
+  mkdir -p "$work/small"
+  for i in $(seq -w 1 1000); do head -c 4096 /dev/urandom > "$work/small/f$i"; done
+fi
+if [ ! -d "$work/flat" ]; then
+  mkdir -p "$work/flat"; (cd "$work/flat" && seq -w 1 10000 | sed 's/^/e/' | xargs touch)
+fi
+if [ ! -d "$work/tree" ]; then
+  for d in $(seq -w 1 100); do
+    mkdir -p "$work/tree/d$d"; (cd "$work/tree/d$d" && seq -w 1 100 | sed 's/^/f/' | xargs touch)
+  done
+fi
+
+key=$work/client.key
+[ -f "$key" ] || "$sealfs" keygen --out "$key" 2>/dev/null
+passwd=$work/s3fs.passwd
+echo "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" > "$passwd"; chmod 600 "$passwd"
+export RCLONE_CONFIG_GARAGE_TYPE=s3 RCLONE_CONFIG_GARAGE_PROVIDER=Other
+export RCLONE_CONFIG_GARAGE_ENDPOINT=$AWS_ENDPOINT_URL_S3 RCLONE_CONFIG_GARAGE_REGION=us-east-1
+export RCLONE_CONFIG_GARAGE_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+export RCLONE_CONFIG_GARAGE_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+export RCLONE_CONFIG_GARAGE_FORCE_PATH_STYLE=true
+export RCLONE_CONFIG_GCRYPT_TYPE=crypt RCLONE_CONFIG_GCRYPT_REMOTE=garage:$bucket/rclone-crypt
+RCLONE_CONFIG_GCRYPT_PASSWORD=$(rclone obscure sealfs-bench); export RCLONE_CONFIG_GCRYPT_PASSWORD
+
+mnt=$work/mnt
+mkdir -p "$mnt"
+rc_port=5572
+
+cleanup() {
+  set +e
+  mountpoint -q "$mnt" && { fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"; }
+  scripts/local-s3.sh stop >&2
+}
+
+now() { date +%s.%N; }
+since() { echo "$(now) - $1" | bc; }
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+record() { # system workload value unit [requests]
+  printf '{"system":"%s","workload":"%s","value":%s,"unit":"%s","requests":%s}\n' \
+    "$1" "$2" "$3" "$4" "${5:-null}" >> "$results"
+  printf '  %-14s %-22s %10s %s%s\n' "$1" "$2" "$3" "$4" "${5:+  ($5 requests)}" >&2
+}
+
+# mount SYSTEM PREFIX: the system's view of s3://bucket/PREFIX at $mnt.
+mount_sys() {
+  local sys=$1 prefix=$2
+  case $sys in
+    sealfs-none)
+      "$sealfs" mount "s3://$bucket/$prefix" "$mnt" --force-path-style ;;
+    sealfs-client)
+      "$sealfs" init "s3://$bucket/$prefix" --key-file "$key" --encryption client \
+        --force-path-style 2>/dev/null || true
+      "$sealfs" mount "s3://$bucket/$prefix" "$mnt" --key-file "$key" --force-path-style ;;
+    s3fs)
+      s3fs "$bucket:/" "$mnt" -o "passwd_file=$passwd,url=$AWS_ENDPOINT_URL_S3" \
+        -o use_path_request_style,endpoint=us-east-1 ;;
+    rclone)
+      rclone mount "garage:$bucket/$prefix" "$mnt" --vfs-cache-mode writes --daemon \
+        --rc --rc-addr "127.0.0.1:$rc_port" --rc-no-auth --cache-dir "$work/rclone-cache" ;;
+    rclone-crypt)
+      rclone mount "gcrypt:$prefix" "$mnt" --vfs-cache-mode writes --daemon \
+        --rc --rc-addr "127.0.0.1:$rc_port" --rc-no-auth --cache-dir "$work/rclone-cache" ;;
+  esac
+  for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+  mountpoint -q "$mnt" || { echo "bench: $sys did not mount" >&2; exit 1; }
+  # s3fs mounts the bucket: the prefix is a directory in it.
+  if [ "$sys" = s3fs ]; then mkdir -p "$mnt/$prefix"; fi
+}
+dir_of() { [ "$1" = s3fs ] && echo "$mnt/$2" || echo "$mnt"; }
+
+# rclone uploads after close: "durable" means its upload queue is empty.
+wait_durable() {
+  case $1 in
+    rclone*)
+      sleep 0.5
+      while :; do
+        s=$(rclone rc --url "http://127.0.0.1:$rc_port" vfs/stats 2>/dev/null || echo '{}')
+        python3 -c 'import json,sys; d=json.load(sys.stdin).get("diskCache",{}); sys.exit(0 if d.get("uploadsInProgress",0)+d.get("uploadsQueued",0)==0 else 1)' <<<"$s" && break
+        sleep 0.1
+      done ;;
+  esac
+}
+unmount_sys() {
+  wait_durable "$1"
+  fusermount3 -u "$mnt" 2>/dev/null || umount "$mnt"
+  for _ in $(seq 50); do mountpoint -q "$mnt" || break; sleep 0.1; done
+  # rclone keeps file data in its disk cache across mounts: cold means empty.
+  rm -rf "$work/rclone-cache"
+}
+requests() { # total S3 requests made by this sealfs mount so far
+  getfattr -n user.sealfs.requests --only-values "$mnt" 2>/dev/null | awk '$1=="requests"{print $2}'
+}
+sealfs_pid() { pgrep -f "sealfs mount s3://$bucket/$1 " | head -1; }
+
+fio_iops() { # file bs -> IOPS
+  fio --name=r --filename="$1" --rw=randread --bs="$2" --ioengine=psync --iodepth=1 \
+    --runtime="$FIO_SECS" --time_based --readonly --invalidate=0 --output-format=json 2>/dev/null |
+    python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["read"]["iops"],1))'
+}
+
+secs() { sed -n 's/.*seconds=\([0-9.]*\).*/\1/p'; }
+per_sec() { awk -F'ops=' -v s="$FIO_SECS" '{printf "%.1f", $2/s}'; }
+
+bench_raw() {
+  local p=bench-raw-$RANDOM
+  record raw seq_write_1g "$("$raw" put "$work/1g.bin" "s3://$bucket/$p/f" | secs)" s
+  record raw cold_read_1g "$("$raw" get "s3://$bucket/$p/f" | secs)" s
+  record raw rand_4k_cold_iops "$("$raw" random "s3://$bucket/$p/f" 4096 "$FIO_SECS" | per_sec)" iops
+  record raw rand_64k_cold_iops "$("$raw" random "s3://$bucket/$p/f" 65536 "$FIO_SECS" | per_sec)" iops
+  record raw small_create_1000 "$("$raw" put-dir "$work/small" "s3://$bucket/$p/small" | secs)" s
+  record raw small_stat_1000 "$("$raw" head-dir "s3://$bucket/$p/small" | secs)" s
+  record raw small_read_1000 "$("$raw" get-dir "s3://$bucket/$p/small" | secs)" s
+  # The listing alone (no HEAD): what `ls -l` costs when the listing suffices.
+  record raw ls_l_10k "$("$raw" list "s3://$bucket/listing-plain/flat" | secs)" s
+  record raw stat_10k_sequential_heads "$("$raw" head-dir "s3://$bucket/listing-plain/flat" | secs)" s
+}
+
+bench_mount() {
+  local sys=$1 p=bench-$1-$RANDOM d t r0 r1 pid
+  mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p"); r0=$(requests)
+  t=$(now); cp "$work/1g.bin" "$d/f"; wait_durable "$sys"; record "$sys" seq_write_1g "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  unmount_sys "$sys"; drop_caches
+  mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p"); r0=$(requests)
+  t=$(now); cat "$d/f" > /dev/null; record "$sys" cold_read_1g "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  t=$(now); cat "$d/f" > /dev/null; record "$sys" hot_read_1g "$(since "$t")" s
+  unmount_sys "$sys"; drop_caches
+  mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p"); r0=$(requests)
+  record "$sys" rand_4k_cold_iops "$(fio_iops "$d/f" 4k)" iops "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  record "$sys" rand_64k_cold_iops "$(fio_iops "$d/f" 64k)" iops
+  record "$sys" rand_4k_hot_iops "$(fio_iops "$d/f" 4k)" iops
+  unmount_sys "$sys"
+  mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p"); r0=$(requests)
+  t=$(now); cp -r "$work/small" "$d/small"; wait_durable "$sys"; record "$sys" small_create_1000 "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  unmount_sys "$sys"; drop_caches
+  mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p"); r0=$(requests)
+  t=$(now); stat "$d"/small/* > /dev/null; record "$sys" small_stat_1000 "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  r0=$(requests)
+  t=$(now); cat "$d"/small/* > /dev/null; record "$sys" small_read_1000 "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  unmount_sys "$sys"
+}
+
+# Listing fixtures, once per system family: plain objects (rclone copy) serve raw, sealfs
+# none, s3fs and rclone; client mode and rclone crypt need their own encodings.
+populate_listings() {
+  local sys=$1
+  case $sys in
+    raw|sealfs-none|s3fs|rclone)
+      [ -f "$work/.listing-plain" ] && return 0
+      rclone copy "$work/flat" "garage:$bucket/listing-plain/flat" --transfers 32 -q
+      rclone copy "$work/tree" "garage:$bucket/listing-plain/tree" --transfers 32 -q
+      touch "$work/.listing-plain" ;;
+    sealfs-client)
+      mount_sys sealfs-client listing-client
+      cp -r "$work/flat" "$work/tree" "$mnt/"
+      unmount_sys sealfs-client ;;
+    rclone-crypt)
+      rclone copy "$work/flat" "gcrypt:listing/flat" --transfers 32 -q
+      rclone copy "$work/tree" "gcrypt:listing/tree" --transfers 32 -q ;;
+  esac
+}
+bench_listing() {
+  local sys=$1 p d t r0 r1
+  case $sys in
+    sealfs-client) p=listing-client ;; rclone-crypt) p=listing ;; *) p=listing-plain ;;
+  esac
+  drop_caches
+  mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p")
+  r0=$(requests)
+  t=$(now); ls -l "$d/flat" > /dev/null; record "$sys" ls_l_10k "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  r0=$(requests)
+  t=$(now); find "$d/tree" > /dev/null; record "$sys" find_10k "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  unmount_sys "$sys"
+}
+
+bench_rss() {
+  local sys=$1 p=bench-rss-$RANDOM pid hwm
+  mount_sys "$sys" "$p"; pid=$(sealfs_pid "$p")
+  cp "$work/4g.bin" "$mnt/f"
+  hwm=$(awk '/VmHWM/{print $2}' "/proc/$pid/status")
+  record "$sys" peak_rss_write_4g "$((hwm / 1024))" MiB
+  unmount_sys "$sys"
+}
+
+for s in $SYSTEMS; do populate_listings "$s"; done
+for run in $(seq "$RUNS"); do
+  echo "== run $run of $RUNS" >&2
+  for s in $SYSTEMS; do
+    if [ "$s" = raw ]; then bench_raw; else bench_mount "$s"; bench_listing "$s"; fi
+  done
+done
+for s in $SYSTEMS; do case $s in sealfs-*) bench_rss "$s" ;; esac; done
+
+python3 - "$results" "$out" "$RUNS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+med = {}
+for r in rows:
+    med.setdefault((r["system"], r["workload"]), []).append(r)
+def m(sys_, wl):
+    rs = med.get((sys_, wl))
+    return statistics.median(r["value"] for r in rs) if rs else None
+systems = list(dict.fromkeys(r["system"] for r in rows))
+workloads = list(dict.fromkeys(r["workload"] for r in rows))
+summary = {}
+print()
+print(f"{'workload':24}" + "".join(f"{s:>16}" for s in systems))
+for wl in workloads:
+    unit = next(r["unit"] for r in rows if r["workload"] == wl)
+    cells = []
+    for s in systems:
+        v = m(s, wl)
+        summary.setdefault(s, {})[wl] = v
+        cells.append("" if v is None else (f"{v:.2f}" if v < 100 else f"{v:.0f}"))
+    print(f"{wl + ' (' + unit + ')':24}" + "".join(f"{c:>16}" for c in cells))
+def ratios(base):
+    print(f"\nratio to {base} (time: lower is better; iops: higher is better)")
+    print(f"{'workload':24}" + "".join(f"{s:>16}" for s in systems))
+    for wl in workloads:
+        b = m(base, wl)
+        if not b:
+            continue
+        cells = [("" if m(s, wl) is None else f"{m(s, wl) / b:.2f}x") for s in systems]
+        print(f"{wl:24}" + "".join(f"{c:>16}" for c in cells))
+for base in ("raw", "s3fs"):
+    if base in systems:
+        ratios(base)
+reqs = {}
+for r in rows:
+    if r["requests"] is not None:
+        reqs.setdefault(r["system"], {}).setdefault(r["workload"], []).append(r["requests"])
+if reqs:
+    print("\nS3 requests per workload (sealfs's own counters, median)")
+    for s, w in reqs.items():
+        print(f"  {s}: " + ", ".join(f"{k} {int(statistics.median(v))}" for k, v in w.items()))
+json.dump({"runs": int(sys.argv[3]), "medians": summary, "all": rows,
+           "requests": {s: {k: statistics.median(v) for k, v in w.items()} for s, w in reqs.items()}},
+          open(sys.argv[2], "w"), indent=1)
+print(f"\nsaved {sys.argv[2]}")
+PY
