@@ -193,10 +193,11 @@ populate_listings() {
   local sys=$1
   case $sys in
     raw|sealfs-none|s3fs|rclone)
-      [ -f "$work/.listing-plain" ] && return 0
+      # Once per server start (local-s3.sh starts with an empty bucket).
+      [ -n "${plain_listing_done:-}" ] && return 0
       rclone copy "$work/flat" "garage:$bucket/listing-plain/flat" --transfers 32 -q
       rclone copy "$work/tree" "garage:$bucket/listing-plain/tree" --transfers 32 -q
-      touch "$work/.listing-plain" ;;
+      plain_listing_done=1 ;;
     sealfs-client)
       mount_sys sealfs-client listing-client
       cp -r "$work/flat" "$work/tree" "$mnt/"
