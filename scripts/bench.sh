@@ -38,7 +38,8 @@ unset AWS_CA_BUNDLE
 bucket=$SEALFS_TEST_BUCKET
 mkdir -p "$work"
 results=$work/results.jsonl
-: > "$results"
+# BENCH_KEEP=1 adds to the previous run's figures (e.g. to run some systems again).
+[ -n "${BENCH_KEEP:-}" ] || : > "$results"
 
 # ---------------------------------------------------------------------------------------
 # Fixtures (local): 1 GiB and 4 GiB of random bytes, 1,000 files of 4 KiB, a flat directory
@@ -81,7 +82,7 @@ cleanup() {
 }
 
 now() { date +%s.%N; }
-since() { echo "$(now) - $1" | bc; }
+since() { echo "$(now) - $1" | bc | sed 's/^\./0./'; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 record() { # system workload value unit [requests]
   printf '{"system":"%s","workload":"%s","value":%s,"unit":"%s","requests":%s}\n' \
@@ -135,8 +136,9 @@ unmount_sys() {
   # rclone keeps file data in its disk cache across mounts: cold means empty.
   rm -rf "$work/rclone-cache"
 }
-requests() { # total S3 requests made by this sealfs mount so far
-  getfattr -n user.sealfs.requests --only-values "$mnt" 2>/dev/null | awk '$1=="requests"{print $2}'
+requests() { # total S3 requests made by this sealfs mount so far (nothing for the peers)
+  { getfattr -n user.sealfs.requests --only-values "$mnt" 2>/dev/null || true; } |
+    awk '$1=="requests"{print $2}'
 }
 sealfs_pid() { pgrep -f "sealfs mount s3://$bucket/$1 " | head -1; }
 
@@ -237,11 +239,12 @@ for run in $(seq "$RUNS"); do
     if [ "$s" = raw ]; then bench_raw; else bench_mount "$s"; bench_listing "$s"; fi
   done
 done
-for s in $SYSTEMS; do case $s in sealfs-*) bench_rss "$s" ;; esac; done
+for s in ${RSS_SYSTEMS:-$SYSTEMS}; do case $s in sealfs-*) bench_rss "$s" ;; esac; done
 
 python3 - "$results" "$out" "$RUNS" <<'PY'
 import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+# bc prints ".5" for 0.5: make such values JSON numbers.
+rows = [json.loads(l.replace('"value":.', '"value":0.')) for l in open(sys.argv[1])]
 med = {}
 for r in rows:
     med.setdefault((r["system"], r["workload"]), []).append(r)
