@@ -115,6 +115,25 @@ fn block_key(v: &Version, object: &Arc<str>, etag: &Arc<str>, index: u64) -> Blo
     }
 }
 
+/// Object bytes `fetch` of version `v`, all of them, or `Changed` if the object was replaced.
+async fn get_pinned(
+    store: &Arc<dyn ObjectStore>,
+    v: &Version,
+    fetch: std::ops::Range<u64>,
+) -> Result<Bytes, ReadError> {
+    let raw = store
+        .get_range(&v.key, fetch.clone(), Some(&v.etag))
+        .await
+        .map_err(|e| match e {
+            StoreError::PreconditionFailed(m) | StoreError::NotFound(m) => ReadError::Changed(m),
+            other => ReadError::Store(other),
+        })?;
+    if (raw.len() as u64) < fetch.end - fetch.start {
+        return Err(ReadError::Changed(v.key.clone()));
+    }
+    Ok(raw)
+}
+
 /// Blocks `first..end` of `v` with one GET, each inserted into the cache.
 async fn fetch_blocks(
     f: &Fetcher,
@@ -125,18 +144,7 @@ async fn fetch_blocks(
     end: u64,
 ) -> Result<Vec<Bytes>, ReadError> {
     let plain = first * BLOCK_PLAIN..(end * BLOCK_PLAIN).min(v.size);
-    let fetch = codec.fetch_range(&plain, v.size);
-    let raw = f
-        .store
-        .get_range(&v.key, fetch.clone(), Some(&v.etag))
-        .await
-        .map_err(|e| match e {
-            StoreError::PreconditionFailed(m) | StoreError::NotFound(m) => ReadError::Changed(m),
-            other => ReadError::Store(other),
-        })?;
-    if (raw.len() as u64) < fetch.end - fetch.start {
-        return Err(ReadError::Changed(v.key.clone()));
-    }
+    let raw = get_pinned(&f.store, v, codec.fetch_range(&plain, v.size)).await?;
     let blocks = codec
         .decode_blocks(raw, first, end, v.size)
         .map_err(|error| ReadError::Corrupt {
@@ -308,17 +316,7 @@ pub async fn read_range(
     codec: &FileCodec,
     range: std::ops::Range<u64>,
 ) -> Result<Bytes, ReadError> {
-    let fetch = codec.fetch_range(&range, version.size);
-    let raw = store
-        .get_range(&version.key, fetch.clone(), Some(&version.etag))
-        .await
-        .map_err(|e| match e {
-            StoreError::PreconditionFailed(m) | StoreError::NotFound(m) => ReadError::Changed(m),
-            other => ReadError::Store(other),
-        })?;
-    if (raw.len() as u64) < fetch.end - fetch.start {
-        return Err(ReadError::Changed(version.key.clone()));
-    }
+    let raw = get_pinned(store, version, codec.fetch_range(&range, version.size)).await?;
     codec
         .decode(raw, &range, version.size)
         .map_err(|error| ReadError::Corrupt {
