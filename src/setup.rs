@@ -329,6 +329,14 @@ mod tests {
         }
     }
 
+    fn none() -> EncryptionArgs {
+        EncryptionArgs {
+            encryption: Encryption::None,
+            key_file: None,
+            ..client(Path::new(""))
+        }
+    }
+
     #[tokio::test]
     async fn modes_are_recorded_and_enforced() {
         let mem = MemStore::new();
@@ -336,13 +344,7 @@ mod tests {
         let (k1, k2) = (dir.path().join("k1"), dir.path().join("k2"));
         crate::crypto::keys::keygen(&k1).unwrap();
         crate::crypto::keys::keygen(&k2).unwrap();
-        let none = EncryptionArgs {
-            encryption: Encryption::None,
-            key_file: None,
-            kms_key_id: None,
-            bucket_key: false,
-            sse_c_key_file: None,
-        };
+        let none = none();
         let url = "s3://b/p";
         let err = open(&mem, "b", url, "p/", &client(&k1)).await.unwrap_err();
         assert!(matches!(err, SetupError::NotInitialized { .. }), "{err}");
@@ -430,13 +432,7 @@ mod tests {
         };
         assert_eq!(keys.header().key_version, 2);
 
-        let none = EncryptionArgs {
-            encryption: Encryption::None,
-            key_file: None,
-            kms_key_id: None,
-            bucket_key: false,
-            sse_c_key_file: None,
-        };
+        let none = none();
         init(&mem, "b", "s3://b/q", "q/", &none).await.unwrap();
         let err = rotate(&mem, "b", "s3://b/q", "q/", Some(&k1), &to_k2)
             .await

@@ -386,7 +386,6 @@ impl Fs {
             return Ok(());
         }
         let key = self.file_key(&path.expect("checked above"));
-        tracing::debug!(ino, key, meta_dirty = of.meta_dirty, "flush");
         if of.meta_dirty && of.version.is_some() {
             // A metadata-only update must keep the object's file id.
             self.file_codec(of).await?;
