@@ -19,9 +19,9 @@ work=${BENCH_DIR:-/tmp/sealfs-bench}
 out=${BENCH_OUT:-$here/bench-results.json}
 
 need=()
-for t in s3fs rclone fio getfattr; do command -v $t >/dev/null || need+=("$t"); done
+for t in s3fs rclone fio; do command -v $t >/dev/null || need+=("$t"); done
 if [ ${#need[@]} -gt 0 ]; then
-  pkgs=$(printf '%s\n' "${need[@]}" | sed 's/getfattr/attr/')
+  pkgs=$(printf '%s\n' "${need[@]}")
   apt-get install -y -qq $pkgs >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq $pkgs >/dev/null; }
 fi
 
@@ -103,13 +103,18 @@ mount_sys() {
     s3fs)
       s3fs "$bucket:/" "$mnt" -o "passwd_file=$passwd,url=$AWS_ENDPOINT_URL_S3" \
         -o use_path_request_style,endpoint=us-east-1 ;;
+    # In the background rather than --daemon: rclone 1.60's daemon mode gave up with "mount
+    # not ready" here although the mount itself works.
     rclone)
-      rclone mount "garage:$bucket/$prefix" "$mnt" --vfs-cache-mode writes --daemon \
-        --rc --rc-addr "127.0.0.1:$rc_port" --rc-no-auth --cache-dir "$work/rclone-cache" ;;
+      rclone mount "garage:$bucket/$prefix" "$mnt" --vfs-cache-mode writes \
+        --rc --rc-addr "127.0.0.1:$rc_port" --rc-no-auth --cache-dir "$work/rclone-cache" \
+        --log-file "$work/rclone.log" & ;;
     rclone-crypt)
-      rclone mount "gcrypt:$prefix" "$mnt" --vfs-cache-mode writes --daemon \
-        --rc --rc-addr "127.0.0.1:$rc_port" --rc-no-auth --cache-dir "$work/rclone-cache" ;;
+      rclone mount "gcrypt:$prefix" "$mnt" --vfs-cache-mode writes \
+        --rc --rc-addr "127.0.0.1:$rc_port" --rc-no-auth --cache-dir "$work/rclone-cache" \
+        --log-file "$work/rclone.log" & ;;
   esac
+  case $sys in rclone*) rclone_pid=$! ;; esac
   for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
   mountpoint -q "$mnt" || { echo "bench: $sys did not mount" >&2; exit 1; }
   # s3fs mounts the bucket: the prefix is a directory in it.
@@ -133,12 +138,13 @@ unmount_sys() {
   wait_durable "$1"
   fusermount3 -u "$mnt" 2>/dev/null || umount "$mnt"
   for _ in $(seq 50); do mountpoint -q "$mnt" || break; sleep 0.1; done
+  # The next rclone mount needs the rc port this one holds until it exits.
+  case $1 in rclone*) wait "$rclone_pid" 2>/dev/null || true ;; esac
   # rclone keeps file data in its disk cache across mounts: cold means empty.
   rm -rf "$work/rclone-cache"
 }
 requests() { # total S3 requests made by this sealfs mount so far (nothing for the peers)
-  { getfattr -n user.sealfs.requests --only-values "$mnt" 2>/dev/null || true; } |
-    awk '$1=="requests"{print $2}'
+  { "$sealfs" stats "$mnt" 2>/dev/null || true; } | awk '$1=="requests"{print $2}'
 }
 sealfs_pid() { pgrep -f "sealfs mount s3://$bucket/$1 " | head -1; }
 
@@ -209,11 +215,24 @@ populate_listings() {
       rclone copy "$work/tree" "gcrypt:listing/tree" --transfers 32 -q ;;
   esac
 }
+listing_prefix() {
+  case $1 in sealfs-client) echo listing-client ;; rclone-crypt) echo listing ;; *) echo listing-plain ;; esac
+}
+# The first `ls -l` ever of the directory through sealfs: no directory index exists yet, so
+# every file costs a HEAD (in parallel); that listing writes the index later runs use.
+first_listing() {
+  local sys=$1 p d t r0 r1
+  case $sys in sealfs-*) ;; *) return 0 ;; esac
+  p=$(listing_prefix "$sys")
+  drop_caches
+  mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p")
+  r0=$(requests)
+  t=$(now); ls -l "$d/flat" > /dev/null; record "$sys" ls_l_10k_first "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  unmount_sys "$sys"
+}
 bench_listing() {
   local sys=$1 p d t r0 r1
-  case $sys in
-    sealfs-client) p=listing-client ;; rclone-crypt) p=listing ;; *) p=listing-plain ;;
-  esac
+  p=$(listing_prefix "$sys")
   drop_caches
   mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p")
   r0=$(requests)
@@ -232,7 +251,7 @@ bench_rss() {
   unmount_sys "$sys"
 }
 
-for s in $SYSTEMS; do populate_listings "$s"; done
+for s in $SYSTEMS; do populate_listings "$s"; first_listing "$s"; done
 for run in $(seq "$RUNS"); do
   echo "== run $run of $RUNS" >&2
   for s in $SYSTEMS; do

@@ -42,6 +42,14 @@ pub enum Command {
     /// SSE-C: re-encrypt (server-side copy) every object under a prefix that is not under the
     /// first key of --sse-c-key-file with that key.
     Rekey(ToolArgs),
+    /// Print the S3 requests (per operation) and bytes a running mount has made so far.
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Mountpoint of a running sealfs mount started by this user.
+    pub mountpoint: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -480,7 +488,6 @@ impl MountArgs {
                     ..ReadConfig::default()
                 },
                 keys: None,
-                counters: None,
             },
             mountpoint: self.mountpoint,
             foreground: self.foreground,

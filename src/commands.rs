@@ -163,3 +163,11 @@ pub fn rekey(args: &ToolArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `sealfs stats MOUNTPOINT`: the running mount's request counters, as it reports them.
+pub fn stats(args: &crate::cli::StatsArgs) -> Result<()> {
+    let dir = crate::control::socket_dir();
+    let report = runtime()?.block_on(crate::control::query(&dir, &args.mountpoint))?;
+    print!("{report}");
+    Ok(())
+}

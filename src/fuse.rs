@@ -53,6 +53,19 @@ fn errno(op: &str, e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
+fn entry_reply(reply: ReplyEntry, ttl: Duration, res: Result<crate::fs::Entry, FsError>) {
+    match res {
+        Ok(e) => reply.entry(&ttl, &file_attr(e.ino, &e.attr), Generation(0)),
+        Err(FsError::NotFound) => {
+            // A negative entry: the kernel remembers the miss for the TTL.
+            let mut a = file_attr(0, &empty_attr());
+            a.ino = INodeNo(0);
+            reply.entry(&ttl, &a, Generation(0))
+        }
+        Err(e) => reply.error(errno("lookup", &e)),
+    }
+}
+
 fn kind(k: Kind) -> FileType {
     match k {
         Kind::File => FileType::RegularFile,
@@ -124,17 +137,13 @@ impl Filesystem for FuseFs {
             Err(e) => return reply.error(e),
         };
         let ttl = self.ttl;
+        // Most lookups of a listed directory's entries are answered from memory: without the
+        // hop to the runtime, `ls -l` of 10,000 files saves a few hundred milliseconds.
+        if let Some(res) = self.fs.lookup_cached(parent.0, &name) {
+            return entry_reply(reply, ttl, res);
+        }
         self.spawn(move |fs| async move {
-            match fs.lookup(parent.0, &name).await {
-                Ok(e) => reply.entry(&ttl, &file_attr(e.ino, &e.attr), Generation(0)),
-                Err(FsError::NotFound) => {
-                    // A negative entry: the kernel remembers the miss for the TTL.
-                    let mut a = file_attr(0, &empty_attr());
-                    a.ino = INodeNo(0);
-                    reply.entry(&ttl, &a, Generation(0))
-                }
-                Err(e) => reply.error(errno("lookup", &e)),
-            }
+            entry_reply(reply, ttl, fs.lookup(parent.0, &name).await);
         });
     }
 
@@ -448,13 +457,17 @@ impl Filesystem for FuseFs {
     // Extended attributes are not stored (S3 metadata is too small and too costly to update
     // for them): reads find none, writes are refused with ENOTSUP, as on filesystems without
     // xattr support, which tools such as cp -a and rsync -X handle.
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.fs.getxattr(ino.0, &name.to_string_lossy()) {
-            Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(Errno::from_i32(libc::ERANGE)),
-            Ok(v) => reply.data(&v),
-            Err(e) => reply.error(errno("getxattr", &e)),
-        }
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        // No extended attributes are stored. ENOSYS (unlike ENODATA) makes the kernel answer
+        // every later getxattr itself (EOPNOTSUPP): `ls -l` asks two per file.
+        reply.error(Errno::from_i32(libc::ENOSYS));
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {

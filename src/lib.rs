@@ -8,7 +8,9 @@
 pub mod cache;
 pub mod cli;
 pub mod commands;
+pub mod control;
 pub mod crypto;
+pub mod dirindex;
 pub mod fs;
 pub mod fuse;
 pub mod inode;

@@ -26,6 +26,7 @@ fn main() {
         Command::Put(args) => sealfs::commands::put(&args),
         Command::RotateKey(args) => sealfs::commands::rotate_key(&args),
         Command::Rekey(args) => sealfs::commands::rekey(&args),
+        Command::Stats(args) => sealfs::commands::stats(&args),
         Command::Keygen(args) => sealfs::crypto::keys::keygen(&args.out)
             .map(|()| eprintln!("sealfs: wrote a new key to {} (mode 0600); keep a copy: without it the data cannot be read", args.out.display()))
             .map_err(anyhow::Error::from),

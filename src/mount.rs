@@ -129,7 +129,6 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
     };
     let counted = Counted::new(Arc::new(store));
     let counters = counted.counters();
-    fs_cfg.counters = Some(counters.clone());
     let fs = Arc::new(Fs::new(Arc::new(counted), fs_cfg));
     let opts = MountOptions {
         fsname: plan.fsname.clone(),
@@ -161,6 +160,22 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
     }
     // After detaching: `mount` and fstab helpers print nothing on success.
     tracing::info!(mountpoint = %plan.mountpoint.display(), "mounted {}", plan.fsname);
+    // Counters are a diagnostic: a mount without its control socket still serves files.
+    let control = {
+        let _guard = rt.enter();
+        crate::control::serve(
+            &crate::control::socket_dir(),
+            &plan.mountpoint,
+            counters.clone(),
+        )
+    };
+    let _control = match control {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "no control socket: `sealfs stats` will not see this mount");
+            None
+        }
+    };
     let mut unmounter = mounted.unmounter();
     rt.spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -179,6 +179,7 @@ pub async fn verify(
         .await?
         .into_iter()
         .filter(|o| !o.key.ends_with(CONFIG_NAME) && !o.key.ends_with('/'))
+        .filter(|o| !o.key[prefix.len()..].starts_with(&format!("{}/", crate::dirindex::INDEX_DIR)))
         .collect();
     let tty = std::io::stderr().is_terminal();
     let total_bytes: u64 = objects.iter().map(|o| o.size).sum();

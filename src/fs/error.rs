@@ -34,8 +34,6 @@ pub enum FsError {
     Corrupt { key: String, error: FormatError },
     #[error("the name is reserved for sealfs's own use")]
     Reserved,
-    #[error("no such attribute")]
-    NoData,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -68,7 +66,6 @@ impl FsError {
             FsError::Stale(_) => libc::ESTALE,
             FsError::Corrupt { .. } => libc::EIO,
             FsError::Reserved => libc::EACCES,
-            FsError::NoData => libc::ENODATA,
             FsError::Write(WriteError::Corrupt { .. }) => libc::EIO,
             FsError::Store(e) => store_errno(e),
             FsError::Write(WriteError::Store(e)) => store_errno(e),
@@ -91,7 +88,6 @@ impl FsError {
                 | FsError::NameTooLong
                 | FsError::Invalid(_)
                 | FsError::NotSupported(_)
-                | FsError::NoData
         )
     }
 }

@@ -405,6 +405,7 @@ impl Fs {
                     n.pending = false;
                     n.sealfs_id = of.expect_id.clone();
                 }
+                self.ino_changed(ino);
                 self.cache_attr(ino, &attr, Some(base.etag));
             }
         }
@@ -429,6 +430,7 @@ impl Fs {
             });
             of.meta_dirty = false;
             let attr = of.current_attr();
+            self.ino_changed(ino);
             self.cache_attr(ino, &attr, Some(etag));
         }
         Ok(())

@@ -13,6 +13,7 @@
 //! Locking: `inodes` and `files` are plain mutexes, never held across an await. Per-file state
 //! (`OpenFile`) is behind an async mutex; take it before `inodes`, never the other way round.
 
+mod dirattrs;
 mod error;
 mod file;
 mod meta;
@@ -31,10 +32,12 @@ pub use meta::Defaults;
 
 use crate::crypto::codec::plain_size_of;
 use crate::crypto::keys::{Keyring, CONFIG_NAME};
+use crate::dirindex::INDEX_DIR;
 use crate::inode::{Attr, InodeTable, Kind, ROOT_INO};
 use crate::read::ReadConfig;
 use crate::store::{ObjectMeta, ObjectStore};
 use crate::write::WriteConfig;
+use dirattrs::DirAttrs;
 use file::{Handle, OpenFile};
 
 /// S3 keys are at most 1024 bytes; names are further bounded by the kernel's NAME_MAX.
@@ -52,12 +55,7 @@ pub struct FsConfig {
     pub read: ReadConfig,
     /// Client-side encryption: the prefix's unwrapped keyring (`None`: objects are plaintext).
     pub keys: Option<Arc<Keyring>>,
-    /// Request counters of the store, shown as the root's `user.sealfs.requests` attribute.
-    pub counters: Option<Arc<crate::store::counted::Counters>>,
 }
-
-/// The read-only attribute on the mount's root that reports the requests made so far.
-pub const REQUESTS_XATTR: &str = "user.sealfs.requests";
 
 /// Who is asking: new files and directories are owned by the caller.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +97,9 @@ pub struct Fs {
     files: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<OpenFile>>>>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    /// Per listed directory: its files' attributes without a HEAD each (`dirattrs`).
+    dir_attrs: Mutex<HashMap<u64, Arc<DirAttrs>>>,
+    index_writes: dirattrs::Pending,
     next_fh: AtomicU64,
     root_attr: Mutex<Attr>,
 }
@@ -123,6 +124,8 @@ impl Fs {
             files: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
+            dir_attrs: Mutex::new(HashMap::new()),
+            index_writes: Default::default(),
             next_fh: AtomicU64::new(1),
             root_attr: Mutex::new(root_attr),
         }
@@ -174,7 +177,7 @@ impl Fs {
         if name.len() > MAX_NAME {
             return Err(FsError::NameTooLong);
         }
-        if parent == ROOT_INO && name == CONFIG_NAME {
+        if parent == ROOT_INO && (name == CONFIG_NAME || name == INDEX_DIR) {
             return Err(FsError::Reserved);
         }
         let inodes = self.inodes.lock().unwrap();
@@ -276,7 +279,9 @@ impl Fs {
     /// within the TTL of a listing (or of the directory's creation here) a missing name costs
     /// no request, a listed file one HEAD, a listed directory one LIST (and its marker's HEAD).
     /// A directory of fewer than 1,000 entries is listed again (one request) when its listing
-    /// is older than the TTL, instead of probing each name with two.
+    /// is older than the TTL, instead of probing each name with two; so is a larger one whose
+    /// entries are being stat-ed one after another (`ls -l`), whose files' attributes then
+    /// come from the listing's `DirAttrs`.
     pub(super) async fn stat_child(
         &self,
         parent: u64,
@@ -292,7 +297,9 @@ impl Fs {
                 .unwrap()
                 .listing_len(parent)
                 .is_some_and(|n| n < 1000);
-            if small {
+            let in_use =
+                (self.dir_attrs.lock().unwrap().get(&parent)).is_some_and(|a| a.in_use(ttl));
+            if small || in_use {
                 self.list_dir(parent).await?;
                 listed = self.inodes.lock().unwrap().listed(parent, name, ttl);
             }
@@ -300,7 +307,7 @@ impl Fs {
         match listed {
             Some(None) => Ok(None),
             Some(Some(Kind::Dir)) => self.stat_dir(path).await,
-            Some(Some(_)) => match self.store.head(&self.file_key(path)).await? {
+            Some(Some(_)) => match self.head_listed(parent, name, path).await? {
                 Some(obj) => {
                     let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
                     Ok(Some((self.attr_from(kind, &obj), Some(obj))))
@@ -309,6 +316,77 @@ impl Fs {
             },
             None => self.stat_path(path).await,
         }
+    }
+
+    /// HEAD of a file `parent`'s listing reported, answered by its `DirAttrs` while fresh.
+    async fn head_listed(&self, parent: u64, name: &str, path: &str) -> Result<Option<ObjectMeta>> {
+        let attrs = self.dir_attrs.lock().unwrap().get(&parent).cloned();
+        if let Some(a) = attrs.filter(|a| a.at.elapsed() < self.cfg.metadata_ttl) {
+            if let Some(found) = a.resolve(name).await? {
+                return Ok(found);
+            }
+        }
+        Ok(self.store.head(&self.file_key(path)).await?)
+    }
+
+    /// This mount changed the object at `name` in `parent`: its listed version is history.
+    fn listed_changed(&self, parent: u64, name: &str) {
+        if let Some(a) = self.dir_attrs.lock().unwrap().get(&parent) {
+            a.changed(name);
+        }
+    }
+
+    fn ino_changed(&self, ino: u64) {
+        let at = {
+            let inodes = self.inodes.lock().unwrap();
+            inodes.get(ino).map(|n| (n.parent, n.name.clone()))
+        };
+        if let Some((parent, name)) = at {
+            self.listed_changed(parent, &name);
+        }
+    }
+
+    /// `lookup` when memory alone can answer it (no request, no await): fresh attributes of a
+    /// known inode, a name a fresh listing lacks, a listed file whose attributes the
+    /// directory's index or a finished lookahead holds. `None`: call `lookup`.
+    pub fn lookup_cached(&self, parent: u64, name: &str) -> Option<Result<Entry>> {
+        if let Err(e) = self.child_path(parent, name) {
+            return Some(Err(e));
+        }
+        let local = self.inodes.lock().unwrap().child(parent, name);
+        if let Some(ino) = local {
+            // An open file's attributes live in its `OpenFile` (behind an async lock).
+            if self.files.lock().unwrap().contains_key(&ino) {
+                return None;
+            }
+            if let Some(attr) = self.fresh_attr(ino) {
+                self.inodes.lock().unwrap().link(parent, name, attr.kind);
+                return Some(Ok(Entry { ino, attr }));
+            }
+        }
+        let ttl = self.cfg.metadata_ttl;
+        match self.inodes.lock().unwrap().listed(parent, name, ttl)? {
+            None => return Some(Err(FsError::NotFound)),
+            Some(Kind::Dir) => return None,
+            Some(_) => {}
+        }
+        let attrs = self.dir_attrs.lock().unwrap().get(&parent).cloned()?;
+        if attrs.at.elapsed() >= ttl {
+            return None;
+        }
+        // `Some(None)`: the file is gone; `lookup` finds out whether a directory took its place.
+        let obj = attrs.resolved_now(name)??;
+        Some(Ok(self.link_object(parent, name, obj)))
+    }
+
+    /// Link `name` to the file or symlink object `obj` and cache what it says.
+    fn link_object(&self, parent: u64, name: &str, obj: ObjectMeta) -> Entry {
+        let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
+        let attr = self.attr_from(kind, &obj);
+        let ino = self.inodes.lock().unwrap().link(parent, name, attr.kind);
+        self.cache_object(ino, &obj);
+        self.cache_attr(ino, &attr, Some(obj.etag));
+        Entry { ino, attr }
     }
 
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Entry> {
@@ -406,6 +484,7 @@ impl Fs {
                     self.cfg.write.part_size,
                 )
                 .await?;
+                self.ino_changed(ino);
                 self.cache_attr(ino, &attr, Some(etag));
                 return Ok(attr);
             }
@@ -441,6 +520,7 @@ impl Fs {
         let path = self.path(ino)?;
         let prefix = self.dir_prefix(&path);
         let mut names: BTreeMap<String, Kind> = BTreeMap::new();
+        let mut files: HashMap<String, dirattrs::Listed> = HashMap::new();
         let mut token = None;
         loop {
             let page = self.store.list(&prefix, Some("/"), token, None).await?;
@@ -450,6 +530,12 @@ impl Fs {
                     names.insert(dir.to_string(), Kind::Dir);
                 } else if !name.is_empty() {
                     names.entry(name.to_string()).or_insert(Kind::File);
+                    let listed = dirattrs::Listed {
+                        etag: o.etag.clone(),
+                        size: o.size,
+                        modified: o.last_modified,
+                    };
+                    files.insert(name.to_string(), listed);
                 }
             }
             for p in &page.prefixes {
@@ -468,7 +554,10 @@ impl Fs {
         }
         if ino == ROOT_INO {
             names.remove(CONFIG_NAME);
+            names.remove(INDEX_DIR);
         }
+        files.retain(|name, _| names.get(name) == Some(&Kind::File));
+        self.keep_dir_attrs(ino, &path, files);
         inodes.set_listing(ino, names.iter().map(|(n, k)| (n.clone(), *k)).collect());
         let parent = inodes.get(ino).map_or(ROOT_INO, |n| n.parent);
         let mut out = vec![
@@ -498,6 +587,27 @@ impl Fs {
             });
         }
         Ok(out)
+    }
+
+    /// Start answering HEADs of `ino`'s listed files from `files` (and the directory's index),
+    /// dropping what older listings (of any directory) knew.
+    fn keep_dir_attrs(&self, ino: u64, path: &str, files: HashMap<String, dirattrs::Listed>) {
+        let ttl = self.cfg.metadata_ttl;
+        let mut all = self.dir_attrs.lock().unwrap();
+        let known = all.remove(&ino).map(|a| a.known()).unwrap_or_default();
+        all.retain(|_, a| a.at.elapsed() < ttl || a.in_use(ttl));
+        if files.len() >= dirattrs::MIN_FILES && !ttl.is_zero() {
+            let attrs = DirAttrs::new(
+                self.store.clone(),
+                self.dir_prefix(path),
+                crate::dirindex::index_key(&self.cfg.prefix, path),
+                !self.cfg.read_only,
+                files,
+                known,
+                self.index_writes.clone(),
+            );
+            all.insert(ino, Arc::new(attrs));
+        }
     }
 
     pub async fn readlink(&self, ino: u64) -> Result<String> {
@@ -533,8 +643,13 @@ impl Fs {
         Ok(target)
     }
 
-    /// Flush every open file (unmount, shutdown). Returns the number that failed.
+    /// Flush every open file (unmount, shutdown) and write the directory indexes still
+    /// waiting for lookups to stop. Returns the number of files that failed.
     pub async fn flush_all(&self) -> usize {
+        let pending: Vec<_> = std::mem::take(&mut *self.index_writes.lock().unwrap());
+        for attrs in pending.iter().filter_map(|w| w.upgrade()) {
+            attrs.write().await;
+        }
         let inos: Vec<u64> = self.files.lock().unwrap().keys().copied().collect();
         let mut failed = 0;
         for ino in inos {
@@ -587,3 +702,5 @@ fn synthetic_ino(prefix: &str, name: &str) -> u64 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dirattrs;

@@ -13,7 +13,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use super::file::OpenFile;
 use super::meta::{self, S_IFDIR};
 use super::{Caller, Entry, Fs, FsError, Result};
-use crate::inode::{Attr, Kind, ROOT_INO};
+use crate::inode::{Attr, Kind};
 use crate::store::{self, ObjectMeta, ObjectStore};
 
 /// Copies in flight while moving a directory: enough to hide request latency, few enough not
@@ -190,6 +190,7 @@ impl Fs {
         if !pending {
             self.store.delete(&self.file_key(&path)).await?;
         }
+        self.listed_changed(parent, name);
         self.inodes.lock().unwrap().unlink(parent, name);
         Ok(())
     }
@@ -220,7 +221,11 @@ impl Fs {
         }
         let marker = self.dir_prefix(&path);
         self.store
-            .delete_many(&[marker, format!("{}_$folder$", self.file_key(&path))])
+            .delete_many(&[
+                marker,
+                format!("{}_$folder$", self.file_key(&path)),
+                crate::dirindex::index_key(&self.cfg.prefix, &path),
+            ])
             .await?;
         self.inodes.lock().unwrap().unlink(parent, name);
         Ok(())
@@ -276,6 +281,8 @@ impl Fs {
                 file.lock().await.unlinked = true;
             }
         }
+        self.listed_changed(parent, name);
+        self.listed_changed(new_parent, new_name);
         self.inodes
             .lock()
             .unwrap()
@@ -418,15 +425,6 @@ impl Fs {
 
     pub fn statfs(&self) -> StatFs {
         StatFs::default()
-    }
-
-    /// Extended attributes are not stored; the root answers `user.sealfs.requests` (the
-    /// store's request counters) so benchmarks and users can see what a workload cost.
-    pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>> {
-        match (&self.cfg.counters, ino, name) {
-            (Some(c), ROOT_INO, super::REQUESTS_XATTR) => Ok(c.report().into_bytes()),
-            _ => Err(FsError::NoData),
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use super::*;
 use crate::store::mem::MemStore;
 use crate::store::UserMeta;
 
-const ME: Caller = Caller {
+pub(super) const ME: Caller = Caller {
     uid: 1000,
     gid: 1000,
     pid: 4242,
@@ -17,15 +17,22 @@ const ME: Caller = Caller {
 
 fn fs_with(prefix: &str) -> (Arc<MemStore>, Fs) {
     let mem = Arc::new(MemStore::new());
+    let mut fs = fs_on(mem.clone(), Duration::from_secs(0));
+    fs.cfg.prefix = prefix.into();
+    (mem, fs)
+}
+
+/// An fs over `store` with small sizes (parts of 64 bytes) and the given metadata TTL.
+pub(super) fn fs_on(store: Arc<dyn crate::store::ObjectStore>, metadata_ttl: Duration) -> Fs {
     let cfg = FsConfig {
-        prefix: prefix.into(),
+        prefix: String::new(),
         defaults: Defaults {
             uid: 0,
             gid: 0,
             file_mode: 0o644,
             dir_mode: 0o755,
         },
-        metadata_ttl: Duration::from_secs(0),
+        metadata_ttl,
         read_only: false,
         write: WriteConfig {
             part_size: 64,
@@ -41,12 +48,11 @@ fn fs_with(prefix: &str) -> (Arc<MemStore>, Fs) {
             cache_bytes: 1 << 20,
         },
         keys: None,
-        counters: None,
     };
-    (mem.clone(), Fs::new(mem, cfg))
+    Fs::new(store, cfg)
 }
 
-async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
+pub(super) async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
     let (e, fh) = fs
         .create(parent, name, 0o640, libc_flags::O_WRONLY, ME)
         .await

@@ -54,6 +54,13 @@ impl MemStore {
             .map(|o| o.data.clone())
     }
 
+    /// Make every object look `by` older (tests of what depends on an object's age).
+    pub fn age(&self, by: std::time::Duration) {
+        for o in self.objects.lock().unwrap().values_mut() {
+            o.modified -= by;
+        }
+    }
+
     /// Number of multipart uploads started and neither completed nor aborted.
     pub fn pending_uploads(&self) -> usize {
         self.uploads.lock().unwrap().len()

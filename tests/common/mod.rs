@@ -237,6 +237,18 @@ impl Prefix {
         }
     }
 
+    /// The same prefix and mount arguments, for a second mount while this one lives (its
+    /// key files stay where they are).
+    pub fn alias(&self) -> Prefix {
+        Prefix {
+            name: self.name.clone(),
+            args: self.args.clone(),
+            keydir: None,
+            ring: None,
+            sse_c_key: self.sse_c_key.clone(),
+        }
+    }
+
     pub fn key(&self, rel: &str) -> String {
         format!("{}/{rel}", self.name)
     }
