@@ -4,7 +4,7 @@
 //! errno table.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -560,14 +560,15 @@ pub struct MountOptions {
 /// A mounted session; `run` serves it until it is unmounted.
 pub struct Mounted {
     session: fuser::Session<FuseFs>,
+    mountpoint: PathBuf,
 }
 
-/// Cloneable handle that unmounts the session (from a signal handler).
-pub struct Unmounter(fuser::SessionUnmounter);
+/// Unmounts the session's mountpoint (from a signal handler).
+pub struct Unmounter(PathBuf);
 
 impl Unmounter {
     pub fn unmount(&mut self) -> std::io::Result<()> {
-        self.0.unmount()
+        crate::sys::unmount(&self.0)
     }
 }
 
@@ -604,15 +605,31 @@ pub fn mount(fs: FuseFs, mountpoint: &Path, opts: &MountOptions) -> std::io::Res
     };
     config.n_threads = Some(opts.threads.max(1));
     let session = fuser::Session::new(fs, mountpoint, &config)?;
-    Ok(Mounted { session })
+    Ok(Mounted {
+        session,
+        mountpoint: mountpoint.to_path_buf(),
+    })
 }
 
 impl Mounted {
     pub fn unmounter(&mut self) -> Unmounter {
-        Unmounter(self.session.unmount_callable())
+        Unmounter(self.mountpoint.clone())
     }
 
+    /// Serve requests until the filesystem is unmounted (and `destroy` has flushed).
+    ///
+    /// fuser 0.18 unmounts the mountpoint *path* again when its session object is dropped,
+    /// and its "already unmounted?" test is inverted (fixed upstream in fuser PR #703, not
+    /// released): a mount made at the same path while this process was still flushing would
+    /// be unmounted by it. So the session's mount handle is never dropped: the process ends
+    /// right after this returns, and the kernel has already unmounted.
     pub fn run(self) -> std::io::Result<()> {
-        self.session.run()
+        let background = std::mem::ManuallyDrop::new(self.session.spawn()?);
+        // SAFETY: `guard` is moved out exactly once and `background` is never used or
+        // dropped afterwards, so nothing reads or drops the moved-out field again.
+        let guard = unsafe { std::ptr::read(&background.guard) };
+        guard
+            .join()
+            .map_err(|_| std::io::Error::other("the FUSE session thread panicked"))?
     }
 }

@@ -97,3 +97,29 @@ pub fn is_mount_point(path: &std::path::Path) -> bool {
         .filter_map(|l| l.split(' ').nth(4))
         .any(|m| m == want)
 }
+
+/// Unmount the filesystem at `path`: umount(2) as root, else the setuid `fusermount3 -u`
+/// (as libfuse does for users).
+pub fn unmount(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EPERM) {
+        return Err(err);
+    }
+    let status = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(path)
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "fusermount3 -u failed: {status}"
+        )))
+    }
+}

@@ -166,3 +166,50 @@ fn a_server_that_hangs_mid_write_times_out_into_an_error() {
     assert_eq!(errno_of(read), libc::EIO);
     assert!(took < Duration::from_secs(60), "{took:?}");
 }
+
+#[test]
+#[ignore = "freezes the shared S3 server: scripts/test.sh runs it alone"]
+fn an_exiting_mount_leaves_a_new_mount_at_its_path_alone() {
+    let name = unique("exiting");
+    let m = Mount::new(&name, &["--request-timeout", "2"]);
+    fs::create_dir(m.p("d")).unwrap();
+    for i in 0..20 {
+        fs::write(m.p(&format!("d/f{i}")), b"x").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(2100));
+    let m = m.remount(&["--request-timeout", "2"]);
+    // The listing learns every file's attributes: its index write is pending when the kernel
+    // unmounts, and the frozen server keeps the old process busy writing it.
+    run(Command::new("ls").arg("-l").arg(m.p("d")));
+    garage_signal("-STOP");
+    run(Command::new("umount").arg(m.path()));
+    let moto = std::env::var("SEALFS_MOTO_ENDPOINT").expect("SEALFS_MOTO_ENDPOINT");
+    run(sealfs()
+        .args([
+            "mount",
+            &format!("s3://{}/{}", bucket(), unique("newcomer")),
+        ])
+        .arg(m.path())
+        .args(["--endpoint-url", &moto, "--force-path-style"]));
+    garage_signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let old_alive = || {
+        Command::new("pgrep")
+            .args(["-f", &format!("sealfs mount s3://{}/{name} ", bucket())])
+            .status()
+            .unwrap()
+            .success()
+    };
+    while old_alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the old mount process did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        is_mounted(m.path()),
+        "the old process unmounted the new mount"
+    );
+    run(Command::new("umount").arg(m.path()));
+}
