@@ -115,6 +115,7 @@ mount_sys() {
         --log-file "$work/rclone.log" & ;;
   esac
   case $sys in rclone*) rclone_pid=$! ;; esac
+  case $sys in sealfs-*) sealfs_mount_pid=$(sealfs_pid "$prefix") ;; esac
   for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
   mountpoint -q "$mnt" || { echo "bench: $sys did not mount" >&2; exit 1; }
   # s3fs mounts the bucket: the prefix is a directory in it.
@@ -138,8 +139,12 @@ unmount_sys() {
   wait_durable "$1"
   fusermount3 -u "$mnt" 2>/dev/null || umount "$mnt"
   for _ in $(seq 50); do mountpoint -q "$mnt" || break; sleep 0.1; done
-  # The next rclone mount needs the rc port this one holds until it exits.
-  case $1 in rclone*) wait "$rclone_pid" 2>/dev/null || true ;; esac
+  # The next rclone mount needs the rc port this one holds until it exits; a sealfs process
+  # may still be writing directory indexes: let it finish before the next workload.
+  case $1 in
+    rclone*) wait "$rclone_pid" 2>/dev/null || true ;;
+    sealfs-*) for _ in $(seq 300); do kill -0 "$sealfs_mount_pid" 2>/dev/null || break; sleep 0.1; done ;;
+  esac
   # rclone keeps file data in its disk cache across mounts: cold means empty.
   rm -rf "$work/rclone-cache"
 }
