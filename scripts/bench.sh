@@ -129,8 +129,10 @@ wait_durable() {
     rclone*)
       sleep 0.5
       while :; do
-        s=$(rclone rc --url "http://127.0.0.1:$rc_port" vfs/stats 2>/dev/null || echo '{}')
-        python3 -c 'import json,sys; d=json.load(sys.stdin).get("diskCache",{}); sys.exit(0 if d.get("uploadsInProgress",0)+d.get("uploadsQueued",0)==0 else 1)' <<<"$s" && break
+        # (local: the caller's loop variable is also called s)
+        local stats
+        stats=$(rclone rc --url "http://127.0.0.1:$rc_port" vfs/stats 2>/dev/null || echo '{}')
+        python3 -c 'import json,sys; d=json.load(sys.stdin).get("diskCache",{}); sys.exit(0 if d.get("uploadsInProgress",0)+d.get("uploadsQueued",0)==0 else 1)' <<<"$stats" && break
         sleep 0.1
       done ;;
   esac
