@@ -166,7 +166,8 @@ per_sec() { awk -F'ops=' -v s="$FIO_SECS" '{printf "%.1f", $2/s}'; }
 
 bench_raw() {
   local p=bench-raw-$RANDOM
-  record raw seq_write_1g "$("$raw" put "$work/1g.bin" "s3://$bucket/$p/f" | secs)" s
+  fresh_1g
+  record raw seq_write_1g "$("$raw" put "$work/1g-fresh.bin" "s3://$bucket/$p/f" | secs)" s
   record raw cold_read_1g "$("$raw" get "s3://$bucket/$p/f" | secs)" s
   record raw rand_4k_cold_iops "$("$raw" random "s3://$bucket/$p/f" 4096 "$FIO_SECS" | per_sec)" iops
   record raw rand_64k_cold_iops "$("$raw" random "s3://$bucket/$p/f" 65536 "$FIO_SECS" | per_sec)" iops
@@ -178,10 +179,16 @@ bench_raw() {
   record raw stat_10k_sequential_heads "$("$raw" head-dir "s3://$bucket/listing-plain/flat" | secs)" s
 }
 
+# Garage stores a block it already holds (same content hash) only once: writing the same
+# 1 GiB again would cost it no disk writes, flattering every system that stores plaintext
+# (client-mode ciphertext is new each time). Each write gets fresh random bytes (untimed).
+fresh_1g() { head -c 1G /dev/urandom > "$work/1g-fresh.bin"; }
+
 bench_mount() {
   local sys=$1 p=bench-$1-$RANDOM d t r0 r1 pid
   mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p"); r0=$(requests)
-  t=$(now); cp "$work/1g.bin" "$d/f"; wait_durable "$sys"; record "$sys" seq_write_1g "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  fresh_1g
+  t=$(now); cp "$work/1g-fresh.bin" "$d/f"; wait_durable "$sys"; record "$sys" seq_write_1g "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
   unmount_sys "$sys"; drop_caches
   mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p"); r0=$(requests)
   t=$(now); cat "$d/f" > /dev/null; record "$sys" cold_read_1g "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
