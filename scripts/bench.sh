@@ -207,6 +207,13 @@ bench_mount() {
   r0=$(requests)
   t=$(now); cat "$d"/small/* > /dev/null; record "$sys" small_read_1000 "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
   unmount_sys "$sys"
+  drop_objects "$p"
+}
+# Every system writes >1 GiB per run: delete it (Garage frees the blocks after its GC delay),
+# so that a full run stays within a few tens of GiB of disk.
+drop_objects() {
+  rclone purge "garage:$bucket/$1" -q 2>/dev/null || true
+  rclone purge "garage:$bucket/rclone-crypt/$1" -q 2>/dev/null || true
 }
 
 # Listing fixtures, once per system family: plain objects (rclone copy) serve raw, sealfs
@@ -263,6 +270,7 @@ bench_rss() {
   hwm=$(awk '/VmHWM/{print $2}' "/proc/$pid/status")
   record "$sys" peak_rss_write_4g "$((hwm / 1024))" MiB
   unmount_sys "$sys"
+  drop_objects "$p"
 }
 
 for s in $SYSTEMS; do populate_listings "$s"; first_listing "$s"; done
