@@ -37,6 +37,16 @@ async fn ls_l(fs: &Fs, dir: u64) -> Vec<(String, Attr)> {
     out
 }
 
+/// A store holding f0..f9 at the root, as a mount writes them (just now).
+async fn ten_files_at_the_root() -> Arc<MemStore> {
+    let mem = Arc::new(MemStore::new());
+    let (fs, _) = mount(&mem);
+    for i in 0..10 {
+        super::tests::write_file(&fs, ROOT_INO, &format!("f{i}"), b"x").await;
+    }
+    mem
+}
+
 async fn wait_for_index(mem: &MemStore, key: &str) {
     for _ in 0..100 {
         if mem.raw(key).is_some() {
@@ -118,13 +128,7 @@ async fn a_second_ls_l_costs_no_head_and_sees_the_same_attributes() {
 
 #[tokio::test]
 async fn recent_objects_and_foreign_indexes_are_not_trusted() {
-    let mem = Arc::new(MemStore::new());
-    {
-        let (fs, _) = mount(&mem);
-        for i in 0..10 {
-            super::tests::write_file(&fs, ROOT_INO, &format!("f{i}"), b"x").await;
-        }
-    }
+    let mem = ten_files_at_the_root().await;
     // Just written: a HEAD each, and nothing is learned (no index appears).
     let (fs, counters) = mount(&mem);
     ls_l(&fs, ROOT_INO).await;
@@ -170,13 +174,7 @@ async fn recent_objects_and_foreign_indexes_are_not_trusted() {
 
 #[tokio::test]
 async fn changes_made_here_are_not_answered_from_the_listing() {
-    let mem = Arc::new(MemStore::new());
-    {
-        let (fs, _) = mount(&mem);
-        for i in 0..10 {
-            super::tests::write_file(&fs, ROOT_INO, &format!("f{i}"), b"x").await;
-        }
-    }
+    let mem = ten_files_at_the_root().await;
     mem.age(Duration::from_secs(60));
     let (fs, _) = mount(&mem);
     let listed = ls_l(&fs, ROOT_INO).await;
