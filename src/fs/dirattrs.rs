@@ -159,14 +159,21 @@ impl DirAttrs {
         if let Some(done) = cell.as_ref().and_then(|c| c.get()) {
             return Some(done.clone());
         }
-        let e = self.index.get()?.get(name)?;
-        e.matches(&listed.etag, listed.size, listed.modified)
-            .then(|| Some(self.meta_of_entry(name, e, &listed)))
+        self.index_hit(self.index.get()?, name, &listed).map(Some)
     }
 
-    /// What a HEAD of the listed version would have said, from its index entry.
-    fn meta_of_entry(&self, name: &str, e: &IndexEntry, listed: &Listed) -> ObjectMeta {
-        ObjectMeta {
+    /// What a HEAD of the listed version would have said, when `index` describes that version.
+    fn index_hit(
+        &self,
+        index: &HashMap<String, IndexEntry>,
+        name: &str,
+        listed: &Listed,
+    ) -> Option<ObjectMeta> {
+        let e = index.get(name)?;
+        if !e.matches(&listed.etag, listed.size, listed.modified) {
+            return None;
+        }
+        Some(ObjectMeta {
             key: format!("{}{name}", self.key_prefix),
             size: e.size,
             etag: e.etag.clone(),
@@ -175,7 +182,7 @@ impl DirAttrs {
             user: e.user.clone(),
             sse: None,
             sse_c_key_md5: None,
-        }
+        })
     }
 
     fn cell(&self, name: &str) -> Cell {
@@ -192,10 +199,8 @@ impl DirAttrs {
         name: String,
         listed: Listed,
     ) -> Result<Option<ObjectMeta>, StoreError> {
-        if let Some(e) = self.load_index().await.get(&name) {
-            if e.matches(&listed.etag, listed.size, listed.modified) {
-                return Ok(Some(self.meta_of_entry(&name, e, &listed)));
-            }
+        if let Some(hit) = self.index_hit(self.load_index().await, &name, &listed) {
+            return Ok(Some(hit));
         }
         let key = format!("{}{name}", self.key_prefix);
         self.heads.fetch_add(1, Ordering::Relaxed);

@@ -219,8 +219,7 @@ impl Fs {
             Some(c) => c,
             None => {
                 let obj = self.store.head(&key).await?.ok_or(FsError::NotFound)?;
-                let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
-                let attr = self.attr_from(kind, &obj);
+                let attr = self.object_attr(&obj);
                 self.cache_object(ino, &obj);
                 self.cache_attr(ino, &attr, Some(obj.etag.clone()));
                 (attr, obj.etag)

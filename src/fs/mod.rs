@@ -197,6 +197,12 @@ impl Fs {
         Ok(path)
     }
 
+    /// Attributes of a file or symlink object (its metadata says which).
+    fn object_attr(&self, obj: &ObjectMeta) -> Attr {
+        let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
+        self.attr_from(kind, obj)
+    }
+
     fn attr_from(&self, kind: Kind, obj: &ObjectMeta) -> Attr {
         // A foreign object in a client-mode prefix keeps its raw size (reading it fails).
         let size = plain_size_of(self.cfg.keys.is_some(), obj.size).unwrap_or(obj.size);
@@ -254,9 +260,7 @@ impl Fs {
     async fn stat_path(&self, path: &str) -> Result<Option<(Attr, Option<ObjectMeta>)>> {
         let key = self.file_key(path);
         if let Some(obj) = self.store.head(&key).await? {
-            let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
-            let attr = self.attr_from(kind, &obj);
-            return Ok(Some((attr, Some(obj))));
+            return Ok(Some((self.object_attr(&obj), Some(obj))));
         }
         self.stat_dir(path).await
     }
@@ -308,10 +312,7 @@ impl Fs {
             Some(None) => Ok(None),
             Some(Some(Kind::Dir)) => self.stat_dir(path).await,
             Some(Some(_)) => match self.head_listed(parent, name, path).await? {
-                Some(obj) => {
-                    let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
-                    Ok(Some((self.attr_from(kind, &obj), Some(obj))))
-                }
+                Some(obj) => Ok(Some((self.object_attr(&obj), Some(obj)))),
                 None => self.stat_dir(path).await,
             },
             None => self.stat_path(path).await,
@@ -376,16 +377,21 @@ impl Fs {
         }
         // `Some(None)`: the file is gone; `lookup` finds out whether a directory took its place.
         let obj = attrs.resolved_now(name)??;
-        Some(Ok(self.link_object(parent, name, obj)))
+        Some(Ok(self.link_found(
+            parent,
+            name,
+            self.object_attr(&obj),
+            Some(obj),
+        )))
     }
 
-    /// Link `name` to the file or symlink object `obj` and cache what it says.
-    fn link_object(&self, parent: u64, name: &str, obj: ObjectMeta) -> Entry {
-        let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
-        let attr = self.attr_from(kind, &obj);
+    /// Link `name` to what a lookup found there and cache what the object (if any) says.
+    fn link_found(&self, parent: u64, name: &str, attr: Attr, obj: Option<ObjectMeta>) -> Entry {
         let ino = self.inodes.lock().unwrap().link(parent, name, attr.kind);
-        self.cache_object(ino, &obj);
-        self.cache_attr(ino, &attr, Some(obj.etag));
+        if let Some(o) = &obj {
+            self.cache_object(ino, o);
+        }
+        self.cache_attr(ino, &attr, obj.map(|o| o.etag));
         Entry { ino, attr }
     }
 
@@ -406,12 +412,7 @@ impl Fs {
             .stat_child(parent, name, &path)
             .await?
             .ok_or(FsError::NotFound)?;
-        let ino = self.inodes.lock().unwrap().link(parent, name, attr.kind);
-        if let Some(o) = &obj {
-            self.cache_object(ino, o);
-        }
-        self.cache_attr(ino, &attr, obj.map(|o| o.etag));
-        Ok(Entry { ino, attr })
+        Ok(self.link_found(parent, name, attr, obj))
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
