@@ -13,7 +13,9 @@
 //!   the memory held).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use lru::LruCache;
@@ -43,7 +45,7 @@ pub struct Fetch {
 
 impl Drop for Fetch {
     fn drop(&mut self) {
-        let mut inner = self.cache.inner.lock().unwrap();
+        let mut inner = self.cache.inner.lock();
         for k in &self.keys {
             inner.pending.remove(k);
         }
@@ -80,7 +82,7 @@ impl BlockCache {
     }
 
     pub fn lookup(&self, k: &BlockKey) -> Lookup {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         if let Some(b) = inner.lru.get(k) {
             let b = b.clone();
             inner.hits += 1;
@@ -95,14 +97,14 @@ impl BlockCache {
 
     /// Whether `k` is cached or being fetched (no LRU update: for readahead planning).
     pub fn is_present(&self, k: &BlockKey) -> bool {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock();
         inner.lru.contains(k) || inner.pending.contains_key(k)
     }
 
     /// Register a fetch of `keys` (those not already cached or pending are claimed).
     pub fn start_fetch(self: &Arc<Self>, keys: Vec<BlockKey>) -> Fetch {
         let (tx, rx) = watch::channel(false);
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         let mut claimed = Vec::with_capacity(keys.len());
         for k in keys {
             if !inner.pending.contains_key(&k) {
@@ -122,7 +124,7 @@ impl BlockCache {
         if len > self.budget {
             return;
         }
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         if let Some(old) = inner.lru.put(k, block) {
             inner.bytes -= old.len() as u64;
         }
@@ -137,7 +139,7 @@ impl BlockCache {
 
     /// (bytes cached, hits, misses)
     pub fn stats(&self) -> (u64, u64, u64) {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock();
         (inner.bytes, inner.hits, inner.misses)
     }
 }

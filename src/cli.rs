@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::crypto::mode::Mode;
 use crate::fs::{Defaults, FsConfig};
 use crate::read::ReadConfig;
+use crate::setup::EncryptionConfig;
 use crate::store::s3::S3Config;
 use crate::write::WriteConfig;
 
@@ -81,43 +83,20 @@ pub struct RotateArgs {
 /// options and keys; their mode comes from the prefix's config object.
 pub type ToolArgs = InitArgs;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Encryption {
-    /// Objects hold plaintext.
-    None,
-    /// Client-side authenticated encryption: the bucket only ever holds ciphertext.
-    Client,
-    /// SSE-S3: the server encrypts with its own keys (AES256).
-    SseS3,
-    /// SSE-KMS: the server encrypts with a KMS key (--kms-key-id, or the AWS-managed key).
-    SseKms,
-    /// SSE-C: the server encrypts with your key, sent on every request (--sse-c-key-file).
-    SseC,
-}
-
-impl Encryption {
-    /// The mode named `name` (as `name()` spells it), e.g. from a prefix's config object.
-    pub fn from_name(name: &str) -> Option<Self> {
-        <Self as clap::ValueEnum>::from_str(name, false).ok()
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Encryption::None => "none",
-            Encryption::Client => "client",
-            Encryption::SseS3 => "sse-s3",
-            Encryption::SseKms => "sse-kms",
-            Encryption::SseC => "sse-c",
-        }
-    }
+/// `--encryption`: the modes as `Mode::name` spells them, listed in `--help`.
+fn mode_parser() -> impl clap::builder::TypedValueParser<Value = Mode> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Mode::ALL.map(Mode::name))
+        .map(|name| Mode::from_name(&name).unwrap_or_default())
 }
 
 /// Encryption options shared by `init` and `mount`.
 #[derive(Debug, Clone, Args)]
 pub struct EncryptionArgs {
-    /// Encryption mode; a mount must use the mode `sealfs init` recorded for the prefix.
-    #[arg(long, value_enum, default_value = "none")]
-    pub encryption: Encryption,
+    /// Encryption mode (none, client, sse-s3, sse-kms, sse-c); a mount must use the mode
+    /// `sealfs init` recorded for the prefix.
+    #[arg(long, value_parser = mode_parser(), default_value = "none")]
+    pub encryption: Mode,
     /// Key file for `--encryption client` (make one with `sealfs keygen`).
     #[arg(long)]
     pub key_file: Option<PathBuf>,
@@ -137,28 +116,57 @@ impl EncryptionArgs {
     /// A key file without a mode names the mode (an fstab line cannot say `encryption=`,
     /// which mount(8) keeps for itself).
     pub fn infer_mode(&mut self) {
-        if self.encryption == Encryption::None {
+        if self.encryption == Mode::None {
             if self.key_file.is_some() {
-                self.encryption = Encryption::Client;
+                self.encryption = Mode::Client;
             } else if self.sse_c_key_file.is_some() {
-                self.encryption = Encryption::SseC;
+                self.encryption = Mode::SseC;
             }
         }
     }
 
-    pub fn validate(&self) -> Result<(), CliError> {
-        let need = |what: &str| {
-            Err(CliError::BadValue(
-                format!("--encryption {}", self.encryption.name()),
-                format!("needs {what}"),
-            ))
-        };
-        match self.encryption {
-            Encryption::Client if self.key_file.is_none() && self.kms_key_id.is_none() => {
-                need("--key-file FILE or --kms-key-id ID")
-            }
-            Encryption::SseC if self.sse_c_key_file.is_none() => need("--sse-c-key-file FILE"),
-            _ => Ok(()),
+    pub fn config(&self) -> EncryptionConfig {
+        EncryptionConfig {
+            mode: self.encryption,
+            key_file: self.key_file.clone(),
+            kms_key_id: self.kms_key_id.clone(),
+            bucket_key: self.bucket_key,
+            sse_c_key_file: self.sse_c_key_file.clone(),
+        }
+    }
+
+    /// The typed configuration, its keys checked to be there for its mode.
+    pub fn validated(&self) -> Result<EncryptionConfig, CliError> {
+        let cfg = self.config();
+        cfg.validate()
+            .map_err(|e| CliError::Incomplete(e.to_string()))?;
+        Ok(cfg)
+    }
+}
+
+/// How to reach S3: the same options for every command.
+#[derive(Debug, Clone, Args)]
+pub struct S3Args {
+    /// S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / AWS).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Path-style addressing (http://host/bucket/key), needed by most local servers.
+    #[arg(long)]
+    pub force_path_style: bool,
+}
+
+impl S3Args {
+    /// The store settings for `bucket` (no SSE: that comes from the prefix's mode).
+    pub fn config(&self, bucket: String, request_timeout: Option<Duration>) -> S3Config {
+        S3Config {
+            bucket,
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            force_path_style: self.force_path_style,
+            sse: Default::default(),
+            request_timeout,
         }
     }
 }
@@ -169,43 +177,21 @@ pub struct InitArgs {
     pub url: String,
     #[command(flatten)]
     pub enc: EncryptionArgs,
-    #[arg(long)]
-    pub endpoint_url: Option<String>,
-    #[arg(long)]
-    pub region: Option<String>,
-    #[arg(long)]
-    pub force_path_style: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 impl InitArgs {
     /// The store settings and the URL's prefix (empty or ending in '/').
     pub fn s3(&self) -> Result<(S3Config, String), CliError> {
         let (bucket, prefix) = parse_url(&self.url)?;
-        Ok((self.s3_for(bucket), prefix))
+        Ok((self.s3.config(bucket, None), prefix))
     }
 
     /// The store settings and the URL's object key, as given (for `cat` and `put`).
     pub fn s3_object(&self) -> Result<(S3Config, String), CliError> {
-        let rest = self
-            .url
-            .strip_prefix("s3://")
-            .ok_or_else(|| CliError::BadUrl(self.url.clone()))?;
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(CliError::BadUrl(self.url.clone()));
-        }
-        Ok((self.s3_for(bucket.to_string()), key.to_string()))
-    }
-
-    fn s3_for(&self, bucket: String) -> S3Config {
-        S3Config {
-            bucket,
-            region: self.region.clone(),
-            endpoint_url: self.endpoint_url.clone(),
-            force_path_style: self.force_path_style,
-            sse: Default::default(),
-            request_timeout: None,
-        }
+        let (bucket, key) = split_url(&self.url)?;
+        Ok((self.s3.config(bucket.to_string(), None), key.to_string()))
     }
 }
 
@@ -220,14 +206,8 @@ pub struct MountArgs {
     /// s3://BUCKET or s3://BUCKET/PREFIX
     pub url: String,
     pub mountpoint: PathBuf,
-    /// S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / AWS).
-    #[arg(long)]
-    pub endpoint_url: Option<String>,
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Path-style addressing (http://host/bucket/key), needed by most local servers.
-    #[arg(long)]
-    pub force_path_style: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
     #[arg(long)]
     pub read_only: bool,
     /// Let users other than the mounting one use the mount.
@@ -296,6 +276,8 @@ pub enum CliError {
     UnknownOption(String),
     #[error("bad value for {0}: {1}")]
     BadValue(String, String),
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 /// Turn the ways mount(8) runs a filesystem into `sealfs mount ...`:
@@ -343,15 +325,21 @@ pub fn helper_args(argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     out
 }
 
-/// Split `s3://bucket/some/prefix` into the bucket and a prefix that is empty or ends in '/'.
-pub fn parse_url(url: &str) -> Result<(String, String), CliError> {
+/// Split `s3://bucket/rest` into the bucket and the rest, as given.
+fn split_url(url: &str) -> Result<(&str, &str), CliError> {
     let rest = url
         .strip_prefix("s3://")
         .ok_or_else(|| CliError::BadUrl(url.into()))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let (bucket, rest) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         return Err(CliError::BadUrl(url.into()));
     }
+    Ok((bucket, rest))
+}
+
+/// Split `s3://bucket/some/prefix` into the bucket and a prefix that is empty or ends in '/'.
+pub fn parse_url(url: &str) -> Result<(String, String), CliError> {
+    let (bucket, prefix) = split_url(url)?;
     let prefix = prefix.trim_matches('/');
     let prefix = if prefix.is_empty() {
         String::new()
@@ -375,7 +363,7 @@ pub struct MountPlan {
     pub log_file: Option<PathBuf>,
     pub profile: Option<String>,
     pub fsname: String,
-    pub enc: EncryptionArgs,
+    pub enc: EncryptionConfig,
 }
 
 impl MountArgs {
@@ -395,10 +383,10 @@ impl MountArgs {
                 "auto_unmount" => auto_unmount = true,
                 "default_permissions" => default_permissions = true,
                 "no_default_permissions" => default_permissions = false,
-                "endpoint_url" | "endpoint-url" => self.endpoint_url = Some(v.to_string()),
-                "region" => self.region = Some(v.to_string()),
+                "endpoint_url" | "endpoint-url" => self.s3.endpoint_url = Some(v.to_string()),
+                "region" => self.s3.region = Some(v.to_string()),
                 "profile" => self.profile = Some(v.to_string()),
-                "force_path_style" | "force-path-style" => self.force_path_style = true,
+                "force_path_style" | "force-path-style" => self.s3.force_path_style = true,
                 "uid" => self.uid = Some(v.parse().map_err(|_| bad())?),
                 "gid" => self.gid = Some(v.parse().map_err(|_| bad())?),
                 "file_mode" | "file-mode" => self.file_mode = parse_octal(v).map_err(|_| bad())?,
@@ -421,10 +409,7 @@ impl MountArgs {
                 "kms_key_id" | "kms-key-id" => self.enc.kms_key_id = Some(v.to_string()),
                 "bucket_key" | "bucket-key" => self.enc.bucket_key = true,
                 // mount(8) swallows `encryption=` (a legacy loop-device option): `enc=` works.
-                "encryption" | "enc" => {
-                    self.enc.encryption =
-                        <Encryption as clap::ValueEnum>::from_str(v, true).map_err(|_| bad())?
-                }
+                "encryption" | "enc" => self.enc.encryption = Mode::from_name(v).ok_or_else(bad)?,
                 _ => return Err(CliError::UnknownOption(opt.clone())),
             }
         }
@@ -454,7 +439,7 @@ impl MountArgs {
             ));
         }
         self.enc.infer_mode();
-        self.enc.validate()?;
+        let enc = self.enc.validated()?;
         let part_size = self.part_size_mib * 1024 * 1024;
         let write = WriteConfig {
             part_size,
@@ -463,14 +448,10 @@ impl MountArgs {
             ..WriteConfig::default()
         };
         Ok(MountPlan {
-            s3: S3Config {
-                bucket: bucket.clone(),
-                region: self.region,
-                endpoint_url: self.endpoint_url,
-                force_path_style: self.force_path_style,
-                sse: Default::default(),
-                request_timeout: Some(Duration::from_secs_f64(self.request_timeout)),
-            },
+            s3: self.s3.config(
+                bucket.clone(),
+                Some(Duration::from_secs_f64(self.request_timeout)),
+            ),
             fs: FsConfig {
                 prefix: prefix.clone(),
                 defaults: Defaults {
@@ -498,7 +479,7 @@ impl MountArgs {
             log_file: self.log_file,
             profile: self.profile,
             fsname: format!("sealfs:{bucket}/{prefix}"),
-            enc: self.enc,
+            enc,
         })
     }
 }

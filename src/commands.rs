@@ -6,12 +6,21 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Encryption, EncryptionArgs, InitArgs, PutArgs, RotateArgs, ToolArgs};
-use crate::mount::explain;
-use crate::setup;
-use crate::store::s3::{S3Config, S3Store, Sse};
-use crate::store::ObjectStore;
+use crate::cli::{InitArgs, PutArgs, RotateArgs, ToolArgs};
+use crate::crypto::mode::Mode;
+use crate::mount::{Connect, S3Connector};
+use crate::setup::{self, EncryptionConfig};
+use crate::store::s3::S3Config;
+use crate::store::{ObjectStore, Sse};
 use crate::tools;
+
+/// How a command that ran to the end went: `Clean`, or `Findings` (bad objects, failed
+/// copies) already printed, which make the process exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Clean,
+    Findings,
+}
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -22,22 +31,17 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Connect with `sse` and check the bucket, explaining failures in one line.
 async fn connect(s3: &S3Config, sse: Sse) -> Result<Arc<dyn ObjectStore>> {
-    let s3 = S3Config { sse, ..s3.clone() };
-    let store = S3Store::connect(&s3)
+    S3Connector(s3.clone())
+        .connect(sse)
         .await
-        .map_err(|e| anyhow::anyhow!(explain(&e, &s3)))?;
-    store
-        .check_bucket()
-        .await
-        .map_err(|e| anyhow::anyhow!(explain(&e, &s3)))?;
-    Ok(Arc::new(store))
+        .map_err(anyhow::Error::msg)
 }
 
 /// Tools take their mode from the bucket; an SSE-C key file given is used for every request.
-fn tool_enc(enc: &EncryptionArgs) -> EncryptionArgs {
-    let mut enc = enc.clone();
+fn tool_enc(args: &ToolArgs) -> EncryptionConfig {
+    let mut enc = args.enc.config();
     if enc.sse_c_key_file.is_some() {
-        enc.encryption = Encryption::SseC;
+        enc.mode = Mode::SseC;
     }
     enc
 }
@@ -52,18 +56,17 @@ fn prefix_of(key: &str) -> String {
 /// `sealfs init`: record the prefix's mode (and create its keyring).
 pub fn init(args: &InitArgs) -> Result<()> {
     let (s3, prefix) = args.s3()?;
-    args.enc.validate()?;
-    let sse = setup::sse_for(&args.enc)?;
+    let enc = args.enc.validated()?;
+    let sse = setup::sse_for(&enc)?;
     runtime()?.block_on(async {
         let store = connect(&s3, sse).await?;
         let url = args.url.trim_end_matches('/');
-        setup::init(&*store, &s3.bucket, url, &prefix, &args.enc).await?;
+        setup::init(&*store, &s3.bucket, url, &prefix, &enc).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     eprintln!(
         "sealfs: {} initialized with encryption '{}'",
-        args.url,
-        args.enc.encryption.name()
+        args.url, enc.mode
     );
     Ok(())
 }
@@ -71,39 +74,41 @@ pub fn init(args: &InitArgs) -> Result<()> {
 /// `sealfs cat s3://BUCKET/KEY`
 pub fn cat(args: &ToolArgs) -> Result<()> {
     let (s3, key) = args.s3_object()?;
-    let enc = tool_enc(&args.enc);
+    let enc = tool_enc(args);
     runtime()?.block_on(async {
         let store = connect(&s3, setup::sse_for(&enc)?).await?;
-        tools::cat(store, &s3.bucket, &key, &args.enc).await?;
+        tools::cat(store, &s3.bucket, &key, &args.enc.config()).await?;
         Ok(())
     })
 }
 
-/// `sealfs verify s3://BUCKET[/PREFIX]`: exit 1 when any object is bad.
-pub fn verify(args: &ToolArgs) -> Result<()> {
+/// `sealfs verify s3://BUCKET[/PREFIX]`: findings when any object is bad.
+pub fn verify(args: &ToolArgs) -> Result<Outcome> {
     let (s3, key) = args.s3_object()?;
-    let enc = tool_enc(&args.enc);
+    let enc = tool_enc(args);
     let (n, bad) = runtime()?.block_on(async {
         let store = connect(&s3, setup::sse_for(&enc)?).await?;
-        Ok::<_, anyhow::Error>(tools::verify(store, &s3.bucket, &prefix_of(&key), &args.enc).await?)
+        let prefix = prefix_of(&key);
+        Ok::<_, anyhow::Error>(tools::verify(store, &s3.bucket, &prefix, &args.enc.config()).await?)
     })?;
     eprintln!("sealfs: verified {n} objects, {bad} bad");
-    if bad > 0 {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(if bad > 0 {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
 }
 
 /// `sealfs put FILE s3://BUCKET/KEY`: written with the SSE the prefix records (sse-kms takes
 /// --kms-key-id from the command line, as a mount does).
 pub fn put(args: &PutArgs) -> Result<()> {
     let (s3, key) = args.target.s3_object()?;
-    let mut enc = tool_enc(&args.target.enc);
+    let mut enc = tool_enc(&args.target);
     let n = runtime()?.block_on(async {
         let mut store = connect(&s3, setup::sse_for(&enc)?).await?;
         let mode = tools::mode_of(&*store, &key).await?;
-        if matches!(mode, Encryption::SseS3 | Encryption::SseKms) {
-            enc.encryption = mode;
+        if matches!(mode, Mode::SseS3 | Mode::SseKms) {
+            enc.mode = mode;
             store = connect(&s3, setup::sse_for(&enc)?).await?;
         }
         Ok::<_, anyhow::Error>(tools::put(store, &s3.bucket, &key, &enc, &args.file).await?)
@@ -144,24 +149,25 @@ pub fn rotate_key(args: &RotateArgs) -> Result<()> {
     Ok(())
 }
 
-/// `sealfs rekey s3://BUCKET[/PREFIX] --sse-c-key-file FILE`: exit 1 when any object failed.
-pub fn rekey(args: &ToolArgs) -> Result<()> {
+/// `sealfs rekey s3://BUCKET[/PREFIX] --sse-c-key-file FILE`: findings when any object failed.
+pub fn rekey(args: &ToolArgs) -> Result<Outcome> {
     let (s3, prefix) = args.s3()?;
-    let enc = tool_enc(&args.enc);
+    let enc = tool_enc(args);
     let sse = setup::sse_for(&enc)?;
     let Sse::C(keys) = &sse else {
         anyhow::bail!("rekey is for SSE-C prefixes: give --sse-c-key-file FILE (newest key first)");
     };
-    let current = keys[0].md5().to_string();
+    let current = keys.current().md5().to_string();
     let (moved, failed) = runtime()?.block_on(async {
         let store = connect(&s3, sse.clone()).await?;
         Ok::<_, anyhow::Error>(tools::rekey(store, &s3.bucket, &prefix, &enc, &current).await?)
     })?;
     eprintln!("sealfs: rekeyed {moved} objects to the first key, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(if failed > 0 {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
 }
 
 /// `sealfs stats MOUNTPOINT`: the running mount's request counters, as it reports them.

@@ -10,7 +10,7 @@
 //! - The index is an optimisation: a missing, foreign or unparsable index object means "no
 //!   entries", never an error.
 //!
-//! Where: `PREFIX + ".sealfs-index/" + DIR + "/index"` (`PREFIX + ".sealfs-index/index"` for
+//! Where (`layout::Layout::index_key`): `PREFIX + ".sealfs-index/" + DIR + "/index"` (`PREFIX + ".sealfs-index/index"` for
 //! the mount's root), outside every directory's own prefix, so listings, rmdir's emptiness test
 //! and s3fs never see it inside a directory. Byte format: docs/FORMAT.md.
 
@@ -19,8 +19,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::store::UserMeta;
 
-/// The root-level name under which every directory's index lives (hidden from the mount).
-pub const INDEX_DIR: &str = ".sealfs-index";
 const MAGIC: &str = "sealfs-dirindex 1";
 
 /// One file object's version and metadata.
@@ -53,15 +51,6 @@ pub fn from_millis(ms: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(ms as u64)
     } else {
         UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
-    }
-}
-
-/// Key of the index of the directory at `dir_path` (relative to the mount, "" for the root).
-pub fn index_key(prefix: &str, dir_path: &str) -> String {
-    if dir_path.is_empty() {
-        format!("{prefix}{INDEX_DIR}/index")
-    } else {
-        format!("{prefix}{INDEX_DIR}/{dir_path}/index")
     }
 }
 
@@ -229,12 +218,5 @@ mod tests {
         assert!(!e.matches("\"e\"", 4097, t));
         assert!(!e.matches("\"e\"", 4096, t + Duration::from_millis(1)));
         assert_eq!(millis(from_millis(-1500)), -1500);
-    }
-
-    #[test]
-    fn keys_stay_outside_directory_prefixes() {
-        assert_eq!(index_key("p/", ""), "p/.sealfs-index/index");
-        assert_eq!(index_key("", "a/b"), ".sealfs-index/a/b/index");
-        assert_ne!(index_key("", "index"), index_key("", ""));
     }
 }

@@ -15,6 +15,8 @@ pub mod fs;
 pub mod fuse;
 pub mod inode;
 pub mod kms;
+pub mod layout;
+pub mod meta;
 pub mod mount;
 pub mod read;
 pub mod setup;

@@ -2,10 +2,14 @@
 
 use std::io::IsTerminal;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use sealfs::cli::{Cli, Command};
+use sealfs::commands::{self, Outcome};
+use sealfs::mount::{Reported, S3Connector};
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse_from(sealfs::cli::helper_args(std::env::args_os().collect()));
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -15,24 +19,35 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    let clean = |r: anyhow::Result<()>| r.map(|()| Outcome::Clean);
     let result = match cli.command {
-        Command::Mount(args) => args
-            .into_plan(sealfs::sys::ids())
-            .map_err(anyhow::Error::from)
-            .and_then(sealfs::mount::run),
-        Command::Init(args) => sealfs::commands::init(&args),
-        Command::Cat(args) => sealfs::commands::cat(&args),
-        Command::Verify(args) => sealfs::commands::verify(&args),
-        Command::Put(args) => sealfs::commands::put(&args),
-        Command::RotateKey(args) => sealfs::commands::rotate_key(&args),
-        Command::Rekey(args) => sealfs::commands::rekey(&args),
-        Command::Stats(args) => sealfs::commands::stats(&args),
-        Command::Keygen(args) => sealfs::crypto::keys::keygen(&args.out)
+        Command::Mount(args) => clean(
+            args.into_plan(sealfs::sys::ids())
+                .map_err(anyhow::Error::from)
+                .and_then(|plan| {
+                    let s3 = S3Connector(plan.s3.clone());
+                    sealfs::mount::run(plan, &s3)
+                }),
+        ),
+        Command::Init(args) => clean(commands::init(&args)),
+        Command::Cat(args) => clean(commands::cat(&args)),
+        Command::Verify(args) => commands::verify(&args),
+        Command::Put(args) => clean(commands::put(&args)),
+        Command::RotateKey(args) => clean(commands::rotate_key(&args)),
+        Command::Rekey(args) => commands::rekey(&args),
+        Command::Stats(args) => clean(commands::stats(&args)),
+        Command::Keygen(args) => clean(sealfs::crypto::keys::keygen(&args.out)
             .map(|()| eprintln!("sealfs: wrote a new key to {} (mode 0600); keep a copy: without it the data cannot be read", args.out.display()))
-            .map_err(anyhow::Error::from),
+            .map_err(anyhow::Error::from)),
     };
-    if let Err(e) = result {
-        eprintln!("sealfs: {e:#}");
-        std::process::exit(1);
+    match result {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::Findings) => ExitCode::FAILURE,
+        // A background mount's child already reported its failure through the parent.
+        Err(e) if e.is::<Reported>() => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("sealfs: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -15,10 +15,40 @@ use crate::fuse::{self, FuseFs, MountOptions};
 use crate::setup;
 use crate::store::counted::Counted;
 use crate::store::s3::{S3Config, S3Store};
-use crate::store::StoreError;
+use crate::store::{ObjectStore, Sse, StoreError};
 use crate::sys;
 
-pub fn run(plan: MountPlan) -> Result<()> {
+/// Makes the store a mount or a tool works on: the seam between the wiring and S3, so that
+/// `run` and the tools can be driven by another store (an in-memory one in a test binary).
+#[async_trait::async_trait]
+pub trait Connect: Send + Sync {
+    /// A store asking `sse` of the server, its bucket checked; `Err` is one line for the user.
+    async fn connect(&self, sse: Sse) -> std::result::Result<Arc<dyn ObjectStore>, String>;
+}
+
+/// `Connect` to S3 (or an S3-compatible server) with the given settings.
+pub struct S3Connector(pub S3Config);
+
+#[async_trait::async_trait]
+impl Connect for S3Connector {
+    async fn connect(&self, sse: Sse) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+        let s3 = S3Config {
+            sse,
+            ..self.0.clone()
+        };
+        let store = S3Store::connect(&s3).await.map_err(|e| explain(&e, &s3))?;
+        store.check_bucket().await.map_err(|e| explain(&e, &s3))?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// The error of a background mount whose child already told the parent (and the user) why it
+/// failed: the binary exits 1 without printing it again.
+#[derive(Debug, thiserror::Error)]
+#[error("the mount failed (reported)")]
+pub struct Reported;
+
+pub fn run(plan: MountPlan, connect: &dyn Connect) -> Result<()> {
     if let Some(profile) = &plan.profile {
         // Still single-threaded: the S3 and KMS clients both read it from the AWS chain.
         std::env::set_var("AWS_PROFILE", profile);
@@ -34,17 +64,17 @@ pub fn run(plan: MountPlan) -> Result<()> {
         None => None,
     };
     if plan.foreground {
-        return serve(&plan, None);
+        return serve(&plan, connect, None);
     }
     let daemon = sys::daemonize().context("cannot fork into the background")?;
     if let Some(log) = &log {
         sys::detach_stdio(Some(log)).ok();
     }
-    serve(&plan, Some((daemon, log)))
+    serve(&plan, connect, Some((daemon, log)))
 }
 
 /// Explain a failed bucket check in one line a user can act on.
-pub(crate) fn explain(e: &StoreError, s3: &S3Config) -> String {
+fn explain(e: &StoreError, s3: &S3Config) -> String {
     let bucket = &s3.bucket;
     match e {
         StoreError::NoSuchBucket(_) => format!("bucket {bucket} does not exist"),
@@ -63,7 +93,11 @@ pub(crate) fn explain(e: &StoreError, s3: &S3Config) -> String {
     }
 }
 
-fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>) -> Result<()> {
+fn serve(
+    plan: &MountPlan,
+    connect: &dyn Connect,
+    daemon: Option<(sys::Daemon, Option<std::fs::File>)>,
+) -> Result<()> {
     let (daemon, log) = match daemon {
         Some((d, l)) => (Some(d), l),
         None => (None, None),
@@ -72,7 +106,7 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
         match daemon {
             Some(d) => {
                 d.report(Err(msg));
-                std::process::exit(1);
+                Err(Reported.into())
             }
             None => bail!(msg),
         }
@@ -100,23 +134,17 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
         .thread_name("sealfs-io")
         .build()
         .context("cannot start the async runtime")?;
-    let mut s3 = plan.s3.clone();
-    s3.sse = match setup::sse_for(&plan.enc) {
+    let sse = match setup::sse_for(&plan.enc) {
         Ok(sse) => sse,
         Err(e) => return fail(daemon, e.to_string()),
     };
-    let store = rt.block_on(async {
-        let store = S3Store::connect(&s3).await?;
-        store.check_bucket().await?;
-        Ok::<_, StoreError>(store)
-    });
-    let store = match store {
+    let store = match rt.block_on(connect.connect(sse)) {
         Ok(s) => s,
-        Err(e) => return fail(daemon, explain(&e, &plan.s3)),
+        Err(e) => return fail(daemon, e),
     };
     let url = format!("s3://{}/{}", plan.s3.bucket, plan.fs.prefix);
     let keys = rt.block_on(setup::open(
-        &store,
+        &*store,
         &plan.s3.bucket,
         url.trim_end_matches('/'),
         &plan.fs.prefix,
@@ -127,7 +155,7 @@ fn serve(plan: &MountPlan, daemon: Option<(sys::Daemon, Option<std::fs::File>)>)
         Ok(k) => k,
         Err(e) => return fail(daemon, e.to_string()),
     };
-    let counted = Counted::new(Arc::new(store));
+    let counted = Counted::new(store);
     let counters = counted.counters();
     let fs = Arc::new(Fs::new(Arc::new(counted), fs_cfg));
     let opts = MountOptions {

@@ -19,7 +19,8 @@ use tokio::sync::Semaphore;
 
 use crate::cache::{self, BlockCache, BlockKey, Lookup};
 use crate::crypto::codec::FileCodec;
-use crate::crypto::format::{FormatError, BLOCK_PLAIN};
+use crate::crypto::format::{cipher_size, FormatError, BLOCK_PLAIN, HEADER_LEN};
+use crate::crypto::keys::Keyring;
 use crate::store::{ObjectStore, StoreError};
 
 #[derive(Debug, Clone)]
@@ -116,7 +117,9 @@ fn block_key(v: &Version, object: &Arc<str>, etag: &Arc<str>, index: u64) -> Blo
 }
 
 /// Object bytes `fetch` of version `v`, all of them, or `Changed` if the object was replaced.
-async fn get_pinned(
+/// The one pinned GET of sealfs: reads, the writer's read-modify-write and opening a header
+/// all go through it.
+pub async fn get_pinned(
     store: &Arc<dyn ObjectStore>,
     v: &Version,
     fetch: std::ops::Range<u64>,
@@ -132,6 +135,55 @@ async fn get_pinned(
         return Err(ReadError::Changed(v.key.clone()));
     }
     Ok(raw)
+}
+
+/// A client-mode object, opened: its codec (key commitment checked, bound to the file id
+/// its metadata records) and, when it was fetched whole, its blocks after the header.
+pub struct Opened {
+    pub codec: FileCodec,
+    pub blocks: Option<Bytes>,
+}
+
+/// Open version `v` of a client-mode object with `ring`: one pinned GET of its header, or of
+/// the whole object when that is at most `whole_up_to` bytes (a small file then costs one
+/// GET). `expect_id` is the file id the object's metadata records: a header naming another
+/// file means the body was swapped in from elsewhere, and is refused.
+pub async fn open_object(
+    store: &Arc<dyn ObjectStore>,
+    ring: &Keyring,
+    v: &Version,
+    expect_id: Option<&str>,
+    whole_up_to: u64,
+) -> Result<Opened, ReadError> {
+    let object = cipher_size(v.size);
+    let fetch = if object <= whole_up_to {
+        object
+    } else {
+        HEADER_LEN
+    };
+    let corrupt = |error| ReadError::Corrupt {
+        key: v.key.clone(),
+        error,
+    };
+    // A shorter object than its size says (a foreign one in a client prefix) fails in the
+    // header check below, as a format error rather than a "changed" one.
+    let head = match store.get_range(&v.key, 0..fetch, Some(&v.etag)).await {
+        Ok(h) => h,
+        Err(StoreError::InvalidRange(_)) => Bytes::new(),
+        Err(StoreError::PreconditionFailed(m) | StoreError::NotFound(m)) => {
+            return Err(ReadError::Changed(m))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let codec = ring.open_header(&head).map_err(corrupt)?;
+    if let (Some(want), FileCodec::Client(keys)) = (expect_id, &codec) {
+        if want != hex::encode(keys.header().file_id) {
+            return Err(corrupt(FormatError::Swapped));
+        }
+    }
+    let blocks = (fetch > HEADER_LEN && head.len() as u64 == fetch)
+        .then(|| head.slice(HEADER_LEN as usize..));
+    Ok(Opened { codec, blocks })
 }
 
 /// Blocks `first..end` of `v` with one GET, each inserted into the cache.
@@ -367,7 +419,7 @@ mod tests {
     }
 
     fn gets(c: &crate::store::counted::Counters) -> u64 {
-        c.snapshot().0.iter().find(|(o, _)| *o == "GET").unwrap().1
+        c.count(crate::store::Op::Get)
     }
 
     #[tokio::test(flavor = "multi_thread")]

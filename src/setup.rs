@@ -6,17 +6,15 @@
 //! Every mode but `none` needs `sealfs init`. In `sse-c` mode the config object itself is
 //! written under the customer key, so a wrong key is detected when the mount reads it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::cli::{Encryption, EncryptionArgs};
-use crate::crypto::keys::{
-    load_key_file, read_private, KeyError, Keyring, PrefixConfig, CONFIG_NAME,
-};
-use crate::store::s3::{CustomerKey, Sse};
+use crate::crypto::keys::{load_key_file, read_private, KeyError, Keyring, PrefixConfig};
+use crate::crypto::mode::Mode;
 use crate::store::{self, ObjectStore, StoreError, UserMeta};
+use crate::store::{CustomerKey, CustomerKeys, Sse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -27,17 +25,17 @@ pub enum SetupError {
     #[error("cannot unwrap the prefix's keyring with KMS (key disabled, no access, or the keyring was moved or replaced?): {0}")]
     Kms(#[from] crate::kms::KmsError),
     #[error("{url} is not initialized for encryption '{mode}': run `sealfs init {url} --encryption {mode} ...` first")]
-    NotInitialized { url: String, mode: String },
+    NotInitialized { url: String, mode: Mode },
     #[error("{url} is set up for encryption '{found}', not '{asked}': mount it with --encryption {found}")]
     ModeMismatch {
         url: String,
-        found: String,
-        asked: String,
+        found: Mode,
+        asked: Mode,
     },
     #[error("{url} uses encryption '{found}': rotate-key works on client-mode prefixes (for SSE-C, use `sealfs rekey`)")]
-    NotClientMode { url: String, found: String },
+    NotClientMode { url: String, found: Mode },
     #[error("{url} is already initialized (encryption '{found}')")]
-    AlreadyInitialized { url: String, found: String },
+    AlreadyInitialized { url: String, found: Mode },
     #[error("{0}")]
     Missing(&'static str),
     #[error("SSE-C key file {0} holds no 256-bit key (one per line, base64 or hex)")]
@@ -50,9 +48,48 @@ pub enum SetupError {
     SseCBlocked(String),
 }
 
+/// A prefix's encryption as the user asked for it: the mode, and the keys given for it.
+/// Options the user typed win over anything the bucket says: a mount with a mode other than
+/// the recorded one fails instead of following the bucket.
+#[derive(Debug, Clone, Default)]
+pub struct EncryptionConfig {
+    pub mode: Mode,
+    /// Client mode: the key file that wraps the keyring.
+    pub key_file: Option<PathBuf>,
+    /// Client mode: the KMS key that wraps the keyring (init); SSE-KMS: the server's key.
+    pub kms_key_id: Option<String>,
+    /// SSE-KMS: ask for an S3 Bucket Key.
+    pub bucket_key: bool,
+    /// SSE-C: the customer key file (newest key first).
+    pub sse_c_key_file: Option<PathBuf>,
+}
+
+impl EncryptionConfig {
+    /// A mode whose keys are missing is refused before anything connects.
+    pub fn validate(&self) -> Result<(), SetupError> {
+        match self.mode {
+            Mode::Client if self.key_file.is_none() && self.kms_key_id.is_none() => Err(
+                SetupError::Missing("--encryption client needs --key-file FILE or --kms-key-id ID"),
+            ),
+            Mode::SseC if self.sse_c_key_file.is_none() => Err(SetupError::Missing(
+                "--encryption sse-c needs --sse-c-key-file FILE",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The same keys for the mode a prefix records (tools take the mode from the bucket).
+    pub fn with_mode(&self, mode: Mode) -> Self {
+        Self {
+            mode,
+            ..self.clone()
+        }
+    }
+}
+
 /// Parse an SSE-C key file: 32 raw bytes, or one key per line (base64 or 64 hex digits),
 /// the first for writes.
-pub fn load_sse_c_keys(path: &Path) -> Result<Vec<CustomerKey>, SetupError> {
+pub fn load_sse_c_keys(path: &Path) -> Result<CustomerKeys, SetupError> {
     use base64::Engine;
     let shown = path.display().to_string();
     let mut bytes = read_private(path)?;
@@ -82,22 +119,19 @@ pub fn load_sse_c_keys(path: &Path) -> Result<Vec<CustomerKey>, SetupError> {
         }
     }
     zeroize::Zeroize::zeroize(&mut bytes);
-    if keys.is_empty() {
-        return Err(SetupError::BadSseCKeyFile(shown));
-    }
-    Ok(keys)
+    CustomerKeys::new(keys).ok_or(SetupError::BadSseCKeyFile(shown))
 }
 
 /// The store's server-side encryption for `enc`.
-pub fn sse_for(enc: &EncryptionArgs) -> Result<Sse, SetupError> {
-    Ok(match enc.encryption {
-        Encryption::None | Encryption::Client => Sse::None,
-        Encryption::SseS3 => Sse::S3,
-        Encryption::SseKms => Sse::Kms {
+pub fn sse_for(enc: &EncryptionConfig) -> Result<Sse, SetupError> {
+    Ok(match enc.mode {
+        Mode::None | Mode::Client => Sse::None,
+        Mode::SseS3 => Sse::S3,
+        Mode::SseKms => Sse::Kms {
             key_id: enc.kms_key_id.clone(),
             bucket_key: enc.bucket_key,
         },
-        Encryption::SseC => {
+        Mode::SseC => {
             let path = enc.sse_c_key_file.as_deref().ok_or(SetupError::Missing(
                 "--encryption sse-c needs --sse-c-key-file FILE",
             ))?;
@@ -107,20 +141,20 @@ pub fn sse_for(enc: &EncryptionArgs) -> Result<Sse, SetupError> {
 }
 
 fn config_key(prefix: &str) -> String {
-    format!("{prefix}{CONFIG_NAME}")
+    crate::layout::Layout::new(prefix).config_key()
 }
 
 async fn read_config(
     s: &dyn ObjectStore,
     url: &str,
     prefix: &str,
-    mode: Encryption,
+    mode: Mode,
 ) -> Result<Option<PrefixConfig>, SetupError> {
     match store::get_all(s, &config_key(prefix)).await {
         Ok(Some(bytes)) => Ok(Some(PrefixConfig::from_json(&bytes)?)),
         Ok(None) => Ok(None),
         Err(StoreError::AccessDenied(d) | StoreError::BadRequest(d)) => Err(match mode {
-            Encryption::SseC => SetupError::WrongSseCKey { url: url.into() },
+            Mode::SseC => SetupError::WrongSseCKey { url: url.into() },
             _ => SetupError::ConfigUnreadable {
                 url: url.into(),
                 detail: d,
@@ -136,16 +170,16 @@ pub async fn init(
     bucket: &str,
     url: &str,
     prefix: &str,
-    enc: &EncryptionArgs,
+    enc: &EncryptionConfig,
 ) -> Result<(), SetupError> {
-    if let Some(found) = read_config(s, url, prefix, enc.encryption).await? {
+    if let Some(found) = read_config(s, url, prefix, enc.mode).await? {
         return Err(SetupError::AlreadyInitialized {
             url: url.into(),
             found: found.encryption,
         });
     }
-    let config = match enc.encryption {
-        Encryption::Client => match (&enc.kms_key_id, &enc.key_file) {
+    let config = match enc.mode {
+        Mode::Client => match (&enc.kms_key_id, &enc.key_file) {
             (Some(key_id), _) => {
                 let kms = crate::kms::Kms::connect(None).await;
                 let (_data_key, blob) = kms.generate(key_id, bucket, prefix).await?;
@@ -158,7 +192,7 @@ pub async fn init(
                 ))
             }
         },
-        mode => PrefixConfig::plain(mode.name()),
+        mode => PrefixConfig::plain(mode),
     };
     match s
         .put(
@@ -168,9 +202,7 @@ pub async fn init(
         )
         .await
     {
-        Err(StoreError::AccessDenied(d) | StoreError::BadRequest(d))
-            if enc.encryption == Encryption::SseC =>
-        {
+        Err(StoreError::AccessDenied(d) | StoreError::BadRequest(d)) if enc.mode == Mode::SseC => {
             Err(SetupError::SseCBlocked(d))
         }
         other => other.map(|_| ()).map_err(Into::into),
@@ -184,29 +216,26 @@ pub async fn open(
     bucket: &str,
     url: &str,
     prefix: &str,
-    enc: &EncryptionArgs,
+    enc: &EncryptionConfig,
 ) -> Result<Option<Arc<Keyring>>, SetupError> {
-    let mode = enc.encryption;
+    let mode = enc.mode;
     let config = read_config(s, url, prefix, mode).await?;
-    let found = config
-        .as_ref()
-        .map_or("none", |c| c.encryption.as_str())
-        .to_string();
-    if found != mode.name() {
+    let found = config.as_ref().map_or(Mode::None, |c| c.encryption);
+    if found != mode {
         return Err(match config {
             None => SetupError::NotInitialized {
                 url: url.into(),
-                mode: mode.name().into(),
+                mode,
             },
             Some(_) => SetupError::ModeMismatch {
                 url: url.into(),
                 found,
-                asked: mode.name().into(),
+                asked: mode,
             },
         });
     }
     match (mode, config) {
-        (Encryption::Client, Some(c)) => Ok(Some(Arc::new(
+        (Mode::Client, Some(c)) => Ok(Some(Arc::new(
             unwrap_ring(&c, bucket, prefix, enc.key_file.as_deref()).await?,
         ))),
         _ => Ok(None),
@@ -262,12 +291,12 @@ pub async fn rotate(
             "nothing to rotate: drop --rewrap-only, or give --new-key-file or --new-kms-key-id",
         ));
     }
-    let old = match read_config(s, url, prefix, Encryption::Client).await? {
-        Some(c) if c.encryption == "client" => c,
+    let old = match read_config(s, url, prefix, Mode::Client).await? {
+        Some(c) if c.encryption == Mode::Client => c,
         found => {
             return Err(SetupError::NotClientMode {
                 url: url.into(),
-                found: found.map_or("none".into(), |c| c.encryption),
+                found: found.map_or(Mode::None, |c| c.encryption),
             })
         }
     };
@@ -319,22 +348,16 @@ mod tests {
     use crate::store::mem::MemStore;
     use std::os::unix::fs::PermissionsExt;
 
-    fn client(key: &Path) -> EncryptionArgs {
-        EncryptionArgs {
-            encryption: Encryption::Client,
+    fn client(key: &Path) -> EncryptionConfig {
+        EncryptionConfig {
+            mode: Mode::Client,
             key_file: Some(key.into()),
-            kms_key_id: None,
-            bucket_key: false,
-            sse_c_key_file: None,
+            ..Default::default()
         }
     }
 
-    fn none() -> EncryptionArgs {
-        EncryptionArgs {
-            encryption: Encryption::None,
-            key_file: None,
-            ..client(Path::new(""))
-        }
+    fn none() -> EncryptionConfig {
+        EncryptionConfig::default()
     }
 
     #[tokio::test]
@@ -454,7 +477,9 @@ mod tests {
         let text = format!("# keys, newest first\n{b64}\n{}\n", hex::encode([2u8; 32]));
         let keys = load_sse_c_keys(&write("two", text.as_bytes())).unwrap();
         assert_eq!(keys.len(), 2);
-        assert_ne!(keys[0].md5(), keys[1].md5());
+        let md5s: Vec<_> = keys.iter().map(|k| k.md5().to_string()).collect();
+        assert_eq!(keys.current().md5(), md5s[0]);
+        assert_ne!(md5s[0], md5s[1]);
         assert_eq!(load_sse_c_keys(&write("raw", &[3u8; 32])).unwrap().len(), 1);
         assert!(load_sse_c_keys(&write("bad", b"not a key\n")).is_err());
         let loose = write("loose", b"x");

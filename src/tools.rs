@@ -11,12 +11,14 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
-use crate::cli::{Encryption, EncryptionArgs};
 use crate::crypto::codec::FileCodec;
-use crate::crypto::format::{plain_size, HEADER_LEN};
-use crate::crypto::keys::{Keyring, PrefixConfig, CONFIG_NAME};
-use crate::read::{read_range, Version};
-use crate::setup::{self, SetupError};
+use crate::crypto::format::plain_size;
+use crate::crypto::keys::{Keyring, PrefixConfig};
+use crate::crypto::mode::Mode;
+use crate::inode::{Attr, Kind};
+use crate::layout::{Layout, CONFIG_NAME};
+use crate::read::{open_object, read_range, ReadError, Version};
+use crate::setup::{self, EncryptionConfig, SetupError};
 use crate::store::{self, ObjectStore, StoreError};
 use crate::write::{WriteConfig, Writer};
 
@@ -53,7 +55,7 @@ async fn governing(
             Some(i) => &key[..=i],
             None => "",
         };
-        if let Some(bytes) = store::get_all(s, &format!("{prefix}{CONFIG_NAME}")).await? {
+        if let Some(bytes) = store::get_all(s, &Layout::new(prefix).config_key()).await? {
             let cfg = PrefixConfig::from_json(&bytes).map_err(SetupError::from)?;
             return Ok((prefix.to_string(), Some(cfg)));
         }
@@ -65,11 +67,9 @@ async fn governing(
 }
 
 /// The encryption mode recorded for the prefix governing `key` (`none` without a config).
-pub async fn mode_of(s: &dyn ObjectStore, key: &str) -> Result<Encryption, ToolError> {
+pub async fn mode_of(s: &dyn ObjectStore, key: &str) -> Result<Mode, ToolError> {
     let (_, cfg) = governing(s, key).await?;
-    Ok(cfg
-        .and_then(|c| Encryption::from_name(&c.encryption))
-        .unwrap_or(Encryption::None))
+    Ok(cfg.map_or(Mode::None, |c| c.encryption))
 }
 
 /// Keys (client mode) for the prefix governing `key`, checking the given options' mode.
@@ -77,14 +77,14 @@ async fn open_for(
     s: &dyn ObjectStore,
     bucket: &str,
     key: &str,
-    enc: &EncryptionArgs,
+    enc: &EncryptionConfig,
 ) -> Result<Option<Arc<Keyring>>, ToolError> {
     let (prefix, cfg) = governing(s, key).await?;
-    let mut enc = enc.clone();
-    if let Some(c) = &cfg {
-        // The bucket says which mode; the options only supply keys.
-        enc.encryption = Encryption::from_name(&c.encryption).unwrap_or(Encryption::None);
-    }
+    // The bucket says which mode; the options only supply keys.
+    let enc = match &cfg {
+        Some(c) => enc.with_mode(c.encryption),
+        None => enc.clone(),
+    };
     let url = format!("s3://{bucket}/{prefix}");
     Ok(setup::open(s, bucket, url.trim_end_matches('/'), &prefix, &enc).await?)
 }
@@ -114,23 +114,17 @@ async fn object(
         ));
     };
     let size = plain_size(obj.size).map_err(|e| bad(format!("not a sealfs object ({e})")))?;
-    let head = s
-        .get_range(key, 0..HEADER_LEN.min(obj.size), Some(&obj.etag))
-        .await?;
-    let codec = ring.open_header(&head).map_err(|e| bad(e.to_string()))?;
-    if let (Some(want), FileCodec::Client(k)) = (obj.user.get("sealfs-id"), &codec) {
-        if *want != hex::encode(k.header().file_id) {
-            return Err(bad(crate::crypto::format::FormatError::Swapped.to_string()));
-        }
+    let v = Version {
+        key: key.into(),
+        etag: obj.etag,
+        size,
+    };
+    let expect_id = obj.user.get(crate::meta::ID_KEY).map(String::as_str);
+    match open_object(s, ring, &v, expect_id, 0).await {
+        Ok(opened) => Ok((opened.codec, v)),
+        Err(ReadError::Corrupt { error, .. }) => Err(bad(error.to_string())),
+        Err(e) => Err(e.into()),
     }
-    Ok((
-        codec,
-        Version {
-            key: key.into(),
-            etag: obj.etag,
-            size,
-        },
-    ))
 }
 
 /// Read (and authenticate) a whole object block run by block run, handing each to `sink`.
@@ -157,7 +151,7 @@ pub async fn cat(
     s: Arc<dyn ObjectStore>,
     bucket: &str,
     key: &str,
-    enc: &EncryptionArgs,
+    enc: &EncryptionConfig,
 ) -> Result<(), ToolError> {
     let keys = open_for(&*s, bucket, key, enc).await?;
     let (codec, v) = object(&s, &keys, key).await?;
@@ -172,14 +166,16 @@ pub async fn verify(
     s: Arc<dyn ObjectStore>,
     bucket: &str,
     prefix: &str,
-    enc: &EncryptionArgs,
+    enc: &EncryptionConfig,
 ) -> Result<(usize, usize), ToolError> {
-    let keys = open_for(&*s, bucket, &format!("{prefix}{CONFIG_NAME}"), enc).await?;
+    let layout = Layout::new(prefix);
+    let keys = open_for(&*s, bucket, &layout.config_key(), enc).await?;
     let objects: Vec<_> = store::list_all(&*s, prefix)
         .await?
         .into_iter()
-        .filter(|o| !o.key.ends_with(CONFIG_NAME) && !o.key.ends_with('/'))
-        .filter(|o| !o.key[prefix.len()..].starts_with(&format!("{}/", crate::dirindex::INDEX_DIR)))
+        // Directory markers, and the config objects of this prefix and of any below it.
+        .filter(|o| !o.key.ends_with('/') && o.key.rsplit('/').next() != Some(CONFIG_NAME))
+        .filter(|o| !layout.is_internal(&o.key))
         .collect();
     let tty = std::io::stderr().is_terminal();
     let total_bytes: u64 = objects.iter().map(|o| o.size).sum();
@@ -219,7 +215,7 @@ pub async fn put(
     s: Arc<dyn ObjectStore>,
     bucket: &str,
     key: &str,
-    enc: &EncryptionArgs,
+    enc: &EncryptionConfig,
     file: &std::path::Path,
 ) -> Result<u64, ToolError> {
     use std::io::Read;
@@ -238,8 +234,8 @@ pub async fn put(
     }
     let keys = open_for(&*s, bucket, key, enc).await?;
     let codec = keys.as_ref().map_or(FileCodec::Plain, |r| r.new_file());
-    let attr = crate::inode::Attr {
-        kind: crate::inode::Kind::File,
+    let attr = Attr {
+        kind: Kind::File,
         size: md.len(),
         perm: (md.mode() & 0o7777) as u16,
         uid: md.uid(),
@@ -247,7 +243,7 @@ pub async fn put(
         mtime: md.modified().map_err(local)?,
         ctime: std::time::SystemTime::now(),
     };
-    let meta = crate::fs::object_meta(&attr, Some(&codec));
+    let meta = crate::meta::object_meta(&attr, Some(&codec));
     let mut w = Writer::new(s, WriteConfig::default(), None, codec);
     w.mark_changed();
     let mut buf = vec![0u8; 1 << 20];
@@ -280,11 +276,11 @@ pub async fn rekey(
     s: Arc<dyn ObjectStore>,
     bucket: &str,
     prefix: &str,
-    enc: &EncryptionArgs,
+    enc: &EncryptionConfig,
     current_md5: &str,
 ) -> Result<(usize, usize), ToolError> {
     // Proves the key file opens the prefix (its config object is under one of its keys).
-    open_for(&*s, bucket, &format!("{prefix}{CONFIG_NAME}"), enc).await?;
+    open_for(&*s, bucket, &Layout::new(prefix).config_key(), enc).await?;
     let (mut moved, mut failed) = (0, 0);
     for o in store::list_all(&*s, prefix).await? {
         let res = match s.head(&o.key).await {

@@ -592,7 +592,7 @@ impl Writer {
 fn flatten(
     res: std::result::Result<store::Result<CompletedPart>, tokio::task::JoinError>,
 ) -> store::Result<CompletedPart> {
-    res.map_err(|e| StoreError::Other(format!("upload task failed: {e}")))?
+    res?
 }
 
 async fn join_one(up: &mut Upload) -> store::Result<()> {

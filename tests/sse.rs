@@ -8,8 +8,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use common::*;
-use sealfs::store::s3::{S3Config, S3Store, Sse};
+use sealfs::store::s3::{S3Config, S3Store};
 use sealfs::store::ObjectStore;
+use sealfs::store::Sse;
 
 fn moto() -> String {
     server_env();
@@ -41,9 +42,10 @@ fn key_file(dir: &std::path::Path, name: &str, lines: &[[u8; 32]]) -> std::path:
 
 fn ssec(keys: &[[u8; 32]]) -> Sse {
     Sse::C(std::sync::Arc::new(
-        keys.iter()
-            .map(sealfs::store::s3::CustomerKey::new)
-            .collect(),
+        sealfs::store::CustomerKeys::new(
+            keys.iter().map(sealfs::store::CustomerKey::new).collect(),
+        )
+        .expect("at least one key"),
     ))
 }
 

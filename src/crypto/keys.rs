@@ -21,9 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::FileCodec;
 use super::format::{FileKeys, FormatError, Header, Secret};
-
-/// Name of the config object, directly under the mount prefix; hidden from the mount.
-pub const CONFIG_NAME: &str = ".sealfs";
+use super::mode::{Mode, Wrapping};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -182,9 +180,9 @@ impl Keyring {
 pub struct PrefixConfig {
     /// Config format version.
     pub sealfs: u32,
-    pub encryption: String,
+    pub encryption: Mode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wrapping: Option<String>,
+    pub wrapping: Option<Wrapping>,
     /// The KMS key that wraps the data keys (`wrapping: "kms"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
@@ -215,8 +213,8 @@ impl PrefixConfig {
     pub fn wrapped_by_key_file(master: &Secret, ring: &Keyring) -> Self {
         Self {
             sealfs: 1,
-            encryption: "client".into(),
-            wrapping: Some("key-file".into()),
+            encryption: Mode::Client,
+            wrapping: Some(Wrapping::KeyFile),
             kms_key_id: None,
             current_key: ring.current,
             keys: ring.versions().map(|(v, k)| wrap(master, v, k)).collect(),
@@ -232,8 +230,8 @@ impl PrefixConfig {
     pub fn wrapped_by_kms(key_id: &str, current: u32, blobs: Vec<(u32, Vec<u8>)>) -> Self {
         Self {
             sealfs: 1,
-            encryption: "client".into(),
-            wrapping: Some("kms".into()),
+            encryption: Mode::Client,
+            wrapping: Some(Wrapping::Kms),
             kms_key_id: Some(key_id.into()),
             current_key: current,
             keys: blobs
@@ -248,7 +246,7 @@ impl PrefixConfig {
     }
 
     pub fn is_kms(&self) -> bool {
-        self.wrapping.as_deref() == Some("kms")
+        self.wrapping == Some(Wrapping::Kms)
     }
 
     /// The KMS blobs of a KMS-wrapped keyring, by key version.
@@ -263,10 +261,10 @@ impl PrefixConfig {
             .collect()
     }
 
-    pub fn plain(mode: &str) -> Self {
+    pub fn plain(mode: Mode) -> Self {
         Self {
             sealfs: 1,
-            encryption: mode.into(),
+            encryption: mode,
             wrapping: None,
             kms_key_id: None,
             current_key: 0,

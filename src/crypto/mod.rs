@@ -4,3 +4,4 @@
 pub mod codec;
 pub mod format;
 pub mod keys;
+pub mod mode;

@@ -22,7 +22,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::OnceCell;
@@ -113,20 +115,20 @@ impl DirAttrs {
     /// Whether lookups used this listing within `within` (someone is stat-ing its entries:
     /// worth listing again when it expires rather than falling back to a HEAD per name).
     pub fn in_use(&self, within: Duration) -> bool {
-        self.last_use.lock().unwrap().elapsed() < within
+        self.last_use.lock().elapsed() < within
     }
 
     /// Every index entry known here (loaded or learned), for the directory's next listing.
     pub fn known(&self) -> HashMap<String, IndexEntry> {
         let mut out = self.index.get().cloned().unwrap_or_default();
-        out.extend(self.learned.lock().unwrap().clone());
+        out.extend(self.learned.lock().clone());
         out
     }
 
     /// This mount changed `name`: what the listing said of it no longer holds.
     pub fn changed(&self, name: &str) {
-        self.files.lock().unwrap().remove(name);
-        self.cells.lock().unwrap().remove(name);
+        self.files.lock().remove(name);
+        self.cells.lock().remove(name);
     }
 
     /// The HEAD answer for listed file `name` (`Some(None)`: it is gone), or `None` when the
@@ -135,11 +137,11 @@ impl DirAttrs {
         self: &Arc<Self>,
         name: &str,
     ) -> Result<Option<Option<ObjectMeta>>, StoreError> {
-        let listed = self.files.lock().unwrap().get(name).cloned();
+        let listed = self.files.lock().get(name).cloned();
         let Some(listed) = listed else {
             return Ok(None);
         };
-        *self.last_use.lock().unwrap() = Instant::now();
+        *self.last_use.lock() = Instant::now();
         if self.heads.load(Ordering::Relaxed) >= 2 {
             self.look_ahead(name);
         }
@@ -153,9 +155,9 @@ impl DirAttrs {
     /// `resolve` when it needs no request and no wait: `None` unless the name's lookahead
     /// finished or the loaded index describes the listed version.
     pub fn resolved_now(&self, name: &str) -> Option<Option<ObjectMeta>> {
-        let listed = self.files.lock().unwrap().get(name).cloned()?;
-        *self.last_use.lock().unwrap() = Instant::now();
-        let cell = self.cells.lock().unwrap().get(name).cloned();
+        let listed = self.files.lock().get(name).cloned()?;
+        *self.last_use.lock() = Instant::now();
+        let cell = self.cells.lock().get(name).cloned();
         if let Some(done) = cell.as_ref().and_then(|c| c.get()) {
             return Some(done.clone());
         }
@@ -188,7 +190,6 @@ impl DirAttrs {
     fn cell(&self, name: &str) -> Cell {
         self.cells
             .lock()
-            .unwrap()
             .entry(name.to_string())
             .or_default()
             .clone()
@@ -217,7 +218,7 @@ impl DirAttrs {
     async fn load_index(&self) -> &HashMap<String, IndexEntry> {
         self.index
             .get_or_init(|| async {
-                if self.files.lock().unwrap().len() < MIN_FILES {
+                if self.files.lock().len() < MIN_FILES {
                     return HashMap::new();
                 }
                 let got = self
@@ -246,10 +247,10 @@ impl DirAttrs {
             Err(i) => i,
         };
         for next in self.order.iter().skip(start).take(LOOKAHEAD) {
-            if self.cells.lock().unwrap().contains_key(next) {
+            if self.cells.lock().contains_key(next) {
                 continue;
             }
-            let Some(listed) = self.files.lock().unwrap().get(next).cloned() else {
+            let Some(listed) = self.files.lock().get(next).cloned() else {
                 continue;
             };
             let cell = self.cell(next);
@@ -272,12 +273,12 @@ impl DirAttrs {
             user: obj.user.clone(),
         };
         let n = {
-            let mut learned = self.learned.lock().unwrap();
+            let mut learned = self.learned.lock();
             learned.insert(name, entry);
             learned.len()
         };
         if self.writable && n >= MIN_FILES && !self.writer.swap(true, Ordering::AcqRel) {
-            let mut pending = self.pending.lock().unwrap();
+            let mut pending = self.pending.lock();
             pending.retain(|w| {
                 w.upgrade()
                     .is_some_and(|a| !a.written.load(Ordering::Acquire))
@@ -293,7 +294,7 @@ impl DirAttrs {
         let mut seen = 0;
         loop {
             tokio::time::sleep(WRITE_AFTER).await;
-            let n = self.learned.lock().unwrap().len();
+            let n = self.learned.lock().len();
             if n == seen {
                 break;
             }
@@ -308,8 +309,8 @@ impl DirAttrs {
             return;
         }
         let body = {
-            let files = self.files.lock().unwrap();
-            let learned = self.learned.lock().unwrap();
+            let files = self.files.lock();
+            let learned = self.learned.lock();
             let old = self.index.get();
             let entries: HashMap<&String, &IndexEntry> = files
                 .iter()

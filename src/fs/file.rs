@@ -16,7 +16,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use super::{libc_flags, meta, Fs, FsError, Result, SetAttr};
 use crate::crypto::codec::FileCodec;
 use crate::inode::{Attr, Kind};
-use crate::read::{Reader, Version};
+use crate::read::{open_object, Reader, Version};
 use crate::store::{self, ObjectMeta};
 use crate::write::{Base, Writer};
 
@@ -82,7 +82,7 @@ impl OpenFile {
 
 impl Fs {
     pub(super) async fn open_attr(&self, ino: u64) -> Option<Attr> {
-        let file = self.files.lock().unwrap().get(&ino).cloned()?;
+        let file = self.files.lock().get(&ino).cloned()?;
         let of = file.lock().await;
         (!of.closed).then(|| of.current_attr())
     }
@@ -90,7 +90,6 @@ impl Fs {
     fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
         self.handles
             .lock()
-            .unwrap()
             .get(&fh)
             .cloned()
             .ok_or(FsError::BadHandle)
@@ -123,39 +122,13 @@ impl Fs {
             (None, _) => FileCodec::Plain,
             (Some(_), None) => self.new_codec(),
             (Some(ring), Some(v)) => {
-                use crate::crypto::format::{cipher_size, HEADER_LEN};
-                // A small object comes whole with its header: one GET instead of two, and its
-                // blocks go to the cache for the reads that follow.
-                let object = cipher_size(v.size);
-                let fetch = if object <= SMALL_OBJECT {
-                    object
-                } else {
-                    HEADER_LEN
-                };
-                let head = self.store.get_range(&v.key, 0..fetch, Some(&v.etag)).await;
-                let head = match head {
-                    Ok(h) => h,
-                    Err(crate::store::StoreError::InvalidRange(_)) => bytes::Bytes::new(),
-                    Err(e) => return Err(e.into()),
-                };
-                let body = (fetch > HEADER_LEN && head.len() as u64 == fetch)
-                    .then(|| head.slice(HEADER_LEN as usize..));
-                let codec = ring.open_header(&head).map_err(|error| FsError::Corrupt {
-                    key: v.key.clone(),
-                    error,
-                })?;
-                if let (Some(want), FileCodec::Client(keys)) = (&of.expect_id, &codec) {
-                    if *want != hex::encode(keys.header().file_id) {
-                        return Err(FsError::Corrupt {
-                            key: v.key.clone(),
-                            error: crate::crypto::format::FormatError::Swapped,
-                        });
-                    }
+                let opened =
+                    open_object(&self.store, ring, v, of.expect_id.as_deref(), SMALL_OBJECT)
+                        .await?;
+                if let Some(blocks) = opened.blocks {
+                    self.fetcher.seed(v, &opened.codec, blocks);
                 }
-                if let Some(body) = body {
-                    self.fetcher.seed(v, &codec, body);
-                }
-                codec
+                opened.codec
             }
         };
         of.codec = Some(codec.clone());
@@ -174,7 +147,7 @@ impl Fs {
     /// Current key of an open inode ("" once unlinked: such a file is never uploaded).
     fn key_of(&self, ino: u64) -> String {
         self.path(ino)
-            .map(|p| self.file_key(&p))
+            .map(|p| self.layout.file_key(&p))
             .unwrap_or_default()
     }
 
@@ -194,20 +167,20 @@ impl Fs {
             writable,
             opener,
         };
-        self.handles.lock().unwrap().insert(fh, Arc::new(handle));
-        self.inodes.lock().unwrap().open(ino);
+        self.handles.lock().insert(fh, Arc::new(handle));
+        self.inodes.lock().open(ino);
         fh
     }
 
     /// The shared state of `ino`, loading (and revalidating) it when nobody has it open.
     async fn load_open_file(&self, ino: u64) -> Result<Arc<AsyncMutex<OpenFile>>> {
-        if let Some(f) = self.files.lock().unwrap().get(&ino).cloned() {
+        if let Some(f) = self.files.lock().get(&ino).cloned() {
             return Ok(f);
         }
         let path = self.path(ino)?;
-        let key = self.file_key(&path);
+        let key = self.layout.file_key(&path);
         let cached = {
-            let inodes = self.inodes.lock().unwrap();
+            let inodes = self.inodes.lock();
             inodes.get(ino).and_then(|n| match (&n.attr, &n.etag) {
                 (Some((a, at)), Some(e)) if at.elapsed() < self.cfg.metadata_ttl => {
                     Some((a.clone(), e.clone()))
@@ -228,7 +201,6 @@ impl Fs {
         let expect_id = self
             .inodes
             .lock()
-            .unwrap()
             .get(ino)
             .and_then(|n| n.sealfs_id.clone());
         if attr.kind == Kind::Dir {
@@ -242,13 +214,7 @@ impl Fs {
         let mut of = OpenFile::new(attr, Some(version), None);
         of.expect_id = expect_id;
         let file = Arc::new(AsyncMutex::new(of));
-        Ok(self
-            .files
-            .lock()
-            .unwrap()
-            .entry(ino)
-            .or_insert(file)
-            .clone())
+        Ok(self.files.lock().entry(ino).or_insert(file).clone())
     }
 
     pub async fn open(&self, ino: u64, flags: i32, pid: u32) -> Result<u64> {
@@ -290,7 +256,7 @@ impl Fs {
             };
             drop(of);
             let keep = {
-                let mut inodes = self.inodes.lock().unwrap();
+                let mut inodes = self.inodes.lock();
                 inodes.get_mut(ino).is_some_and(|n| {
                     let keep = current.is_some() && n.page_cache_etag == current;
                     n.page_cache_etag = current;
@@ -365,7 +331,7 @@ impl Fs {
     }
 
     pub(super) async fn flush_ino(&self, ino: u64) -> Result<()> {
-        let Some(file) = self.files.lock().unwrap().get(&ino).cloned() else {
+        let Some(file) = self.files.lock().get(&ino).cloned() else {
             return Ok(());
         };
         let mut of = file.lock().await;
@@ -384,7 +350,7 @@ impl Fs {
             of.writer = None;
             return Ok(());
         }
-        let key = self.file_key(&path.expect("checked above"));
+        let key = self.layout.file_key(&path.expect("checked above"));
         if of.meta_dirty && of.version.is_some() {
             // A metadata-only update must keep the object's file id.
             self.file_codec(of).await?;
@@ -400,7 +366,7 @@ impl Fs {
                 of.meta_dirty = false;
                 of.expect_id = m.get(meta::ID_KEY).cloned();
                 let attr = of.current_attr();
-                if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+                if let Some(n) = self.inodes.lock().get_mut(ino) {
                     n.pending = false;
                     n.sealfs_id = of.expect_id.clone();
                 }
@@ -438,7 +404,7 @@ impl Fs {
     /// The last close of a handle. Errors here cannot reach the application (close already
     /// returned), so they are logged; `flush` is where they are reported.
     pub async fn release(&self, fh: u64) {
-        let Some(h) = self.handles.lock().unwrap().remove(&fh) else {
+        let Some(h) = self.handles.lock().remove(&fh) else {
             return;
         };
         let mut of = h.file.lock().await;
@@ -453,8 +419,8 @@ impl Fs {
                     w.abort().await;
                 }
             }
-            self.files.lock().unwrap().remove(&h.ino);
-            let mut inodes = self.inodes.lock().unwrap();
+            self.files.lock().remove(&h.ino);
+            let mut inodes = self.inodes.lock();
             // A new file whose upload failed does not exist: take it out of the namespace.
             let orphan = inodes
                 .get(h.ino)
@@ -465,7 +431,7 @@ impl Fs {
             }
         }
         drop(of);
-        self.inodes.lock().unwrap().close(h.ino);
+        self.inodes.lock().close(h.ino);
     }
 
     /// setattr on an inode that is open: applied to the shared state, stored on flush.
@@ -475,7 +441,7 @@ impl Fs {
         _fh: Option<u64>,
         set: &SetAttr,
     ) -> Result<Option<Attr>> {
-        let Some(file) = self.files.lock().unwrap().get(&ino).cloned() else {
+        let Some(file) = self.files.lock().get(&ino).cloned() else {
             return Ok(None);
         };
         let mut of = file.lock().await;
@@ -510,7 +476,7 @@ impl Fs {
     /// Upload pending data of every open file under directory `path` (before a rename moves
     /// their objects).
     pub(super) async fn flush_under(&self, path: &str) -> Result<()> {
-        let inos: Vec<u64> = self.files.lock().unwrap().keys().copied().collect();
+        let inos: Vec<u64> = self.files.lock().keys().copied().collect();
         let prefix = format!("{path}/");
         for ino in inos {
             let under = self.path(ino).is_ok_and(|p| p.starts_with(&prefix));

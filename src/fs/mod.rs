@@ -16,24 +16,25 @@
 mod dirattrs;
 mod error;
 mod file;
-mod meta;
-pub use meta::object_meta;
 mod names;
 
 pub use names::{RenameFlags, StatFs};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::meta;
+pub use crate::meta::Defaults;
 pub use error::{FsError, Result};
-pub use meta::Defaults;
 
 use crate::crypto::codec::plain_size_of;
-use crate::crypto::keys::{Keyring, CONFIG_NAME};
-use crate::dirindex::INDEX_DIR;
+use crate::crypto::keys::Keyring;
 use crate::inode::{Attr, InodeTable, Kind, ROOT_INO};
+use crate::layout::{Layout, Listed};
 use crate::read::ReadConfig;
 use crate::store::{ObjectMeta, ObjectStore};
 use crate::write::WriteConfig;
@@ -100,6 +101,8 @@ pub struct Fs {
     /// Per listed directory: its files' attributes without a HEAD each (`dirattrs`).
     dir_attrs: Mutex<HashMap<u64, Arc<DirAttrs>>>,
     index_writes: dirattrs::Pending,
+    /// Where paths live in the bucket.
+    layout: Layout,
     next_fh: AtomicU64,
     root_attr: Mutex<Attr>,
 }
@@ -119,13 +122,14 @@ impl Fs {
         Self {
             fetcher: crate::read::Fetcher::new(store.clone(), cfg.read.clone()),
             store,
-            cfg,
             inodes: Mutex::new(InodeTable::new()),
             files: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             dir_attrs: Mutex::new(HashMap::new()),
             index_writes: Default::default(),
+            layout: Layout::new(&cfg.prefix),
+            cfg,
             next_fh: AtomicU64::new(1),
             root_attr: Mutex::new(root_attr),
         }
@@ -149,24 +153,7 @@ impl Fs {
 
     /// Path of `ino` inside the mount.
     fn path(&self, ino: u64) -> Result<String> {
-        self.inodes
-            .lock()
-            .unwrap()
-            .path(ino)
-            .ok_or(FsError::NotFound)
-    }
-
-    fn file_key(&self, path: &str) -> String {
-        format!("{}{}", self.cfg.prefix, path)
-    }
-
-    /// The prefix under which a directory's entries live ("" + prefix for the root).
-    fn dir_prefix(&self, path: &str) -> String {
-        if path.is_empty() {
-            self.cfg.prefix.clone()
-        } else {
-            format!("{}{}/", self.cfg.prefix, path)
-        }
+        self.inodes.lock().path(ino).ok_or(FsError::NotFound)
     }
 
     /// Path of `name` under directory `parent`, checking the name.
@@ -177,10 +164,10 @@ impl Fs {
         if name.len() > MAX_NAME {
             return Err(FsError::NameTooLong);
         }
-        if parent == ROOT_INO && (name == CONFIG_NAME || name == INDEX_DIR) {
+        if Layout::is_reserved(parent == ROOT_INO, name) {
             return Err(FsError::Reserved);
         }
-        let inodes = self.inodes.lock().unwrap();
+        let inodes = self.inodes.lock();
         let node = inodes.get(parent).ok_or(FsError::NotFound)?;
         if node.kind != Kind::Dir {
             return Err(FsError::NotDir);
@@ -228,14 +215,14 @@ impl Fs {
             ),
             None => Attr {
                 kind: Kind::Dir,
-                ..self.root_attr.lock().unwrap().clone()
+                ..self.root_attr.lock().clone()
             },
         }
     }
 
     /// Record fresh attributes (and the object version) for `ino`.
     fn cache_attr(&self, ino: u64, attr: &Attr, etag: Option<String>) {
-        if let Some(node) = self.inodes.lock().unwrap().get_mut(ino) {
+        if let Some(node) = self.inodes.lock().get_mut(ino) {
             node.attr = Some((attr.clone(), Instant::now()));
             if etag.is_some() {
                 node.etag = etag;
@@ -245,20 +232,20 @@ impl Fs {
 
     /// Remember what a HEAD said about the object's identity (see `OpenFile::expect_id`).
     fn cache_object(&self, ino: u64, obj: &ObjectMeta) {
-        if let Some(node) = self.inodes.lock().unwrap().get_mut(ino) {
+        if let Some(node) = self.inodes.lock().get_mut(ino) {
             node.sealfs_id = obj.user.get(meta::ID_KEY).cloned();
         }
     }
 
     fn fresh_attr(&self, ino: u64) -> Option<Attr> {
-        let inodes = self.inodes.lock().unwrap();
+        let inodes = self.inodes.lock();
         let (attr, at) = inodes.get(ino)?.attr.as_ref()?;
         (at.elapsed() < self.cfg.metadata_ttl).then(|| attr.clone())
     }
 
     /// What is at `path` in the bucket: a file or symlink object, a directory, or nothing.
     async fn stat_path(&self, path: &str) -> Result<Option<(Attr, Option<ObjectMeta>)>> {
-        let key = self.file_key(path);
+        let key = self.layout.file_key(path);
         if let Some(obj) = self.store.head(&key).await? {
             return Ok(Some((self.object_attr(&obj), Some(obj))));
         }
@@ -267,7 +254,7 @@ impl Fs {
 
     /// Whether `path` is a directory (a marker or any key under it), with its attributes.
     async fn stat_dir(&self, path: &str) -> Result<Option<(Attr, Option<ObjectMeta>)>> {
-        let prefix = self.dir_prefix(path);
+        let prefix = self.layout.dir_prefix(path);
         let page = self.store.list(&prefix, Some("/"), None, Some(1)).await?;
         if page.objects.is_empty() && page.prefixes.is_empty() {
             return Ok(None);
@@ -293,19 +280,17 @@ impl Fs {
         path: &str,
     ) -> Result<Option<(Attr, Option<ObjectMeta>)>> {
         let ttl = self.cfg.metadata_ttl;
-        let mut listed = self.inodes.lock().unwrap().listed(parent, name, ttl);
+        let mut listed = self.inodes.lock().listed(parent, name, ttl);
         if listed.is_none() && !ttl.is_zero() {
             let small = self
                 .inodes
                 .lock()
-                .unwrap()
                 .listing_len(parent)
                 .is_some_and(|n| n < 1000);
-            let in_use =
-                (self.dir_attrs.lock().unwrap().get(&parent)).is_some_and(|a| a.in_use(ttl));
+            let in_use = (self.dir_attrs.lock().get(&parent)).is_some_and(|a| a.in_use(ttl));
             if small || in_use {
                 self.list_dir(parent).await?;
-                listed = self.inodes.lock().unwrap().listed(parent, name, ttl);
+                listed = self.inodes.lock().listed(parent, name, ttl);
             }
         }
         match listed {
@@ -321,25 +306,25 @@ impl Fs {
 
     /// HEAD of a file `parent`'s listing reported, answered by its `DirAttrs` while fresh.
     async fn head_listed(&self, parent: u64, name: &str, path: &str) -> Result<Option<ObjectMeta>> {
-        let attrs = self.dir_attrs.lock().unwrap().get(&parent).cloned();
+        let attrs = self.dir_attrs.lock().get(&parent).cloned();
         if let Some(a) = attrs.filter(|a| a.at.elapsed() < self.cfg.metadata_ttl) {
             if let Some(found) = a.resolve(name).await? {
                 return Ok(found);
             }
         }
-        Ok(self.store.head(&self.file_key(path)).await?)
+        Ok(self.store.head(&self.layout.file_key(path)).await?)
     }
 
     /// This mount changed the object at `name` in `parent`: its listed version is history.
     fn listed_changed(&self, parent: u64, name: &str) {
-        if let Some(a) = self.dir_attrs.lock().unwrap().get(&parent) {
+        if let Some(a) = self.dir_attrs.lock().get(&parent) {
             a.changed(name);
         }
     }
 
     fn ino_changed(&self, ino: u64) {
         let at = {
-            let inodes = self.inodes.lock().unwrap();
+            let inodes = self.inodes.lock();
             inodes.get(ino).map(|n| (n.parent, n.name.clone()))
         };
         if let Some((parent, name)) = at {
@@ -354,24 +339,24 @@ impl Fs {
         if let Err(e) = self.child_path(parent, name) {
             return Some(Err(e));
         }
-        let local = self.inodes.lock().unwrap().child(parent, name);
+        let local = self.inodes.lock().child(parent, name);
         if let Some(ino) = local {
             // An open file's attributes live in its `OpenFile` (behind an async lock).
-            if self.files.lock().unwrap().contains_key(&ino) {
+            if self.files.lock().contains_key(&ino) {
                 return None;
             }
             if let Some(attr) = self.fresh_attr(ino) {
-                self.inodes.lock().unwrap().link(parent, name, attr.kind);
+                self.inodes.lock().link(parent, name, attr.kind);
                 return Some(Ok(Entry { ino, attr }));
             }
         }
         let ttl = self.cfg.metadata_ttl;
-        match self.inodes.lock().unwrap().listed(parent, name, ttl)? {
+        match self.inodes.lock().listed(parent, name, ttl)? {
             None => return Some(Err(FsError::NotFound)),
             Some(Kind::Dir) => return None,
             Some(_) => {}
         }
-        let attrs = self.dir_attrs.lock().unwrap().get(&parent).cloned()?;
+        let attrs = self.dir_attrs.lock().get(&parent).cloned()?;
         if attrs.at.elapsed() >= ttl {
             return None;
         }
@@ -387,7 +372,7 @@ impl Fs {
 
     /// Link `name` to what a lookup found there and cache what the object (if any) says.
     fn link_found(&self, parent: u64, name: &str, attr: Attr, obj: Option<ObjectMeta>) -> Entry {
-        let ino = self.inodes.lock().unwrap().link(parent, name, attr.kind);
+        let ino = self.inodes.lock().link(parent, name, attr.kind);
         if let Some(o) = &obj {
             self.cache_object(ino, o);
         }
@@ -397,14 +382,14 @@ impl Fs {
 
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Entry> {
         let path = self.child_path(parent, name)?;
-        let local = self.inodes.lock().unwrap().child(parent, name);
+        let local = self.inodes.lock().child(parent, name);
         if let Some(ino) = local {
             let attr = match self.open_attr(ino).await {
                 Some(a) => Some(a),
                 None => self.fresh_attr(ino),
             };
             if let Some(attr) = attr {
-                self.inodes.lock().unwrap().link(parent, name, attr.kind);
+                self.inodes.lock().link(parent, name, attr.kind);
                 return Ok(Entry { ino, attr });
             }
         }
@@ -416,12 +401,12 @@ impl Fs {
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
-        self.inodes.lock().unwrap().forget(ino, n);
+        self.inodes.lock().forget(ino, n);
     }
 
     pub async fn getattr(&self, ino: u64) -> Result<Attr> {
         if ino == ROOT_INO {
-            return Ok(self.root_attr.lock().unwrap().clone());
+            return Ok(self.root_attr.lock().clone());
         }
         if let Some(attr) = self.open_attr(ino).await {
             return Ok(attr);
@@ -442,7 +427,7 @@ impl Fs {
         self.check_writable()?;
         if ino == ROOT_INO {
             // The root has no object to hold attributes: changes last for this mount only.
-            let mut root = self.root_attr.lock().unwrap();
+            let mut root = self.root_attr.lock();
             apply(&mut root, &set);
             return Ok(root.clone());
         }
@@ -470,7 +455,7 @@ impl Fs {
         new_meta.extend(meta::to_meta(&attr));
         match (attr.kind, obj) {
             (Kind::Dir, _) => {
-                let marker = self.dir_prefix(&path);
+                let marker = self.layout.dir_prefix(&path);
                 self.store
                     .put(&marker, bytes::Bytes::new(), &new_meta)
                     .await?;
@@ -502,45 +487,48 @@ impl Fs {
     /// Entries of directory `ino` from `offset` on. A listing is taken when a reader starts
     /// (offset 0) and kept for the handle, so a reader resuming at an offset sees a stable list.
     pub async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
-        let cached = self.dirs.lock().unwrap().get(&fh).cloned();
+        let cached = self.dirs.lock().get(&fh).cloned();
         match cached {
             Some(list) if offset != 0 => Ok(list),
             _ => {
                 let list = Arc::new(self.list_dir(ino).await?);
-                self.dirs.lock().unwrap().insert(fh, list.clone());
+                self.dirs.lock().insert(fh, list.clone());
                 Ok(list)
             }
         }
     }
 
     pub fn releasedir(&self, fh: u64) {
-        self.dirs.lock().unwrap().remove(&fh);
+        self.dirs.lock().remove(&fh);
     }
 
     async fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>> {
         let path = self.path(ino)?;
-        let prefix = self.dir_prefix(&path);
+        let prefix = self.layout.dir_prefix(&path);
         let mut names: BTreeMap<String, Kind> = BTreeMap::new();
         let mut files: HashMap<String, dirattrs::Listed> = HashMap::new();
         let mut token = None;
         loop {
             let page = self.store.list(&prefix, Some("/"), token, None).await?;
             for o in &page.objects {
-                let name = &o.key[prefix.len()..];
-                if let Some(dir) = name.strip_suffix("_$folder$") {
-                    names.insert(dir.to_string(), Kind::Dir);
-                } else if !name.is_empty() {
-                    names.entry(name.to_string()).or_insert(Kind::File);
-                    let listed = dirattrs::Listed {
-                        etag: o.etag.clone(),
-                        size: o.size,
-                        modified: o.last_modified,
-                    };
-                    files.insert(name.to_string(), listed);
-                }
+                let name = match Layout::listed(&prefix, &o.key) {
+                    Listed::Marker => continue,
+                    Listed::Dir(dir) => {
+                        names.insert(dir.to_string(), Kind::Dir);
+                        continue;
+                    }
+                    Listed::File(name) => name,
+                };
+                names.entry(name.to_string()).or_insert(Kind::File);
+                let listed = dirattrs::Listed {
+                    etag: o.etag.clone(),
+                    size: o.size,
+                    modified: o.last_modified,
+                };
+                files.insert(name.to_string(), listed);
             }
             for p in &page.prefixes {
-                let name = p[prefix.len()..].trim_end_matches('/');
+                let name = Layout::listed_dir(&prefix, p);
                 // A directory shadows a file of the same name (both cannot be shown).
                 names.insert(name.to_string(), Kind::Dir);
             }
@@ -549,14 +537,11 @@ impl Fs {
                 None => break,
             }
         }
-        let mut inodes = self.inodes.lock().unwrap();
+        let mut inodes = self.inodes.lock();
         for (name, _) in inodes.pending_children(ino) {
             names.entry(name).or_insert(Kind::File);
         }
-        if ino == ROOT_INO {
-            names.remove(CONFIG_NAME);
-            names.remove(INDEX_DIR);
-        }
+        names.retain(|name, _| !Layout::is_reserved(ino == ROOT_INO, name));
         files.retain(|name, _| names.get(name) == Some(&Kind::File));
         self.keep_dir_attrs(ino, &path, files);
         inodes.set_listing(ino, names.iter().map(|(n, k)| (n.clone(), *k)).collect());
@@ -594,14 +579,14 @@ impl Fs {
     /// dropping what older listings (of any directory) knew.
     fn keep_dir_attrs(&self, ino: u64, path: &str, files: HashMap<String, dirattrs::Listed>) {
         let ttl = self.cfg.metadata_ttl;
-        let mut all = self.dir_attrs.lock().unwrap();
+        let mut all = self.dir_attrs.lock();
         let known = all.remove(&ino).map(|a| a.known()).unwrap_or_default();
         all.retain(|_, a| a.at.elapsed() < ttl || a.in_use(ttl));
         if files.len() >= dirattrs::MIN_FILES && !ttl.is_zero() {
             let attrs = DirAttrs::new(
                 self.store.clone(),
-                self.dir_prefix(path),
-                crate::dirindex::index_key(&self.cfg.prefix, path),
+                self.layout.dir_prefix(path),
+                self.layout.index_key(path),
                 !self.cfg.read_only,
                 files,
                 known,
@@ -615,13 +600,12 @@ impl Fs {
         let cached = self
             .inodes
             .lock()
-            .unwrap()
             .get(ino)
             .and_then(|n| n.symlink_target.clone());
         if let Some(t) = cached {
             return Ok(t);
         }
-        let key = self.file_key(&self.path(ino)?);
+        let key = self.layout.file_key(&self.path(ino)?);
         let obj = self.store.head(&key).await?.ok_or(FsError::NotFound)?;
         if meta::declared_kind(&obj.user) != Some(Kind::Symlink) {
             return Err(FsError::Invalid("not a symlink"));
@@ -638,7 +622,7 @@ impl Fs {
             None => body.to_vec(),
         };
         let target = String::from_utf8_lossy(&body).into_owned();
-        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+        if let Some(n) = self.inodes.lock().get_mut(ino) {
             n.symlink_target = Some(target.clone());
         }
         Ok(target)
@@ -647,11 +631,11 @@ impl Fs {
     /// Flush every open file (unmount, shutdown) and write the directory indexes still
     /// waiting for lookups to stop. Returns the number of files that failed.
     pub async fn flush_all(&self) -> usize {
-        let pending: Vec<_> = std::mem::take(&mut *self.index_writes.lock().unwrap());
+        let pending: Vec<_> = std::mem::take(&mut *self.index_writes.lock());
         for attrs in pending.iter().filter_map(|w| w.upgrade()) {
             attrs.write().await;
         }
-        let inos: Vec<u64> = self.files.lock().unwrap().keys().copied().collect();
+        let inos: Vec<u64> = self.files.lock().keys().copied().collect();
         let mut failed = 0;
         for ino in inos {
             if let Err(e) = self.flush_ino(ino).await {

@@ -11,9 +11,10 @@ use bytes::Bytes;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::file::OpenFile;
-use super::meta::{self, S_IFDIR};
 use super::{Caller, Entry, Fs, FsError, Result};
 use crate::inode::{Attr, Kind};
+use crate::layout::Layout;
+use crate::meta::{self, S_IFDIR};
 use crate::store::{self, ObjectMeta, ObjectStore};
 
 /// Copies in flight while moving a directory: enough to hide request latency, few enough not
@@ -55,7 +56,7 @@ impl Fs {
         self.child_path(parent, name)?;
         let attr = self.new_attr(Kind::File, mode, caller);
         let ino = {
-            let mut inodes = self.inodes.lock().unwrap();
+            let mut inodes = self.inodes.lock();
             let ino = inodes.link(parent, name, Kind::File);
             if let Some(n) = inodes.get_mut(ino) {
                 n.pending = true;
@@ -70,7 +71,7 @@ impl Fs {
         of.codec = Some(codec);
         of.handles = 1;
         let file = Arc::new(AsyncMutex::new(of));
-        let replaced = self.files.lock().unwrap().insert(ino, file.clone());
+        let replaced = self.files.lock().insert(ino, file.clone());
         if let Some(old) = replaced {
             // An inode already open under this name was replaced by this create.
             old.lock().await.unlinked = true;
@@ -90,10 +91,10 @@ impl Fs {
         let mut m = meta::to_meta(&attr);
         m.insert("mode".into(), (S_IFDIR | u32::from(attr.perm)).to_string());
         self.store
-            .put(&self.dir_prefix(&path), Bytes::new(), &m)
+            .put(&self.layout.dir_prefix(&path), Bytes::new(), &m)
             .await?;
         let ino = {
-            let mut inodes = self.inodes.lock().unwrap();
+            let mut inodes = self.inodes.lock();
             let ino = inodes.link(parent, name, Kind::Dir);
             // Made here, so empty: lookups in it need no request for the TTL.
             inodes.set_listing(ino, Default::default());
@@ -124,18 +125,14 @@ impl Fs {
         let etag = self
             .store
             .put(
-                &self.file_key(&path),
+                &self.layout.file_key(&path),
                 codec.encode(0, target.as_bytes(), target.len() as u64),
                 &m,
             )
             .await?;
-        let ino = self
-            .inodes
-            .lock()
-            .unwrap()
-            .link(parent, name, Kind::Symlink);
+        let ino = self.inodes.lock().link(parent, name, Kind::Symlink);
         self.cache_attr(ino, &attr, Some(etag));
-        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+        if let Some(n) = self.inodes.lock().get_mut(ino) {
             n.symlink_target = Some(target.to_string());
         }
         Ok(Entry { ino, attr })
@@ -149,7 +146,7 @@ impl Fs {
     /// Kind of what is at (parent, name), with the object's HEAD when one was made.
     async fn stat_at(&self, parent: u64, name: &str) -> Result<Option<(Kind, Option<ObjectMeta>)>> {
         let known = {
-            let inodes = self.inodes.lock().unwrap();
+            let inodes = self.inodes.lock();
             inodes
                 .child(parent, name)
                 .and_then(|i| inodes.get(i).map(|n| (n.kind, n.pending)))
@@ -174,7 +171,7 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         let (ino, pending) = {
-            let inodes = self.inodes.lock().unwrap();
+            let inodes = self.inodes.lock();
             let ino = inodes.child(parent, name);
             (
                 ino,
@@ -182,27 +179,27 @@ impl Fs {
             )
         };
         if let Some(ino) = ino {
-            let file = self.files.lock().unwrap().get(&ino).cloned();
+            let file = self.files.lock().get(&ino).cloned();
             if let Some(file) = file {
                 file.lock().await.unlinked = true;
             }
         }
         if !pending {
-            self.store.delete(&self.file_key(&path)).await?;
+            self.store.delete(&self.layout.file_key(&path)).await?;
         }
         self.listed_changed(parent, name);
-        self.inodes.lock().unwrap().unlink(parent, name);
+        self.inodes.lock().unlink(parent, name);
         Ok(())
     }
 
     /// Whether directory `path` (known to exist) has entries other than its marker.
     async fn dir_has_entries(&self, dir_ino: Option<u64>, path: &str) -> Result<bool> {
         if let Some(ino) = dir_ino {
-            if !self.inodes.lock().unwrap().pending_children(ino).is_empty() {
+            if !self.inodes.lock().pending_children(ino).is_empty() {
                 return Ok(true);
             }
         }
-        let prefix = self.dir_prefix(path);
+        let prefix = self.layout.dir_prefix(path);
         let page = self.store.list(&prefix, Some("/"), None, Some(2)).await?;
         Ok(!page.prefixes.is_empty() || page.objects.iter().any(|o| o.key != prefix))
     }
@@ -215,19 +212,15 @@ impl Fs {
             Some(Kind::Dir) => {}
             Some(_) => return Err(FsError::NotDir),
         }
-        let ino = self.inodes.lock().unwrap().child(parent, name);
+        let ino = self.inodes.lock().child(parent, name);
         if self.dir_has_entries(ino, &path).await? {
             return Err(FsError::NotEmpty);
         }
-        let marker = self.dir_prefix(&path);
+        let [marker, legacy] = self.layout.dir_markers(&path);
         self.store
-            .delete_many(&[
-                marker,
-                format!("{}_$folder$", self.file_key(&path)),
-                crate::dirindex::index_key(&self.cfg.prefix, &path),
-            ])
+            .delete_many(&[marker, legacy, self.layout.index_key(&path)])
             .await?;
-        self.inodes.lock().unwrap().unlink(parent, name);
+        self.inodes.lock().unlink(parent, name);
         Ok(())
     }
 
@@ -258,7 +251,7 @@ impl Fs {
         }
         match (kind, dst_kind) {
             (Kind::Dir, Some(Kind::Dir)) => {
-                let dst_ino = self.inodes.lock().unwrap().child(new_parent, new_name);
+                let dst_ino = self.inodes.lock().child(new_parent, new_name);
                 if self.dir_has_entries(dst_ino, &dst).await? {
                     return Err(FsError::NotEmpty);
                 }
@@ -274,9 +267,9 @@ impl Fs {
             self.move_file(parent, name, &src, &dst, src_obj).await?;
         }
         let moved_dir = kind == Kind::Dir;
-        let replaced = self.inodes.lock().unwrap().child(new_parent, new_name);
+        let replaced = self.inodes.lock().child(new_parent, new_name);
         if let Some(ino) = replaced {
-            let file = self.files.lock().unwrap().get(&ino).cloned();
+            let file = self.files.lock().get(&ino).cloned();
             if let Some(file) = file {
                 file.lock().await.unlinked = true;
             }
@@ -285,7 +278,6 @@ impl Fs {
         self.listed_changed(new_parent, new_name);
         self.inodes
             .lock()
-            .unwrap()
             .rename(parent, name, new_parent, new_name);
         if moved_dir {
             self.repin_under(&dst).await?;
@@ -298,7 +290,7 @@ impl Fs {
     /// it, and re-pin open files to their new objects.
     async fn repin_under(&self, dir: &str) -> Result<()> {
         let inos = {
-            let mut inodes = self.inodes.lock().unwrap();
+            let mut inodes = self.inodes.lock();
             let inos = inodes.under(dir);
             for &i in &inos {
                 if let Some(n) = inodes.get_mut(i) {
@@ -309,13 +301,13 @@ impl Fs {
             inos
         };
         for ino in inos {
-            let file = self.files.lock().unwrap().get(&ino).cloned();
+            let file = self.files.lock().get(&ino).cloned();
             let Some(file) = file else { continue };
             let mut of = file.lock().await;
             let Some(v) = of.version.clone() else {
                 continue;
             };
-            let key = self.file_key(&self.path(ino)?);
+            let key = self.layout.file_key(&self.path(ino)?);
             if let Some(obj) = self.store.head(&key).await? {
                 of.version = Some(crate::read::Version {
                     key,
@@ -338,30 +330,25 @@ impl Fs {
         dst: &str,
         known: Option<ObjectMeta>,
     ) -> Result<()> {
-        let ino = self.inodes.lock().unwrap().child(parent, name);
+        let ino = self.inodes.lock().child(parent, name);
         let mut known = known;
         if let Some(ino) = ino {
-            let pending = self
-                .inodes
-                .lock()
-                .unwrap()
-                .get(ino)
-                .is_some_and(|n| n.pending);
+            let pending = self.inodes.lock().get(ino).is_some_and(|n| n.pending);
             if pending {
                 // Not uploaded yet: it will be, under its new name, when it is closed.
                 return Ok(());
             }
-            if self.files.lock().unwrap().contains_key(&ino) {
+            if self.files.lock().contains_key(&ino) {
                 self.flush_ino(ino).await?;
                 known = None;
             }
         }
-        let src_key = self.file_key(src);
+        let src_key = self.layout.file_key(src);
         let obj = match known {
             Some(obj) => obj,
             None => self.store.head(&src_key).await?.ok_or(FsError::NotFound)?,
         };
-        let dst_key = self.file_key(dst);
+        let dst_key = self.layout.file_key(dst);
         // Up to 5 GiB the copy keeps the metadata the source has when it is copied: `known`
         // may predate a metadata update (a chmod applied at release) that must not be undone.
         let etag = if obj.size <= store::MAX_SINGLE_COPY {
@@ -379,7 +366,7 @@ impl Fs {
         };
         self.store.delete(&src_key).await?;
         if let Some(ino) = ino {
-            let file = self.files.lock().unwrap().get(&ino).cloned();
+            let file = self.files.lock().get(&ino).cloned();
             if let Some(file) = file {
                 let mut of = file.lock().await;
                 if let Some(v) = of.version.as_mut() {
@@ -391,7 +378,7 @@ impl Fs {
                     of.writer = None;
                 }
             }
-            if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+            if let Some(n) = self.inodes.lock().get_mut(ino) {
                 n.etag = Some(etag);
             }
         }
@@ -400,8 +387,8 @@ impl Fs {
 
     /// Move every object under `src/` to `dst/`: all copies first, then the deletes.
     async fn move_dir(&self, src: &str, dst: &str) -> Result<()> {
-        let src_prefix = self.dir_prefix(src);
-        let dst_prefix = self.dir_prefix(dst);
+        let src_prefix = self.layout.dir_prefix(src);
+        let dst_prefix = self.layout.dir_prefix(dst);
         let objects = store::list_all(&*self.store, &src_prefix).await?;
         let store = self.store.clone();
         let part_size = self.cfg.write.part_size;
@@ -411,7 +398,7 @@ impl Fs {
             while tasks.len() >= RENAME_CONCURRENCY {
                 join(&mut tasks).await?;
             }
-            let to = format!("{dst_prefix}{}", &o.key[src_prefix.len()..]);
+            let to = Layout::moved(&src_prefix, &dst_prefix, &o.key);
             keys.push(o.key.clone());
             let store = store.clone();
             tasks.spawn(async move { copy_keep_meta(&*store, &o.key, &to, part_size).await });
@@ -430,7 +417,7 @@ impl Fs {
 
 async fn join(tasks: &mut tokio::task::JoinSet<store::Result<()>>) -> Result<()> {
     if let Some(res) = tasks.join_next().await {
-        res.map_err(|e| FsError::Store(store::StoreError::Other(e.to_string())))??;
+        res.map_err(store::StoreError::from)??;
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ fn fs_with(prefix: &str) -> (Arc<MemStore>, Fs) {
     let mem = Arc::new(MemStore::new());
     let mut fs = fs_on(mem.clone(), Duration::from_secs(0));
     fs.cfg.prefix = prefix.into();
+    fs.layout = Layout::new(prefix);
     (mem, fs)
 }
 

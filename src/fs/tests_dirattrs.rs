@@ -7,14 +7,10 @@ use super::tests::{fs_on, ME};
 use super::*;
 use crate::store::counted::{Counted, Counters};
 use crate::store::mem::MemStore;
+use crate::store::Op;
 
-fn count(c: &Counters, op: &str) -> u64 {
-    c.snapshot()
-        .0
-        .into_iter()
-        .find(|(o, _)| *o == op)
-        .unwrap()
-        .1
+fn count(c: &Counters, op: Op) -> u64 {
+    c.count(op)
 }
 
 /// A fresh "mount" over `mem` with a long TTL, counting its requests.
@@ -78,14 +74,14 @@ async fn a_second_ls_l_costs_no_head_and_sees_the_same_attributes() {
 
     let (fs, counters) = mount(&mem);
     let d = fs.lookup(ROOT_INO, "d").await.unwrap().ino;
-    let before = count(&counters, "HEAD");
+    let before = count(&counters, Op::Head);
     let first = ls_l(&fs, d).await;
     assert_eq!(
-        count(&counters, "HEAD") - before,
+        count(&counters, Op::Head) - before,
         21,
         "one HEAD per file without an index"
     );
-    let index = crate::dirindex::index_key("", "d");
+    let index = crate::layout::Layout::new("").index_key("d");
     wait_for_index(&mem, &index).await;
     assert_eq!(first.len(), 21);
     assert_eq!(first[0].1.perm, 0o600);
@@ -94,14 +90,14 @@ async fn a_second_ls_l_costs_no_head_and_sees_the_same_attributes() {
 
     let (fs, counters) = mount(&mem);
     let d = fs.lookup(ROOT_INO, "d").await.unwrap().ino;
-    let before = count(&counters, "HEAD");
+    let before = count(&counters, Op::Head);
     let second = ls_l(&fs, d).await;
     assert_eq!(
-        count(&counters, "HEAD"),
+        count(&counters, Op::Head),
         before,
         "the index answers every file"
     );
-    assert_eq!(count(&counters, "GET"), 1);
+    assert_eq!(count(&counters, Op::Get), 1);
     assert_eq!(second, first);
     let link = fs.lookup(d, "link").await.unwrap().ino;
     assert_eq!(fs.readlink(link).await.unwrap(), "f00");
@@ -119,9 +115,9 @@ async fn a_second_ls_l_costs_no_head_and_sees_the_same_attributes() {
     }
     let (fs, counters) = mount(&mem);
     let d = fs.lookup(ROOT_INO, "d").await.unwrap().ino;
-    let before = count(&counters, "HEAD");
+    let before = count(&counters, Op::Head);
     let third = ls_l(&fs, d).await;
-    assert_eq!(count(&counters, "HEAD"), before + 1);
+    assert_eq!(count(&counters, Op::Head), before + 1);
     assert_eq!(third[3].1.perm, 0o444);
     assert_eq!(third[4], first[4]);
 }
@@ -132,9 +128,9 @@ async fn recent_objects_and_foreign_indexes_are_not_trusted() {
     // Just written: a HEAD each, and nothing is learned (no index appears).
     let (fs, counters) = mount(&mem);
     ls_l(&fs, ROOT_INO).await;
-    assert_eq!(count(&counters, "HEAD"), 10);
+    assert_eq!(count(&counters, Op::Head), 10);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let index = crate::dirindex::index_key("", "");
+    let index = crate::layout::Layout::new("").index_key("");
     assert!(mem.raw(&index).is_none());
 
     // Garbage at the index key is ignored; the next lister replaces it.
@@ -149,7 +145,7 @@ async fn recent_objects_and_foreign_indexes_are_not_trusted() {
     let (fs, counters) = mount(&mem);
     let names: Vec<String> = ls_l(&fs, ROOT_INO).await.into_iter().map(|e| e.0).collect();
     assert_eq!(names.len(), 10, "the index is hidden: {names:?}");
-    assert_eq!(count(&counters, "HEAD"), 10);
+    assert_eq!(count(&counters, Op::Head), 10);
     for _ in 0..100 {
         if crate::dirindex::decode(&mem.raw(&index).unwrap()).is_some() {
             break;
@@ -158,11 +154,11 @@ async fn recent_objects_and_foreign_indexes_are_not_trusted() {
     }
     let (fs, counters) = mount(&mem);
     ls_l(&fs, ROOT_INO).await;
-    assert_eq!(count(&counters, "HEAD"), 0);
+    assert_eq!(count(&counters, Op::Head), 0);
     assert!(matches!(
         fs.create(
             ROOT_INO,
-            crate::dirindex::INDEX_DIR,
+            crate::layout::INDEX_DIR,
             0o644,
             libc_flags::O_WRONLY,
             ME

@@ -1,6 +1,6 @@
 //! A wrapper that counts the requests (and bytes) a store makes, per S3 operation, so that
-//! benchmarks and users can see what a workload costs (`getfattr -n user.sealfs.requests` on
-//! the mount's root, and a log line at unmount).
+//! benchmarks and users can see what a workload costs (`sealfs stats MOUNTPOINT`, and a log
+//! line at unmount).
 //!
 //! Invariant: a request is counted once when it is issued, whether it succeeds or not; SSE-C
 //! retries with older keys are inside the inner store and count as one.
@@ -12,40 +12,31 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{CompletedPart, ListPage, ObjectMeta, ObjectStore, Result, UserMeta};
-
-/// The operations counted, in report order.
-const OPS: [&str; 11] = [
-    "HEAD",
-    "GET",
-    "PUT",
-    "LIST",
-    "COPY",
-    "DELETE",
-    "CreateMultipartUpload",
-    "UploadPart",
-    "UploadPartCopy",
-    "CompleteMultipartUpload",
-    "AbortMultipartUpload",
-];
+use super::{CompletedPart, ListPage, ObjectMeta, ObjectStore, Op, Result, UserMeta};
 
 #[derive(Default)]
 pub struct Counters {
-    ops: [AtomicU64; OPS.len()],
+    ops: [AtomicU64; Op::ALL.len()],
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
 }
 
 impl Counters {
-    fn add(&self, op: &str) {
-        let i = OPS.iter().position(|o| *o == op).expect("known operation");
-        self.ops[i].fetch_add(1, Ordering::Relaxed);
+    fn add(&self, op: Op) {
+        // `Op::ALL` lists every variant in declaration order, so the discriminant indexes it.
+        self.ops[op as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests of one operation so far.
+    pub fn count(&self, op: Op) -> u64 {
+        self.ops[op as usize].load(Ordering::Relaxed)
     }
 
     /// (operation, count) for every operation, and the body bytes received / sent.
-    pub fn snapshot(&self) -> (Vec<(&'static str, u64)>, u64, u64) {
+    pub fn snapshot(&self) -> (Vec<(Op, u64)>, u64, u64) {
         (
-            OPS.iter()
+            Op::ALL
+                .iter()
                 .zip(&self.ops)
                 .map(|(o, c)| (*o, c.load(Ordering::Relaxed)))
                 .collect(),
@@ -60,7 +51,7 @@ impl Counters {
         let mut out = String::new();
         let mut total = 0;
         for (op, n) in ops.into_iter().filter(|(_, n)| *n > 0) {
-            out.push_str(&format!("{op} {n}\n"));
+            out.push_str(&format!("{} {n}\n", op.name()));
             total += n;
         }
         out.push_str(&format!(
@@ -97,7 +88,7 @@ impl Counted {
 #[async_trait]
 impl ObjectStore for Counted {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        self.counters.add("HEAD");
+        self.counters.add(Op::Head);
         self.inner.head(key).await
     }
 
@@ -110,7 +101,7 @@ impl ObjectStore for Counted {
         if range.is_empty() {
             return self.inner.get_range(key, range, if_match).await;
         }
-        self.counters.add("GET");
+        self.counters.add(Op::Get);
         let body = self.inner.get_range(key, range, if_match).await?;
         self.counters
             .bytes_in
@@ -119,7 +110,7 @@ impl ObjectStore for Counted {
     }
 
     async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
-        self.counters.add("PUT");
+        self.counters.add(Op::Put);
         self.counters
             .bytes_out
             .fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -127,7 +118,7 @@ impl ObjectStore for Counted {
     }
 
     async fn create_multipart(&self, key: &str, meta: &UserMeta) -> Result<String> {
-        self.counters.add("CreateMultipartUpload");
+        self.counters.add(Op::CreateMultipart);
         self.inner.create_multipart(key, meta).await
     }
 
@@ -138,7 +129,7 @@ impl ObjectStore for Counted {
         number: i32,
         body: Bytes,
     ) -> Result<String> {
-        self.counters.add("UploadPart");
+        self.counters.add(Op::UploadPart);
         self.counters
             .bytes_out
             .fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -154,7 +145,7 @@ impl ObjectStore for Counted {
         src_etag: &str,
         range: Range<u64>,
     ) -> Result<String> {
-        self.counters.add("UploadPartCopy");
+        self.counters.add(Op::UploadPartCopy);
         self.inner
             .upload_part_copy(key, upload_id, number, src_key, src_etag, range)
             .await
@@ -166,28 +157,28 @@ impl ObjectStore for Counted {
         upload_id: &str,
         parts: &[CompletedPart],
     ) -> Result<String> {
-        self.counters.add("CompleteMultipartUpload");
+        self.counters.add(Op::CompleteMultipart);
         self.inner.complete_multipart(key, upload_id, parts).await
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
-        self.counters.add("AbortMultipartUpload");
+        self.counters.add(Op::AbortMultipart);
         self.inner.abort_multipart(key, upload_id).await
     }
 
     async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {
-        self.counters.add("COPY");
+        self.counters.add(Op::Copy);
         self.inner.copy(src, dst, meta).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.counters.add("DELETE");
+        self.counters.add(Op::Delete);
         self.inner.delete(key).await
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
         if !keys.is_empty() {
-            self.counters.add("DELETE");
+            self.counters.add(Op::Delete);
         }
         self.inner.delete_many(keys).await
     }
@@ -199,7 +190,7 @@ impl ObjectStore for Counted {
         token: Option<String>,
         max_keys: Option<i32>,
     ) -> Result<ListPage> {
-        self.counters.add("LIST");
+        self.counters.add(Op::List);
         self.inner.list(prefix, delimiter, token, max_keys).await
     }
 }

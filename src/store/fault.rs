@@ -1,48 +1,76 @@
 //! A wrapper that makes chosen store operations fail, to test that failures reach the
 //! application as errors and leave nothing half-written behind.
+//!
+//! Which requests fail is a predicate over the operation and its key, set and cleared while
+//! the store is in use; a failing request never reaches the inner store, so a test can check
+//! that the bucket holds exactly what it held before.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use parking_lot::Mutex;
 
-use super::{CompletedPart, ListPage, ObjectMeta, ObjectStore, Result, StoreError, UserMeta};
+use super::{CompletedPart, ListPage, ObjectMeta, ObjectStore, Op, Result, StoreError, UserMeta};
 
-/// Fails every write-side request (PUT, parts, complete, copy) while `fail_writes` is set,
-/// after letting `writes_before_failure` of them through.
+type Rule = Box<dyn FnMut(Op, &str) -> bool + Send>;
+
 pub struct FaultStore<S> {
     pub inner: Arc<S>,
-    pub fail_writes: AtomicBool,
-    pub writes_before_failure: AtomicU64,
+    rule: Mutex<Option<Rule>>,
 }
 
 impl<S: ObjectStore> FaultStore<S> {
     pub fn new(inner: Arc<S>) -> Self {
         Self {
             inner,
-            fail_writes: AtomicBool::new(false),
-            writes_before_failure: AtomicU64::new(0),
+            rule: Mutex::new(None),
         }
     }
 
-    fn check(&self) -> Result<()> {
-        if !self.fail_writes.load(Ordering::SeqCst) {
-            return Ok(());
+    /// From now on, fail each request for which `rule(operation, key)` is true (the rule is
+    /// called once per request, so it may count).
+    pub fn fail_when(&self, rule: impl FnMut(Op, &str) -> bool + Send + 'static) {
+        *self.rule.lock() = Some(Box::new(rule));
+    }
+
+    /// Fail every request that changes the bucket, after letting `first` of them through.
+    pub fn fail_writes_after(&self, first: u64) {
+        let mut left = first;
+        self.fail_when(move |op, _| {
+            if !op.writes() || op == Op::AbortMultipart {
+                return false;
+            }
+            if left > 0 {
+                left -= 1;
+                return false;
+            }
+            true
+        });
+    }
+
+    /// Stop failing.
+    pub fn heal(&self) {
+        *self.rule.lock() = None;
+    }
+
+    fn check(&self, op: Op, key: &str) -> Result<()> {
+        let fail = self.rule.lock().as_mut().is_some_and(|rule| rule(op, key));
+        if fail {
+            return Err(StoreError::Unreachable(format!(
+                "injected failure: {} {key}",
+                op.name()
+            )));
         }
-        let left = self.writes_before_failure.load(Ordering::SeqCst);
-        if left > 0 {
-            self.writes_before_failure.store(left - 1, Ordering::SeqCst);
-            return Ok(());
-        }
-        Err(StoreError::Unreachable("injected failure".into()))
+        Ok(())
     }
 }
 
 #[async_trait]
 impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        self.check(Op::Head, key)?;
         self.inner.head(key).await
     }
     async fn get_range(
@@ -51,17 +79,19 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> Result<Bytes> {
+        self.check(Op::Get, key)?;
         self.inner.get_range(key, range, if_match).await
     }
     async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
-        self.check()?;
+        self.check(Op::Put, key)?;
         self.inner.put(key, body, meta).await
     }
     async fn create_multipart(&self, key: &str, meta: &UserMeta) -> Result<String> {
+        self.check(Op::CreateMultipart, key)?;
         self.inner.create_multipart(key, meta).await
     }
     async fn upload_part(&self, key: &str, id: &str, n: i32, body: Bytes) -> Result<String> {
-        self.check()?;
+        self.check(Op::UploadPart, key)?;
         self.inner.upload_part(key, id, n, body).await
     }
     async fn upload_part_copy(
@@ -73,7 +103,7 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         etag: &str,
         range: Range<u64>,
     ) -> Result<String> {
-        self.check()?;
+        self.check(Op::UploadPartCopy, key)?;
         self.inner
             .upload_part_copy(key, id, n, src, etag, range)
             .await
@@ -84,20 +114,25 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         id: &str,
         parts: &[CompletedPart],
     ) -> Result<String> {
-        self.check()?;
+        self.check(Op::CompleteMultipart, key)?;
         self.inner.complete_multipart(key, id, parts).await
     }
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
+        self.check(Op::AbortMultipart, key)?;
         self.inner.abort_multipart(key, id).await
     }
     async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {
-        self.check()?;
+        self.check(Op::Copy, dst)?;
         self.inner.copy(src, dst, meta).await
     }
     async fn delete(&self, key: &str) -> Result<()> {
+        self.check(Op::Delete, key)?;
         self.inner.delete(key).await
     }
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for k in keys {
+            self.check(Op::Delete, k)?;
+        }
         self.inner.delete_many(keys).await
     }
     async fn list(
@@ -107,6 +142,7 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         t: Option<String>,
         m: Option<i32>,
     ) -> Result<ListPage> {
+        self.check(Op::List, p)?;
         self.inner.list(p, d, t, m).await
     }
 }

@@ -2,10 +2,10 @@
 //! parts stay invisible until completed, CopyObject can replace metadata), for unit tests that
 //! need no server. It never replaces the real-server tests.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -47,23 +47,19 @@ impl MemStore {
 
     /// Raw object bytes, for tests that inspect what was stored.
     pub fn raw(&self, key: &str) -> Option<Bytes> {
-        self.objects
-            .lock()
-            .unwrap()
-            .get(key)
-            .map(|o| o.data.clone())
+        self.objects.lock().get(key).map(|o| o.data.clone())
     }
 
     /// Make every object look `by` older (tests of what depends on an object's age).
     pub fn age(&self, by: std::time::Duration) {
-        for o in self.objects.lock().unwrap().values_mut() {
+        for o in self.objects.lock().values_mut() {
             o.modified -= by;
         }
     }
 
     /// Number of multipart uploads started and neither completed nor aborted.
     pub fn pending_uploads(&self) -> usize {
-        self.uploads.lock().unwrap().len()
+        self.uploads.lock().len()
     }
 
     fn insert(&self, key: &str, data: Bytes, meta: UserMeta) -> String {
@@ -74,14 +70,13 @@ impl MemStore {
             meta,
             modified: SystemTime::now(),
         };
-        self.objects.lock().unwrap().insert(key.to_string(), obj);
+        self.objects.lock().insert(key.to_string(), obj);
         etag
     }
 
     fn get(&self, key: &str) -> Result<Obj> {
         self.objects
             .lock()
-            .unwrap()
             .get(key)
             .cloned()
             .ok_or_else(|| StoreError::NotFound(key.to_string()))
@@ -99,7 +94,7 @@ fn slice(data: &Bytes, range: Range<u64>, key: &str) -> Result<Bytes> {
 #[async_trait]
 impl ObjectStore for MemStore {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        Ok(self.objects.lock().unwrap().get(key).map(|o| ObjectMeta {
+        Ok(self.objects.lock().get(key).map(|o| ObjectMeta {
             key: key.to_string(),
             size: o.data.len() as u64,
             etag: o.etag.clone(),
@@ -137,7 +132,7 @@ impl ObjectStore for MemStore {
             meta: meta.clone(),
             parts: BTreeMap::new(),
         };
-        self.uploads.lock().unwrap().insert(id.clone(), upload);
+        self.uploads.lock().insert(id.clone(), upload);
         Ok(id)
     }
 
@@ -148,7 +143,7 @@ impl ObjectStore for MemStore {
         number: i32,
         body: Bytes,
     ) -> Result<String> {
-        let mut uploads = self.uploads.lock().unwrap();
+        let mut uploads = self.uploads.lock();
         let up = uploads
             .get_mut(upload_id)
             .ok_or_else(|| StoreError::NotFound(upload_id.to_string()))?;
@@ -182,7 +177,6 @@ impl ObjectStore for MemStore {
         let up = self
             .uploads
             .lock()
-            .unwrap()
             .remove(upload_id)
             .ok_or_else(|| StoreError::NotFound(upload_id.to_string()))?;
         if up.key != key {
@@ -200,7 +194,7 @@ impl ObjectStore for MemStore {
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<()> {
-        self.uploads.lock().unwrap().remove(upload_id);
+        self.uploads.lock().remove(upload_id);
         Ok(())
     }
 
@@ -211,12 +205,12 @@ impl ObjectStore for MemStore {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.objects.lock().unwrap().remove(key);
+        self.objects.lock().remove(key);
         Ok(())
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
-        let mut objects = self.objects.lock().unwrap();
+        let mut objects = self.objects.lock();
         for k in keys {
             objects.remove(k);
         }
@@ -231,7 +225,7 @@ impl ObjectStore for MemStore {
         max_keys: Option<i32>,
     ) -> Result<ListPage> {
         let max = max_keys.unwrap_or(1000).max(1) as usize;
-        let objects = self.objects.lock().unwrap();
+        let objects = self.objects.lock();
         let mut page = ListPage::default();
         let mut count = 0;
         let start = token.unwrap_or_default();

@@ -12,10 +12,16 @@
 //!   reader never splices bytes from two versions of an object.
 //! - Store errors never carry request bodies or key material: only codes, messages, keys.
 
+#[cfg(any(test, feature = "test-doubles"))]
+pub mod conformance;
 pub mod counted;
+#[cfg(any(test, feature = "test-doubles"))]
 pub mod fault;
+#[cfg(any(test, feature = "test-doubles"))]
 pub mod mem;
 pub mod s3;
+pub mod sse;
+pub use sse::{CustomerKey, CustomerKeys, Sse};
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -56,9 +62,74 @@ pub enum StoreError {
     Unreachable(String),
     #[error("S3 error: {0}")]
     Other(String),
+    #[error("an upload task stopped before it finished: {0}")]
+    TaskFailed(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A request run as a task (a part upload, a parallel copy) that panicked or was cancelled.
+impl From<tokio::task::JoinError> for StoreError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        StoreError::TaskFailed(e.to_string())
+    }
+}
+
+/// The S3 operations the store makes: one name for the counters, the fault injector and
+/// the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Head,
+    Get,
+    Put,
+    List,
+    Copy,
+    Delete,
+    CreateMultipart,
+    UploadPart,
+    UploadPartCopy,
+    CompleteMultipart,
+    AbortMultipart,
+}
+
+impl Op {
+    /// Every operation, in report order.
+    pub const ALL: [Op; 11] = [
+        Op::Head,
+        Op::Get,
+        Op::Put,
+        Op::List,
+        Op::Copy,
+        Op::Delete,
+        Op::CreateMultipart,
+        Op::UploadPart,
+        Op::UploadPartCopy,
+        Op::CompleteMultipart,
+        Op::AbortMultipart,
+    ];
+
+    /// The name reports use (S3's for the multipart calls).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Head => "HEAD",
+            Op::Get => "GET",
+            Op::Put => "PUT",
+            Op::List => "LIST",
+            Op::Copy => "COPY",
+            Op::Delete => "DELETE",
+            Op::CreateMultipart => "CreateMultipartUpload",
+            Op::UploadPart => "UploadPart",
+            Op::UploadPartCopy => "UploadPartCopy",
+            Op::CompleteMultipart => "CompleteMultipartUpload",
+            Op::AbortMultipart => "AbortMultipartUpload",
+        }
+    }
+
+    /// Whether the operation changes the bucket.
+    pub fn writes(self) -> bool {
+        !matches!(self, Op::Head | Op::Get | Op::List)
+    }
+}
 
 /// What HEAD returns: enough to build a file's attributes and to pin its version.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,6 @@
 //! here, into a `StoreError` by HTTP status and S3 error code.
 
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -23,6 +22,7 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
+use super::sse::{CustomerKey, Sse};
 use super::{
     CompletedPart, ListObject, ListPage, ObjectMeta, ObjectStore, Result, StoreError, UserMeta,
 };
@@ -44,70 +44,12 @@ pub struct S3Config {
 /// within three attempts.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Server-side encryption asked on every request that writes (and, for SSE-C, reads).
-#[derive(Clone, Default)]
-pub enum Sse {
-    #[default]
-    None,
-    /// SSE-S3: `x-amz-server-side-encryption: AES256`.
-    S3,
-    /// SSE-KMS with a key (ARN, id or alias) or the AWS-managed key.
-    Kms {
-        key_id: Option<String>,
-        bucket_key: bool,
-    },
-    /// SSE-C: customer keys, the first for writes, all tried for reads (older keys).
-    C(Arc<Vec<CustomerKey>>),
-}
-
-impl std::fmt::Debug for Sse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Sse::None => f.write_str("None"),
-            Sse::S3 => f.write_str("S3"),
-            Sse::Kms { key_id, bucket_key } => {
-                write!(f, "Kms({key_id:?}, bucket_key {bucket_key})")
-            }
-            Sse::C(keys) => write!(f, "C({} keys)", keys.len()),
-        }
-    }
-}
-
-/// An SSE-C key as S3 wants it: base64 of the key, base64 of its MD5. Zeroized on drop.
-pub struct CustomerKey {
-    key_b64: zeroize::Zeroizing<String>,
-    md5_b64: String,
-}
-
-impl std::fmt::Debug for CustomerKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CustomerKey(md5 {})", self.md5_b64)
-    }
-}
-
-impl CustomerKey {
-    pub fn new(raw: &[u8; 32]) -> Self {
-        use base64::Engine;
-        use md5::Digest;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        Self {
-            key_b64: zeroize::Zeroizing::new(b64.encode(raw)),
-            md5_b64: b64.encode(md5::Md5::digest(raw)),
-        }
-    }
-
-    /// The key's MD5 (base64): safe to print, identifies the key.
-    pub fn md5(&self) -> &str {
-        &self.md5_b64
-    }
-}
-
 pub struct S3Store {
     client: Client,
     bucket: String,
     sse: Sse,
     timeout: Duration,
-    recent: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    recent: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// Garage 2.5 orders the versions of a key by a millisecond timestamp: a CopyObject onto the
@@ -128,8 +70,8 @@ macro_rules! sse_write {
                 .bucket_key_enabled(*bucket_key),
             Sse::C(keys) => $req
                 .sse_customer_algorithm("AES256")
-                .sse_customer_key(keys[0].key_b64.as_str())
-                .sse_customer_key_md5(&keys[0].md5_b64),
+                .sse_customer_key(keys.current().key_b64.as_str())
+                .sse_customer_key_md5(&keys.current().md5_b64),
         }
     };
 }
@@ -212,8 +154,7 @@ impl S3Store {
         if src == dst {
             self.settle(dst).await;
         }
-        let mut last = None;
-        for k in self.read_keys() {
+        self.with_read_keys(|k| async move {
             let mut req = self
                 .client
                 .copy_object()
@@ -226,31 +167,25 @@ impl S3Store {
                     .set_metadata(Some(to_map(meta)));
             }
             let req = sse_write!(&self.sse, req);
-            match sse_c_source!(k, req).send().await {
-                Ok(out) => {
-                    self.wrote(dst);
-                    self.check_applied(out.server_side_encryption(), dst)?;
-                    return Ok(out
-                        .copy_object_result()
-                        .and_then(|r| r.e_tag())
-                        .unwrap_or("")
-                        .to_string());
-                }
-                Err(e) => match classify(e, src) {
-                    err @ (StoreError::AccessDenied(_) | StoreError::BadRequest(_)) => {
-                        last = Some(err)
-                    }
-                    other => return Err(other),
-                },
-            }
-        }
-        Err(last.expect("at least one key was tried"))
+            let out = sse_c_source!(k, req)
+                .send()
+                .await
+                .map_err(|e| classify(e, src))?;
+            self.wrote(dst);
+            self.check_applied(out.server_side_encryption(), dst)?;
+            Ok(out
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .unwrap_or("")
+                .to_string())
+        })
+        .await
     }
 
     /// Wait until `SAME_KEY_GAP` has passed since this store last wrote `key`.
     async fn settle(&self, key: &str) {
         let wait = {
-            let recent = self.recent.lock().unwrap();
+            let recent = self.recent.lock();
             recent
                 .get(key)
                 .map(|t| SAME_KEY_GAP.saturating_sub(t.elapsed()))
@@ -261,19 +196,35 @@ impl S3Store {
     }
 
     fn wrote(&self, key: &str) {
-        let mut recent = self.recent.lock().unwrap();
+        let mut recent = self.recent.lock();
         if recent.len() > 4096 {
             recent.retain(|_, t| t.elapsed() < SAME_KEY_GAP);
         }
         recent.insert(key.to_string(), std::time::Instant::now());
     }
 
-    /// SSE-C keys to try when reading, newest first (`[None]` without SSE-C).
-    fn read_keys(&self) -> Vec<Option<&CustomerKey>> {
-        match &self.sse {
+    /// Run `attempt` with each SSE-C key in turn, newest first, until the server accepts one
+    /// (once, with no key, without SSE-C). A refusal (403/400: wrong customer key) moves on to
+    /// the next key; any other outcome is final. With every key refused, the last refusal.
+    async fn with_read_keys<'s, T, F, Fut>(&'s self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(Option<&'s CustomerKey>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let keys: Vec<Option<&CustomerKey>> = match &self.sse {
             Sse::C(keys) => keys.iter().map(Some).collect(),
             _ => vec![None],
+        };
+        let mut refused = None;
+        for k in keys {
+            match attempt(k).await {
+                Err(err @ (StoreError::AccessDenied(_) | StoreError::BadRequest(_))) => {
+                    refused = Some(err)
+                }
+                other => return other,
+            }
         }
+        Err(refused.unwrap_or_else(|| StoreError::Other("no SSE-C key to try".into())))
     }
 
     /// Check that the server applied the SSE we asked for (S3 and KMS echo it back).
@@ -387,39 +338,36 @@ fn to_map(meta: &UserMeta) -> std::collections::HashMap<String, String> {
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        let mut last = None;
-        for k in self.read_keys() {
-            let req = self.client.head_object().bucket(&self.bucket).key(key);
-            match sse_c_read!(k, req).send().await {
-                Ok(out) => {
-                    return Ok(Some(ObjectMeta {
-                        key: key.to_string(),
-                        size: out.content_length().unwrap_or(0).max(0) as u64,
-                        etag: out.e_tag().unwrap_or("").to_string(),
-                        last_modified: to_time(out.last_modified()),
-                        user: out
-                            .metadata()
-                            .map(|m| {
-                                m.iter()
-                                    .map(|(k, v)| (k.to_lowercase(), v.clone()))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
-                        sse_c_key_md5: out.sse_customer_key_md5().map(str::to_string),
-                    }))
-                }
-                Err(e) => match classify(e, key) {
-                    StoreError::NotFound(_) => return Ok(None),
-                    // With SSE-C a wrong (older or newer) key is refused: try the next one.
-                    err @ (StoreError::AccessDenied(_) | StoreError::BadRequest(_)) => {
-                        last = Some(err)
-                    }
-                    other => return Err(other),
-                },
-            }
-        }
-        Err(last.expect("at least one key was tried"))
+        let found = self
+            .with_read_keys(|k| async move {
+                let req = self.client.head_object().bucket(&self.bucket).key(key);
+                sse_c_read!(k, req)
+                    .send()
+                    .await
+                    .map_err(|e| classify(e, key))
+            })
+            .await;
+        let out = match found {
+            Ok(out) => out,
+            Err(StoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(ObjectMeta {
+            key: key.to_string(),
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            etag: out.e_tag().unwrap_or("").to_string(),
+            last_modified: to_time(out.last_modified()),
+            user: out
+                .metadata()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
+            sse_c_key_md5: out.sse_customer_key_md5().map(str::to_string),
+        }))
     }
 
     async fn get_range(
@@ -431,33 +379,28 @@ impl ObjectStore for S3Store {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let mut last = None;
-        for k in self.read_keys() {
-            let req = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .range(format!("bytes={}-{}", range.start, range.end - 1))
-                .set_if_match(if_match.map(str::to_string));
-            match sse_c_read!(k, req).send().await {
-                Ok(out) => {
-                    // The SDK's attempt timeout ends when the headers arrive; bound the body too.
-                    let body = tokio::time::timeout(self.timeout, out.body.collect())
-                        .await
-                        .map_err(|_| StoreError::Unreachable(format!("{key}: body: timeout")))?
-                        .map_err(|e| StoreError::Unreachable(format!("{key}: body: {e}")))?;
-                    return Ok(body.into_bytes());
-                }
-                Err(e) => match classify(e, key) {
-                    err @ (StoreError::AccessDenied(_) | StoreError::BadRequest(_)) => {
-                        last = Some(err)
-                    }
-                    other => return Err(other),
-                },
-            }
-        }
-        Err(last.expect("at least one key was tried"))
+        let range = &range;
+        let out = self
+            .with_read_keys(|k| async move {
+                let req = self
+                    .client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .range(format!("bytes={}-{}", range.start, range.end - 1))
+                    .set_if_match(if_match.map(str::to_string));
+                sse_c_read!(k, req)
+                    .send()
+                    .await
+                    .map_err(|e| classify(e, key))
+            })
+            .await?;
+        // The SDK's attempt timeout ends when the headers arrive; bound the body too.
+        let body = tokio::time::timeout(self.timeout, out.body.collect())
+            .await
+            .map_err(|_| StoreError::Unreachable(format!("{key}: body: timeout")))?
+            .map_err(|e| StoreError::Unreachable(format!("{key}: body: {e}")))?;
+        Ok(body.into_bytes())
     }
 
     async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
@@ -512,7 +455,7 @@ impl ObjectStore for S3Store {
             .part_number(number)
             .body(ByteStream::from(body));
         let write_key = match &self.sse {
-            Sse::C(keys) => Some(&keys[0]),
+            Sse::C(keys) => Some(keys.current()),
             _ => None,
         };
         let out = sse_c_read!(write_key, req)
@@ -532,11 +475,11 @@ impl ObjectStore for S3Store {
         range: Range<u64>,
     ) -> Result<String> {
         let write_key = match &self.sse {
-            Sse::C(keys) => Some(&keys[0]),
+            Sse::C(keys) => Some(keys.current()),
             _ => None,
         };
-        let mut last = None;
-        for k in self.read_keys() {
+        let range = &range;
+        self.with_read_keys(|k| async move {
             let req = self
                 .client
                 .upload_part_copy()
@@ -548,23 +491,17 @@ impl ObjectStore for S3Store {
                 .copy_source_if_match(src_etag)
                 .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1));
             let req = sse_c_read!(write_key, req);
-            match sse_c_source!(k, req).send().await {
-                Ok(out) => {
-                    return Ok(out
-                        .copy_part_result()
-                        .and_then(|r| r.e_tag())
-                        .unwrap_or("")
-                        .to_string())
-                }
-                Err(e) => match classify(e, key) {
-                    err @ (StoreError::AccessDenied(_) | StoreError::BadRequest(_)) => {
-                        last = Some(err)
-                    }
-                    other => return Err(other),
-                },
-            }
-        }
-        Err(last.expect("at least one key was tried"))
+            let out = sse_c_source!(k, req)
+                .send()
+                .await
+                .map_err(|e| classify(e, key))?;
+            Ok(out
+                .copy_part_result()
+                .and_then(|r| r.e_tag())
+                .unwrap_or("")
+                .to_string())
+        })
+        .await
     }
 
     async fn complete_multipart(

@@ -1,7 +1,6 @@
 //! Reference-model tests: random operation sequences on a `Writer` over the in-memory store,
 //! checked byte for byte against a plain `Vec<u8>`.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -157,7 +156,7 @@ async fn failed_upload_aborts_and_poisons_the_writer() {
     let meta = UserMeta::new();
     let mut w = Writer::new(faulty.clone(), small_cfg(), None, FileCodec::Plain);
     w.write(KEY, &meta, 0, &[1; 20]).await.unwrap();
-    faulty.fail_writes.store(true, Ordering::SeqCst);
+    faulty.fail_writes_after(0);
     let err = w.write(KEY, &meta, 20, &[2; 30]).await;
     let err = match err {
         Err(e) => e,
@@ -166,7 +165,7 @@ async fn failed_upload_aborts_and_poisons_the_writer() {
     assert!(matches!(err, WriteError::Store(_)), "{err}");
     assert_eq!(mem.pending_uploads(), 0, "the multipart upload was aborted");
     assert!(mem.raw(KEY).is_none(), "no partial object");
-    faulty.fail_writes.store(false, Ordering::SeqCst);
+    faulty.heal();
     assert!(matches!(
         w.checkpoint(KEY, &meta).await,
         Err(WriteError::Failed)

@@ -98,7 +98,7 @@ pub fn suite_mode() -> String {
 }
 
 /// A plain S3 client with the given server-side encryption.
-pub fn raw_store_with(sse: sealfs::store::s3::Sse) -> S3Store {
+pub fn raw_store_with(sse: sealfs::store::Sse) -> S3Store {
     let cfg = S3Config {
         bucket: bucket(),
         region: None,
@@ -162,12 +162,10 @@ impl Prefix {
             ])
             .arg(&key)
             .args(["--endpoint-url", &endpoint(), "--force-path-style"]));
-        let enc = sealfs::cli::EncryptionArgs {
-            encryption: sealfs::cli::Encryption::Client,
+        let enc = sealfs::setup::EncryptionConfig {
+            mode: sealfs::crypto::mode::Mode::Client,
             key_file: Some(key.clone()),
-            kms_key_id: None,
-            bucket_key: false,
-            sse_c_key_file: None,
+            ..Default::default()
         };
         let ring = rt()
             .block_on(sealfs::setup::open(
@@ -231,7 +229,7 @@ impl Prefix {
         match &self.sse_c_key {
             Some(key) => {
                 let keys = sealfs::setup::load_sse_c_keys(key).unwrap();
-                raw_store_with(sealfs::store::s3::Sse::C(std::sync::Arc::new(keys)))
+                raw_store_with(sealfs::store::Sse::C(std::sync::Arc::new(keys)))
             }
             None => raw_store(),
         }
