@@ -16,7 +16,7 @@ use fuser::{
 };
 use tokio::runtime::Handle;
 
-use crate::fs::{Caller, Fs, FsError, RenameFlags, SetAttr};
+use crate::fs::{Caller, Fh, Fs, FsError, Ino, RenameFlags, SetAttr};
 use crate::inode::{Attr, Kind};
 
 /// Largest write the kernel may send in one request (its own ceiling is 1 MiB); large writes
@@ -58,8 +58,7 @@ fn entry_reply(reply: ReplyEntry, ttl: Duration, res: Result<crate::fs::Entry, F
         Ok(e) => reply.entry(&ttl, &file_attr(e.ino, &e.attr), Generation(0)),
         Err(FsError::NotFound) => {
             // A negative entry: the kernel remembers the miss for the TTL.
-            let mut a = file_attr(0, &empty_attr());
-            a.ino = INodeNo(0);
+            let a = file_attr(Ino(0), &empty_attr());
             reply.entry(&ttl, &a, Generation(0))
         }
         Err(e) => reply.error(errno("lookup", &e)),
@@ -74,9 +73,9 @@ fn kind(k: Kind) -> FileType {
     }
 }
 
-fn file_attr(ino: u64, a: &Attr) -> FileAttr {
+fn file_attr(ino: Ino, a: &Attr) -> FileAttr {
     FileAttr {
-        ino: INodeNo(ino),
+        ino: INodeNo(ino.0),
         size: a.size,
         blocks: a.size.div_ceil(512),
         atime: a.mtime,
@@ -139,23 +138,23 @@ impl Filesystem for FuseFs {
         let ttl = self.ttl;
         // Most lookups of a listed directory's entries are answered from memory: without the
         // hop to the runtime, `ls -l` of 10,000 files saves a few hundred milliseconds.
-        if let Some(res) = self.fs.lookup_cached(parent.0, &name) {
+        if let Some(res) = self.fs.lookup_cached(Ino(parent.0), &name) {
             return entry_reply(reply, ttl, res);
         }
         self.spawn(move |fs| async move {
-            entry_reply(reply, ttl, fs.lookup(parent.0, &name).await);
+            entry_reply(reply, ttl, fs.lookup(Ino(parent.0), &name).await);
         });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.fs.forget(ino.0, nlookup);
+        self.fs.forget(Ino(ino.0), nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let ttl = self.ttl;
         self.spawn(move |fs| async move {
-            match fs.getattr(ino.0).await {
-                Ok(a) => reply.attr(&ttl, &file_attr(ino.0, &a)),
+            match fs.getattr(Ino(ino.0)).await {
+                Ok(a) => reply.attr(&ttl, &file_attr(Ino(ino.0), &a)),
                 Err(e) => reply.error(errno("getattr", &e)),
             }
         });
@@ -188,8 +187,8 @@ impl Filesystem for FuseFs {
         };
         let ttl = self.ttl;
         self.spawn(move |fs| async move {
-            match fs.setattr(ino.0, fh.map(|f| f.0), set).await {
-                Ok(a) => reply.attr(&ttl, &file_attr(ino.0, &a)),
+            match fs.setattr(Ino(ino.0), fh.map(|f| Fh(f.0)), set).await {
+                Ok(a) => reply.attr(&ttl, &file_attr(Ino(ino.0), &a)),
                 Err(e) => reply.error(errno("setattr", &e)),
             }
         });
@@ -197,7 +196,7 @@ impl Filesystem for FuseFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         self.spawn(move |fs| async move {
-            match fs.readlink(ino.0).await {
+            match fs.readlink(Ino(ino.0)).await {
                 Ok(t) => reply.data(t.as_bytes()),
                 Err(e) => reply.error(errno("readlink", &e)),
             }
@@ -219,7 +218,7 @@ impl Filesystem for FuseFs {
         };
         let (who, ttl) = (caller(req), self.ttl);
         self.spawn(move |fs| async move {
-            match fs.mkdir(parent.0, &name, mode, who).await {
+            match fs.mkdir(Ino(parent.0), &name, mode, who).await {
                 Ok(e) => reply.entry(&ttl, &file_attr(e.ino, &e.attr), Generation(0)),
                 Err(e) => reply.error(errno("mkdir", &e)),
             }
@@ -232,7 +231,7 @@ impl Filesystem for FuseFs {
             Err(e) => return reply.error(e),
         };
         self.spawn(move |fs| async move {
-            match fs.unlink(parent.0, &name).await {
+            match fs.unlink(Ino(parent.0), &name).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("unlink", &e)),
             }
@@ -245,7 +244,7 @@ impl Filesystem for FuseFs {
             Err(e) => return reply.error(e),
         };
         self.spawn(move |fs| async move {
-            match fs.rmdir(parent.0, &name).await {
+            match fs.rmdir(Ino(parent.0), &name).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("rmdir", &e)),
             }
@@ -266,7 +265,7 @@ impl Filesystem for FuseFs {
         };
         let (who, ttl) = (caller(req), self.ttl);
         self.spawn(move |fs| async move {
-            match fs.symlink(parent.0, &name, &target, who).await {
+            match fs.symlink(Ino(parent.0), &name, &target, who).await {
                 Ok(e) => reply.entry(&ttl, &file_attr(e.ino, &e.attr), Generation(0)),
                 Err(e) => reply.error(errno("symlink", &e)),
             }
@@ -294,7 +293,7 @@ impl Filesystem for FuseFs {
         };
         self.spawn(move |fs| async move {
             match fs
-                .rename(parent.0, &name, newparent.0, &newname, flags)
+                .rename(Ino(parent.0), &name, Ino(newparent.0), &newname, flags)
                 .await
             {
                 Ok(()) => reply.ok(),
@@ -306,9 +305,9 @@ impl Filesystem for FuseFs {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let pid = req.pid();
         self.spawn(move |fs| async move {
-            match fs.open_keep(ino.0, flags.0, pid).await {
+            match fs.open_keep(Ino(ino.0), flags.0, pid).await {
                 Ok((fh, keep)) => reply.opened(
-                    FileHandle(fh),
+                    FileHandle(fh.0),
                     if keep {
                         FopenFlags::FOPEN_KEEP_CACHE
                     } else {
@@ -332,7 +331,7 @@ impl Filesystem for FuseFs {
         reply: ReplyData,
     ) {
         self.spawn(move |fs| async move {
-            match fs.read(fh.0, offset, size).await {
+            match fs.read(Fh(fh.0), offset, size).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(errno("read", &e)),
             }
@@ -353,7 +352,7 @@ impl Filesystem for FuseFs {
     ) {
         let data = data.to_vec();
         self.spawn(move |fs| async move {
-            match fs.write(fh.0, offset, &data).await {
+            match fs.write(Fh(fh.0), offset, &data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno("write", &e)),
             }
@@ -370,7 +369,7 @@ impl Filesystem for FuseFs {
     ) {
         let pid = req.pid();
         self.spawn(move |fs| async move {
-            match fs.flush(fh.0, pid).await {
+            match fs.flush(Fh(fh.0), pid).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("flush", &e)),
             }
@@ -388,14 +387,14 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         self.spawn(move |fs| async move {
-            fs.release(fh.0).await;
+            fs.release(Fh(fh.0)).await;
             reply.ok();
         });
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
         self.spawn(move |fs| async move {
-            match fs.fsync(fh.0).await {
+            match fs.fsync(Fh(fh.0)).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("fsync", &e)),
             }
@@ -403,7 +402,10 @@ impl Filesystem for FuseFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.opened(FileHandle(self.fs.opendir(ino.0)), FopenFlags::empty());
+        reply.opened(
+            FileHandle(self.fs.opendir(Ino(ino.0)).0),
+            FopenFlags::empty(),
+        );
     }
 
     fn readdir(
@@ -415,11 +417,11 @@ impl Filesystem for FuseFs {
         mut reply: ReplyDirectory,
     ) {
         self.spawn(move |fs| async move {
-            match fs.readdir(ino.0, fh.0, offset).await {
+            match fs.readdir(Ino(ino.0), Fh(fh.0), offset).await {
                 Ok(list) => {
                     for (i, e) in list.iter().enumerate().skip(offset as usize) {
                         // The offset given with an entry is where the next read resumes.
-                        if reply.add(INodeNo(e.ino), i as u64 + 1, kind(e.kind), &e.name) {
+                        if reply.add(INodeNo(e.ino.0), i as u64 + 1, kind(e.kind), &e.name) {
                             break;
                         }
                     }
@@ -438,7 +440,7 @@ impl Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.fs.releasedir(fh.0);
+        self.fs.releasedir(Fh(fh.0));
         reply.ok();
     }
 
@@ -518,12 +520,12 @@ impl Filesystem for FuseFs {
         };
         let (who, ttl) = (caller(req), self.ttl);
         self.spawn(move |fs| async move {
-            match fs.create(parent.0, &name, mode, flags, who).await {
+            match fs.create(Ino(parent.0), &name, mode, flags, who).await {
                 Ok((e, fh)) => reply.created(
                     &ttl,
                     &file_attr(e.ino, &e.attr),
                     Generation(0),
-                    FileHandle(fh),
+                    FileHandle(fh.0),
                     FopenFlags::empty(),
                 ),
                 Err(e) => reply.error(errno("create", &e)),

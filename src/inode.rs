@@ -16,7 +16,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime};
 
-pub const ROOT_INO: u64 = 1;
+/// A kernel inode number of this mount. Numbers are allocated here, never reused within a
+/// mount; listed entries the kernel has not looked up get synthetic numbers (top bit set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ino(pub u64);
+
+impl std::fmt::Display for Ino {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+pub const ROOT_INO: Ino = Ino(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -40,7 +51,7 @@ pub struct Attr {
 
 #[derive(Debug)]
 pub struct Inode {
-    pub parent: u64,
+    pub parent: Ino,
     pub name: String,
     pub kind: Kind,
     pub lookups: u64,
@@ -71,7 +82,7 @@ pub struct Listing {
 
 impl Inode {
     /// A linked inode with one lookup reference and nothing cached.
-    fn new(parent: u64, name: &str, kind: Kind) -> Self {
+    fn new(parent: Ino, name: &str, kind: Kind) -> Self {
         Self {
             parent,
             name: name.to_string(),
@@ -91,8 +102,8 @@ impl Inode {
 }
 
 pub struct InodeTable {
-    inodes: HashMap<u64, Inode>,
-    children: HashMap<u64, BTreeMap<String, u64>>,
+    inodes: HashMap<Ino, Inode>,
+    children: HashMap<Ino, BTreeMap<String, Ino>>,
     next: u64,
 }
 
@@ -109,21 +120,21 @@ impl InodeTable {
         Self {
             inodes,
             children: HashMap::new(),
-            next: ROOT_INO + 1,
+            next: ROOT_INO.0 + 1,
         }
     }
 
-    pub fn get(&self, ino: u64) -> Option<&Inode> {
+    pub fn get(&self, ino: Ino) -> Option<&Inode> {
         self.inodes.get(&ino)
     }
 
-    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
+    pub fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
         self.inodes.get_mut(&ino)
     }
 
     /// Path relative to the mount root ("" for the root), or `None` for an unknown or unlinked
     /// inode.
-    pub fn path(&self, ino: u64) -> Option<String> {
+    pub fn path(&self, ino: Ino) -> Option<String> {
         let mut parts = Vec::new();
         let mut cur = ino;
         while cur != ROOT_INO {
@@ -138,12 +149,12 @@ impl InodeTable {
         Some(parts.join("/"))
     }
 
-    pub fn child(&self, parent: u64, name: &str) -> Option<u64> {
+    pub fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
         self.children.get(&parent)?.get(name).copied()
     }
 
     /// Inodes linked under `parent` that exist only locally (created, not yet uploaded).
-    pub fn pending_children(&self, parent: u64) -> Vec<(String, u64)> {
+    pub fn pending_children(&self, parent: Ino) -> Vec<(String, Ino)> {
         self.children
             .get(&parent)
             .map(|m| {
@@ -157,7 +168,7 @@ impl InodeTable {
 
     /// Link (or find) `name` under `parent` with `kind`, taking one lookup reference.
     /// A kind change (another writer replaced a file with a directory) makes a new inode.
-    pub fn link(&mut self, parent: u64, name: &str, kind: Kind) -> u64 {
+    pub fn link(&mut self, parent: Ino, name: &str, kind: Kind) -> Ino {
         if let Some(ino) = self.child(parent, name) {
             let node = self
                 .inodes
@@ -169,7 +180,7 @@ impl InodeTable {
             }
             self.unlink(parent, name);
         }
-        let ino = self.next;
+        let ino = Ino(self.next);
         self.next += 1;
         self.inodes.insert(ino, Inode::new(parent, name, kind));
         self.children
@@ -181,7 +192,7 @@ impl InodeTable {
     }
 
     /// Keep `parent`'s listing (if any) in step with a name created (`Some`) or removed.
-    fn note(&mut self, parent: u64, name: &str, kind: Option<Kind>) {
+    fn note(&mut self, parent: Ino, name: &str, kind: Option<Kind>) {
         if let Some(l) = self
             .inodes
             .get_mut(&parent)
@@ -195,7 +206,7 @@ impl InodeTable {
     }
 
     /// Record the complete contents of directory `ino` (just listed, or just created empty).
-    pub fn set_listing(&mut self, ino: u64, names: HashMap<String, Kind>) {
+    pub fn set_listing(&mut self, ino: Ino, names: HashMap<String, Kind>) {
         if let Some(n) = self.inodes.get_mut(&ino) {
             n.listing = Some(Listing {
                 at: Instant::now(),
@@ -208,7 +219,7 @@ impl InodeTable {
     /// absent, `Some(Some(kind))` when present, `None` when there is no such listing.
     pub fn listed(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &str,
         ttl: std::time::Duration,
     ) -> Option<Option<Kind>> {
@@ -217,12 +228,12 @@ impl InodeTable {
     }
 
     /// Entries in `parent`'s listing, whatever its age (to decide whether re-listing is cheap).
-    pub fn listing_len(&self, parent: u64) -> Option<usize> {
+    pub fn listing_len(&self, parent: Ino) -> Option<usize> {
         Some(self.inodes.get(&parent)?.listing.as_ref()?.names.len())
     }
 
     /// Detach `name` from `parent`; the inode stays while referenced.
-    pub fn unlink(&mut self, parent: u64, name: &str) -> Option<u64> {
+    pub fn unlink(&mut self, parent: Ino, name: &str) -> Option<Ino> {
         self.note(parent, name, None);
         let ino = self.children.get_mut(&parent)?.remove(name)?;
         if let Some(node) = self.inodes.get_mut(&ino) {
@@ -234,7 +245,7 @@ impl InodeTable {
     }
 
     /// Move `ino` to `(new_parent, new_name)`, replacing whatever was linked there.
-    pub fn rename(&mut self, parent: u64, name: &str, new_parent: u64, new_name: &str) {
+    pub fn rename(&mut self, parent: Ino, name: &str, new_parent: Ino, new_name: &str) {
         self.note(parent, name, None);
         let Some(ino) = self.children.get_mut(&parent).and_then(|m| m.remove(name)) else {
             // The moved entry's kind is unknown here: forget what the target directory held.
@@ -256,7 +267,7 @@ impl InodeTable {
             .insert(new_name.to_string(), ino);
     }
 
-    pub fn forget(&mut self, ino: u64, n: u64) {
+    pub fn forget(&mut self, ino: Ino, n: u64) {
         if ino == ROOT_INO {
             return;
         }
@@ -266,20 +277,20 @@ impl InodeTable {
         self.maybe_drop(ino);
     }
 
-    pub fn open(&mut self, ino: u64) {
+    pub fn open(&mut self, ino: Ino) {
         if let Some(node) = self.inodes.get_mut(&ino) {
             node.open_count += 1;
         }
     }
 
-    pub fn close(&mut self, ino: u64) {
+    pub fn close(&mut self, ino: Ino) {
         if let Some(node) = self.inodes.get_mut(&ino) {
             node.open_count = node.open_count.saturating_sub(1);
         }
         self.maybe_drop(ino);
     }
 
-    fn maybe_drop(&mut self, ino: u64) {
+    fn maybe_drop(&mut self, ino: Ino) {
         let Some(node) = self.inodes.get(&ino) else {
             return;
         };
@@ -302,7 +313,7 @@ impl InodeTable {
     }
 
     /// Inodes whose path lies under directory path `dir` (not `dir` itself).
-    pub fn under(&self, dir: &str) -> Vec<u64> {
+    pub fn under(&self, dir: &str) -> Vec<Ino> {
         let prefix = format!("{dir}/");
         self.inodes
             .keys()

@@ -16,7 +16,7 @@
 //!   `max_dirty`: past it, parts are composed up to the last dirty byte.
 //! - The object becomes visible only when the upload completes (a checkpoint); any failure
 //!   aborts the multipart upload, so no partial object is ever visible, and leaves the writer
-//!   `failed`: every later call returns the error.
+//!   failed (a terminal state): every later call returns the error.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -68,15 +68,21 @@ pub enum WriteError {
     Corrupt { key: String, error: FormatError },
 }
 
+impl From<crate::read::ReadError> for WriteError {
+    fn from(e: crate::read::ReadError) -> Self {
+        use crate::read::ReadError;
+        match e {
+            ReadError::Store(s) => WriteError::Store(s),
+            ReadError::Changed(m) => WriteError::Changed(m),
+            ReadError::Corrupt { key, error } => WriteError::Corrupt { key, error },
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, WriteError>;
 
-/// The object version a writer starts from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Base {
-    pub key: String,
-    pub etag: String,
-    pub size: u64,
-}
+/// The object version a writer starts from (`size`: its plaintext size).
+pub use crate::read::Version as Base;
 
 struct Upload {
     key: String,
@@ -97,13 +103,23 @@ pub struct Writer {
     dirty_bytes: u64,
     upload: Option<Upload>,
     committed_end: u64,
-    changed: bool,
-    failed: bool,
+    state: WriterState,
+}
+
+/// Where a writer stands against its base object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterState {
+    /// The object in the bucket is this writer's view (or nothing was asked yet).
+    Clean,
+    /// Something must be uploaded at the next checkpoint (writes, a truncate, a new file).
+    Changed,
+    /// An upload failed and was aborted: terminal, every later call is `WriteError::Failed`.
+    Failed,
 }
 
 impl Writer {
-    /// A writer over `base` (None for a new file). `changed` forces an upload on the next
-    /// checkpoint even without writes (a new empty file, an O_TRUNC open).
+    /// A writer over `base` (None for a new file). `mark_changed` forces an upload on the
+    /// next checkpoint even without writes (a new empty file, an O_TRUNC open).
     /// `codec` seals the new object; for an existing base it must be the base's own (same
     /// file keys), so that untouched parts can be copied.
     pub fn new(
@@ -124,8 +140,7 @@ impl Writer {
             dirty_bytes: 0,
             upload: None,
             committed_end: 0,
-            changed: false,
-            failed: false,
+            state: WriterState::Clean,
         }
     }
 
@@ -134,11 +149,24 @@ impl Writer {
     }
 
     pub fn is_changed(&self) -> bool {
-        self.changed
+        self.state == WriterState::Changed
     }
 
+    /// Whether the bucket lacks this writer's view: changes to upload, or a failed upload
+    /// (whose error every later read, write and flush reports).
+    pub fn is_pending(&self) -> bool {
+        self.state != WriterState::Clean
+    }
+
+    /// Upload at the next checkpoint even without writes (a new empty file, an O_TRUNC open).
     pub fn mark_changed(&mut self) {
-        self.changed = true;
+        self.changed();
+    }
+
+    fn changed(&mut self) {
+        if self.state == WriterState::Clean {
+            self.state = WriterState::Changed;
+        }
     }
 
     pub fn base(&self) -> Option<&Base> {
@@ -146,11 +174,11 @@ impl Writer {
     }
 
     pub fn is_failed(&self) -> bool {
-        self.failed
+        self.state == WriterState::Failed
     }
 
     fn check(&self) -> Result<()> {
-        if self.failed {
+        if self.is_failed() {
             Err(WriteError::Failed)
         } else {
             Ok(())
@@ -160,7 +188,7 @@ impl Writer {
     /// Run `op`; on error abort any upload and enter the failed state.
     async fn guard<T>(&mut self, res: Result<T>) -> Result<T> {
         if res.is_err() {
-            self.failed = true;
+            self.state = WriterState::Failed;
             self.abort().await;
         }
         res
@@ -185,7 +213,7 @@ impl Writer {
         }
         self.insert_dirty(offset, data);
         self.size = self.size.max(end);
-        self.changed = true;
+        self.changed();
         let r = self.pump(key, meta).await;
         self.guard(r).await
     }
@@ -200,7 +228,7 @@ impl Writer {
         self.trim_dirty(new_size);
         self.base_valid = self.base_valid.min(new_size);
         self.size = new_size;
-        self.changed = true;
+        self.changed();
         Ok(())
     }
 
@@ -229,7 +257,7 @@ impl Writer {
     /// version, or `None` when nothing had changed.
     pub async fn checkpoint(&mut self, key: &str, meta: &UserMeta) -> Result<Option<Base>> {
         self.check()?;
-        if !self.changed {
+        if !self.is_changed() {
             return Ok(None);
         }
         let r = self.checkpoint_inner(key, meta).await;
@@ -311,7 +339,7 @@ impl Writer {
         self.dirty.clear();
         self.dirty_bytes = 0;
         self.committed_end = 0;
-        self.changed = false;
+        self.state = WriterState::Clean;
         Ok(base)
     }
 
@@ -439,19 +467,7 @@ impl Writer {
             if let (Some(first), Some(last)) = (gaps.first(), gaps.last()) {
                 let span = first.start..last.end;
                 let fetch = self.codec.fetch_range(&span, base.size);
-                let raw = self
-                    .store
-                    .get_range(&base.key, fetch.clone(), Some(&base.etag))
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::PreconditionFailed(m) | StoreError::NotFound(m) => {
-                            WriteError::Changed(m)
-                        }
-                        other => WriteError::Store(other),
-                    })?;
-                if raw.len() as u64 != fetch.end - fetch.start {
-                    return Err(WriteError::Changed(base.key.clone()));
-                }
+                let raw = crate::read::get_pinned(&self.store, base, fetch).await?;
                 let data = self.codec.decode(raw, &span, base.size).map_err(|error| {
                     WriteError::Corrupt {
                         key: base.key.clone(),

@@ -66,22 +66,13 @@ impl FileCodec {
         range: &Range<u64>,
         size: u64,
     ) -> Result<Bytes, FormatError> {
-        let keys = match self {
-            FileCodec::Plain => return Ok(fetched),
-            FileCodec::Client(k) => k,
-        };
+        if let FileCodec::Plain = self {
+            return Ok(fetched);
+        }
         let first = range.start / BLOCK_PLAIN;
-        let last = (range.end - 1) / BLOCK_PLAIN;
-        let n = block_count(size);
-        let base = block_range(first, size).start;
+        let end = (range.end - 1) / BLOCK_PLAIN + 1;
         let mut out = Vec::with_capacity((range.end - range.start) as usize);
-        for i in first..=last {
-            let r = block_range(i, size);
-            let (from, to) = ((r.start - base) as usize, (r.end - base) as usize);
-            if to > fetched.len() {
-                return Err(FormatError::BadBlock(i));
-            }
-            let plain = keys.open_block(i, i + 1 == n, &fetched[from..to])?;
+        for (i, plain) in (first..end).zip(self.decode_blocks(fetched, first, end, size)?) {
             let lo = range.start.saturating_sub(i * BLOCK_PLAIN) as usize;
             let hi = ((range.end - i * BLOCK_PLAIN) as usize).min(plain.len());
             out.extend_from_slice(&plain[lo.min(hi)..hi]);

@@ -13,40 +13,14 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::{libc_flags, meta, Fs, FsError, Result, SetAttr};
+use super::handles::{Handle, OpenFile};
+use super::{libc_flags, Fh, Fs, FsError, Ino, Result, SetAttr};
 use crate::crypto::codec::FileCodec;
 use crate::inode::{Attr, Kind};
+use crate::meta;
 use crate::read::{open_object, Reader, Version};
 use crate::store::{self, ObjectMeta};
 use crate::write::{Base, Writer};
-
-pub(super) struct OpenFile {
-    pub writer: Option<Writer>,
-    /// The object version reads come from when nothing is pending.
-    pub version: Option<Version>,
-    pub attr: Attr,
-    /// Attributes changed (chmod, utimens...) and not yet stored.
-    pub meta_dirty: bool,
-    pub unlinked: bool,
-    pub handles: usize,
-    /// Set by the last release; an open that finds it retries with a fresh state.
-    pub closed: bool,
-    /// The file id the object's metadata names (client mode): a header with another id means
-    /// the body was swapped in from another object.
-    pub expect_id: Option<String>,
-    /// How this file's bytes map to its object (loaded from the object's header on first use
-    /// in client mode).
-    pub codec: Option<FileCodec>,
-}
-
-pub(super) struct Handle {
-    pub ino: u64,
-    pub file: Arc<AsyncMutex<OpenFile>>,
-    pub reader: AsyncMutex<Reader>,
-    pub writable: bool,
-    /// The process that opened the handle: only its close uploads (see `Fs::flush`).
-    pub opener: u32,
-}
 
 /// Client-mode objects up to this size are read whole when opened (header and blocks).
 const SMALL_OBJECT: u64 = 256 * 1024;
@@ -56,43 +30,15 @@ fn write_meta(of: &OpenFile) -> crate::store::UserMeta {
     meta::object_meta(&of.attr, of.codec.as_ref())
 }
 
-impl OpenFile {
-    pub fn new(attr: Attr, version: Option<Version>, writer: Option<Writer>) -> Self {
-        Self {
-            writer,
-            version,
-            attr,
-            meta_dirty: false,
-            unlinked: false,
-            handles: 0,
-            closed: false,
-            codec: None,
-            expect_id: None,
-        }
-    }
-
-    fn current_attr(&self) -> Attr {
-        let mut a = self.attr.clone();
-        if let Some(w) = &self.writer {
-            a.size = w.size();
-        }
-        a
-    }
-}
-
 impl Fs {
-    pub(super) async fn open_attr(&self, ino: u64) -> Option<Attr> {
-        let file = self.files.lock().get(&ino).cloned()?;
+    pub(super) async fn open_attr(&self, ino: Ino) -> Option<Attr> {
+        let file = self.open.file(ino)?;
         let of = file.lock().await;
-        (!of.closed).then(|| of.current_attr())
+        (!of.is_closed()).then(|| of.current_attr())
     }
 
-    fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
-        self.handles
-            .lock()
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)
+    fn handle(&self, fh: Fh) -> Result<Arc<Handle>> {
+        self.open.handle(fh)
     }
 
     pub(super) fn new_writer(&self, version: Option<&Version>, codec: FileCodec) -> Writer {
@@ -145,7 +91,7 @@ impl Fs {
     }
 
     /// Current key of an open inode ("" once unlinked: such a file is never uploaded).
-    fn key_of(&self, ino: u64) -> String {
+    fn key_of(&self, ino: Ino) -> String {
         self.path(ino)
             .map(|p| self.layout.file_key(&p))
             .unwrap_or_default()
@@ -154,27 +100,25 @@ impl Fs {
     /// Register a handle on `file` (which must already be in `files`).
     pub(super) fn add_handle(
         &self,
-        ino: u64,
+        ino: Ino,
         file: Arc<AsyncMutex<OpenFile>>,
         writable: bool,
         opener: u32,
-    ) -> u64 {
-        let fh = self.fh();
-        let handle = Handle {
+    ) -> Fh {
+        let fh = self.open.add_handle(Handle {
             ino,
             file,
             reader: AsyncMutex::new(Reader::new(&self.cfg.read)),
             writable,
             opener,
-        };
-        self.handles.lock().insert(fh, Arc::new(handle));
+        });
         self.inodes.lock().open(ino);
         fh
     }
 
     /// The shared state of `ino`, loading (and revalidating) it when nobody has it open.
-    async fn load_open_file(&self, ino: u64) -> Result<Arc<AsyncMutex<OpenFile>>> {
-        if let Some(f) = self.files.lock().get(&ino).cloned() {
+    async fn load_open_file(&self, ino: Ino) -> Result<Arc<AsyncMutex<OpenFile>>> {
+        if let Some(f) = self.open.file(ino) {
             return Ok(f);
         }
         let path = self.path(ino)?;
@@ -214,16 +158,16 @@ impl Fs {
         let mut of = OpenFile::new(attr, Some(version), None);
         of.expect_id = expect_id;
         let file = Arc::new(AsyncMutex::new(of));
-        Ok(self.files.lock().entry(ino).or_insert(file).clone())
+        Ok(self.open.file_or_insert(ino, file))
     }
 
-    pub async fn open(&self, ino: u64, flags: i32, pid: u32) -> Result<u64> {
+    pub async fn open(&self, ino: Ino, flags: i32, pid: u32) -> Result<Fh> {
         Ok(self.open_keep(ino, flags, pid).await?.0)
     }
 
     /// `open`, also saying whether the kernel may keep the file's cached pages: only when
     /// this is the version it cached them from (an unchanged object, no writer here).
-    pub async fn open_keep(&self, ino: u64, flags: i32, pid: u32) -> Result<(u64, bool)> {
+    pub async fn open_keep(&self, ino: Ino, flags: i32, pid: u32) -> Result<(Fh, bool)> {
         let writable = flags & libc_flags::O_ACCMODE != libc_flags::O_RDONLY;
         if writable || flags & libc_flags::O_TRUNC != 0 {
             self.check_writable()?;
@@ -231,7 +175,7 @@ impl Fs {
         loop {
             let file = self.load_open_file(ino).await?;
             let mut of = file.lock().await;
-            if of.closed {
+            if of.is_closed() {
                 continue;
             }
             if writable && flags & libc_flags::O_TRUNC != 0 {
@@ -267,10 +211,10 @@ impl Fs {
         }
     }
 
-    pub async fn read(&self, fh: u64, offset: u64, len: u32) -> Result<Bytes> {
+    pub async fn read(&self, fh: Fh, offset: u64, len: u32) -> Result<Bytes> {
         let h = self.handle(fh)?;
         let mut of = h.file.lock().await;
-        if of.writer.as_ref().is_some_and(|w| w.is_changed()) {
+        if of.writer.as_ref().is_some_and(|w| w.is_pending()) {
             let key = self.key_of(h.ino);
             let m = write_meta(&of);
             let w = of.writer.as_mut().expect("checked above");
@@ -288,7 +232,7 @@ impl Fs {
             .await?)
     }
 
-    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+    pub async fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
         let h = self.handle(fh)?;
         if !h.writable {
             return Err(FsError::BadHandle);
@@ -311,11 +255,11 @@ impl Fs {
     /// closing process is the one that opened the handle. Closes by other processes (a forked
     /// child's copy of the descriptor, closed at exec or exit) upload nothing: they would make
     /// a partial file visible, and the upload completes at the opener's close or at release.
-    pub async fn flush(&self, fh: u64, pid: u32) -> Result<()> {
+    pub async fn flush(&self, fh: Fh, pid: u32) -> Result<()> {
         let h = self.handle(fh)?;
         if pid != h.opener {
             tracing::debug!(
-                ino = h.ino,
+                ino = %h.ino,
                 pid,
                 opener = h.opener,
                 "close by another process: no upload"
@@ -325,13 +269,13 @@ impl Fs {
         self.flush_ino(h.ino).await
     }
 
-    pub async fn fsync(&self, fh: u64) -> Result<()> {
+    pub async fn fsync(&self, fh: Fh) -> Result<()> {
         let h = self.handle(fh)?;
         self.flush_ino(h.ino).await
     }
 
-    pub(super) async fn flush_ino(&self, ino: u64) -> Result<()> {
-        let Some(file) = self.files.lock().get(&ino).cloned() else {
+    pub(super) async fn flush_ino(&self, ino: Ino) -> Result<()> {
+        let Some(file) = self.open.file(ino) else {
             return Ok(());
         };
         let mut of = file.lock().await;
@@ -341,9 +285,9 @@ impl Fs {
     /// Upload what `of` has pending. Runs under the file's lock, so nothing can slip in
     /// between this flush and whatever the caller does next (release tears down under the
     /// same lock, or a chmod racing with an asynchronous release would be lost).
-    async fn flush_locked(&self, ino: u64, of: &mut OpenFile) -> Result<()> {
+    async fn flush_locked(&self, ino: Ino, of: &mut OpenFile) -> Result<()> {
         let path = self.path(ino);
-        if of.unlinked || path.is_err() {
+        if of.is_unlinked() || path.is_err() {
             if let Some(w) = of.writer.as_mut() {
                 w.abort().await;
             }
@@ -351,7 +295,7 @@ impl Fs {
             return Ok(());
         }
         let key = self.layout.file_key(&path.expect("checked above"));
-        if of.meta_dirty && of.version.is_some() {
+        if of.meta_dirty() && of.version.is_some() {
             // A metadata-only update must keep the object's file id.
             self.file_codec(of).await?;
         }
@@ -363,7 +307,7 @@ impl Fs {
                     etag: base.etag.clone(),
                     size: base.size,
                 });
-                of.meta_dirty = false;
+                of.meta_stored();
                 of.expect_id = m.get(meta::ID_KEY).cloned();
                 let attr = of.current_attr();
                 if let Some(n) = self.inodes.lock().get_mut(ino) {
@@ -374,7 +318,7 @@ impl Fs {
                 self.cache_attr(ino, &attr, Some(base.etag));
             }
         }
-        if of.meta_dirty {
+        if of.meta_dirty() {
             let v = of.version.clone().ok_or(FsError::NotFound)?;
             let src = ObjectMeta {
                 key: v.key.clone(),
@@ -393,7 +337,7 @@ impl Fs {
                 etag: etag.clone(),
                 ..v
             });
-            of.meta_dirty = false;
+            of.meta_stored();
             let attr = of.current_attr();
             self.ino_changed(ino);
             self.cache_attr(ino, &attr, Some(etag));
@@ -403,23 +347,23 @@ impl Fs {
 
     /// The last close of a handle. Errors here cannot reach the application (close already
     /// returned), so they are logged; `flush` is where they are reported.
-    pub async fn release(&self, fh: u64) {
-        let Some(h) = self.handles.lock().remove(&fh) else {
+    pub async fn release(&self, fh: Fh) {
+        let Some(h) = self.open.take_handle(fh) else {
             return;
         };
         let mut of = h.file.lock().await;
         of.handles -= 1;
-        if of.handles == 0 && !of.closed {
+        if of.handles == 0 && !of.is_closed() {
             if let Err(e) = self.flush_locked(h.ino, &mut of).await {
-                tracing::error!(ino = h.ino, error = %e, "upload at release failed");
+                tracing::error!(ino = %h.ino, error = %e, "upload at release failed");
             }
-            of.closed = true;
+            of.mark_closed();
             if let Some(w) = of.writer.as_mut() {
-                if w.is_changed() || w.is_failed() {
+                if w.is_pending() {
                     w.abort().await;
                 }
             }
-            self.files.lock().remove(&h.ino);
+            self.open.remove_file(h.ino);
             let mut inodes = self.inodes.lock();
             // A new file whose upload failed does not exist: take it out of the namespace.
             let orphan = inodes
@@ -437,15 +381,15 @@ impl Fs {
     /// setattr on an inode that is open: applied to the shared state, stored on flush.
     pub(super) async fn setattr_open(
         &self,
-        ino: u64,
-        _fh: Option<u64>,
+        ino: Ino,
+        _fh: Option<Fh>,
         set: &SetAttr,
     ) -> Result<Option<Attr>> {
-        let Some(file) = self.files.lock().get(&ino).cloned() else {
+        let Some(file) = self.open.file(ino) else {
             return Ok(None);
         };
         let mut of = file.lock().await;
-        if of.closed {
+        if of.is_closed() {
             return Ok(None);
         }
         if let Some(size) = set.size {
@@ -467,8 +411,8 @@ impl Fs {
             || only_size.mtime.is_some()
         {
             super::apply(&mut of.attr, &only_size);
-            of.meta_dirty = true;
-            tracing::debug!(ino, ?set, "attributes of an open file changed");
+            of.mark_meta_dirty();
+            tracing::debug!(%ino, ?set, "attributes of an open file changed");
         }
         Ok(Some(of.current_attr()))
     }
@@ -476,7 +420,7 @@ impl Fs {
     /// Upload pending data of every open file under directory `path` (before a rename moves
     /// their objects).
     pub(super) async fn flush_under(&self, path: &str) -> Result<()> {
-        let inos: Vec<u64> = self.files.lock().keys().copied().collect();
+        let inos = self.open.open_inos();
         let prefix = format!("{path}/");
         for ino in inos {
             let under = self.path(ino).is_ok_and(|p| p.starts_with(&prefix));

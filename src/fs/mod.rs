@@ -16,12 +16,12 @@
 mod dirattrs;
 mod error;
 mod file;
+mod handles;
 mod names;
 
 pub use names::{RenameFlags, StatFs};
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -33,13 +33,14 @@ pub use error::{FsError, Result};
 
 use crate::crypto::codec::plain_size_of;
 use crate::crypto::keys::Keyring;
+pub use crate::inode::Ino;
 use crate::inode::{Attr, InodeTable, Kind, ROOT_INO};
 use crate::layout::{Layout, Listed};
 use crate::read::ReadConfig;
 use crate::store::{ObjectMeta, ObjectStore};
 use crate::write::WriteConfig;
 use dirattrs::DirAttrs;
-use file::{Handle, OpenFile};
+use handles::OpenTable;
 
 /// S3 keys are at most 1024 bytes; names are further bounded by the kernel's NAME_MAX.
 const MAX_NAME: usize = 255;
@@ -67,15 +68,25 @@ pub struct Caller {
     pub pid: u32,
 }
 
+/// An open file or directory handle, as the kernel names it back to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fh(pub u64);
+
+impl std::fmt::Display for Fh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub ino: u64,
+    pub ino: Ino,
     pub attr: Attr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
-    pub ino: u64,
+    pub ino: Ino,
     pub name: String,
     pub kind: Kind,
 }
@@ -95,15 +106,12 @@ pub struct Fs {
     fetcher: Arc<crate::read::Fetcher>,
     cfg: FsConfig,
     inodes: Mutex<InodeTable>,
-    files: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<OpenFile>>>>,
-    handles: Mutex<HashMap<u64, Arc<Handle>>>,
-    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    open: OpenTable,
     /// Per listed directory: its files' attributes without a HEAD each (`dirattrs`).
-    dir_attrs: Mutex<HashMap<u64, Arc<DirAttrs>>>,
+    dir_attrs: Mutex<HashMap<Ino, Arc<DirAttrs>>>,
     index_writes: dirattrs::Pending,
     /// Where paths live in the bucket.
     layout: Layout,
-    next_fh: AtomicU64,
     root_attr: Mutex<Attr>,
 }
 
@@ -123,24 +131,17 @@ impl Fs {
             fetcher: crate::read::Fetcher::new(store.clone(), cfg.read.clone()),
             store,
             inodes: Mutex::new(InodeTable::new()),
-            files: Mutex::new(HashMap::new()),
-            handles: Mutex::new(HashMap::new()),
-            dirs: Mutex::new(HashMap::new()),
+            open: OpenTable::new(),
             dir_attrs: Mutex::new(HashMap::new()),
             index_writes: Default::default(),
             layout: Layout::new(&cfg.prefix),
             cfg,
-            next_fh: AtomicU64::new(1),
             root_attr: Mutex::new(root_attr),
         }
     }
 
     pub fn config(&self) -> &FsConfig {
         &self.cfg
-    }
-
-    fn fh(&self) -> u64 {
-        self.next_fh.fetch_add(1, Ordering::Relaxed)
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -152,12 +153,12 @@ impl Fs {
     }
 
     /// Path of `ino` inside the mount.
-    fn path(&self, ino: u64) -> Result<String> {
+    fn path(&self, ino: Ino) -> Result<String> {
         self.inodes.lock().path(ino).ok_or(FsError::NotFound)
     }
 
     /// Path of `name` under directory `parent`, checking the name.
-    fn child_path(&self, parent: u64, name: &str) -> Result<String> {
+    fn child_path(&self, parent: Ino, name: &str) -> Result<String> {
         if name.is_empty() || name.contains('/') || name.contains('\0') {
             return Err(FsError::Invalid("file name"));
         }
@@ -221,7 +222,7 @@ impl Fs {
     }
 
     /// Record fresh attributes (and the object version) for `ino`.
-    fn cache_attr(&self, ino: u64, attr: &Attr, etag: Option<String>) {
+    fn cache_attr(&self, ino: Ino, attr: &Attr, etag: Option<String>) {
         if let Some(node) = self.inodes.lock().get_mut(ino) {
             node.attr = Some((attr.clone(), Instant::now()));
             if etag.is_some() {
@@ -231,13 +232,13 @@ impl Fs {
     }
 
     /// Remember what a HEAD said about the object's identity (see `OpenFile::expect_id`).
-    fn cache_object(&self, ino: u64, obj: &ObjectMeta) {
+    fn cache_object(&self, ino: Ino, obj: &ObjectMeta) {
         if let Some(node) = self.inodes.lock().get_mut(ino) {
             node.sealfs_id = obj.user.get(meta::ID_KEY).cloned();
         }
     }
 
-    fn fresh_attr(&self, ino: u64) -> Option<Attr> {
+    fn fresh_attr(&self, ino: Ino) -> Option<Attr> {
         let inodes = self.inodes.lock();
         let (attr, at) = inodes.get(ino)?.attr.as_ref()?;
         (at.elapsed() < self.cfg.metadata_ttl).then(|| attr.clone())
@@ -275,7 +276,7 @@ impl Fs {
     /// come from the listing's `DirAttrs`.
     pub(super) async fn stat_child(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &str,
         path: &str,
     ) -> Result<Option<(Attr, Option<ObjectMeta>)>> {
@@ -305,7 +306,7 @@ impl Fs {
     }
 
     /// HEAD of a file `parent`'s listing reported, answered by its `DirAttrs` while fresh.
-    async fn head_listed(&self, parent: u64, name: &str, path: &str) -> Result<Option<ObjectMeta>> {
+    async fn head_listed(&self, parent: Ino, name: &str, path: &str) -> Result<Option<ObjectMeta>> {
         let attrs = self.dir_attrs.lock().get(&parent).cloned();
         if let Some(a) = attrs.filter(|a| a.at.elapsed() < self.cfg.metadata_ttl) {
             if let Some(found) = a.resolve(name).await? {
@@ -316,13 +317,13 @@ impl Fs {
     }
 
     /// This mount changed the object at `name` in `parent`: its listed version is history.
-    fn listed_changed(&self, parent: u64, name: &str) {
+    fn listed_changed(&self, parent: Ino, name: &str) {
         if let Some(a) = self.dir_attrs.lock().get(&parent) {
             a.changed(name);
         }
     }
 
-    fn ino_changed(&self, ino: u64) {
+    fn ino_changed(&self, ino: Ino) {
         let at = {
             let inodes = self.inodes.lock();
             inodes.get(ino).map(|n| (n.parent, n.name.clone()))
@@ -335,14 +336,14 @@ impl Fs {
     /// `lookup` when memory alone can answer it (no request, no await): fresh attributes of a
     /// known inode, a name a fresh listing lacks, a listed file whose attributes the
     /// directory's index or a finished lookahead holds. `None`: call `lookup`.
-    pub fn lookup_cached(&self, parent: u64, name: &str) -> Option<Result<Entry>> {
+    pub fn lookup_cached(&self, parent: Ino, name: &str) -> Option<Result<Entry>> {
         if let Err(e) = self.child_path(parent, name) {
             return Some(Err(e));
         }
         let local = self.inodes.lock().child(parent, name);
         if let Some(ino) = local {
             // An open file's attributes live in its `OpenFile` (behind an async lock).
-            if self.files.lock().contains_key(&ino) {
+            if self.open.is_open(ino) {
                 return None;
             }
             if let Some(attr) = self.fresh_attr(ino) {
@@ -371,7 +372,7 @@ impl Fs {
     }
 
     /// Link `name` to what a lookup found there and cache what the object (if any) says.
-    fn link_found(&self, parent: u64, name: &str, attr: Attr, obj: Option<ObjectMeta>) -> Entry {
+    fn link_found(&self, parent: Ino, name: &str, attr: Attr, obj: Option<ObjectMeta>) -> Entry {
         let ino = self.inodes.lock().link(parent, name, attr.kind);
         if let Some(o) = &obj {
             self.cache_object(ino, o);
@@ -380,7 +381,7 @@ impl Fs {
         Entry { ino, attr }
     }
 
-    pub async fn lookup(&self, parent: u64, name: &str) -> Result<Entry> {
+    pub async fn lookup(&self, parent: Ino, name: &str) -> Result<Entry> {
         let path = self.child_path(parent, name)?;
         let local = self.inodes.lock().child(parent, name);
         if let Some(ino) = local {
@@ -400,11 +401,11 @@ impl Fs {
         Ok(self.link_found(parent, name, attr, obj))
     }
 
-    pub fn forget(&self, ino: u64, n: u64) {
+    pub fn forget(&self, ino: Ino, n: u64) {
         self.inodes.lock().forget(ino, n);
     }
 
-    pub async fn getattr(&self, ino: u64) -> Result<Attr> {
+    pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
         if ino == ROOT_INO {
             return Ok(self.root_attr.lock().clone());
         }
@@ -423,7 +424,7 @@ impl Fs {
         Ok(attr)
     }
 
-    pub async fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
+    pub async fn setattr(&self, ino: Ino, fh: Option<Fh>, set: SetAttr) -> Result<Attr> {
         self.check_writable()?;
         if ino == ROOT_INO {
             // The root has no object to hold attributes: changes last for this mount only.
@@ -480,29 +481,29 @@ impl Fs {
         Ok(attr)
     }
 
-    pub fn opendir(&self, _ino: u64) -> u64 {
-        self.fh()
+    pub fn opendir(&self, _ino: Ino) -> Fh {
+        self.open.new_fh()
     }
 
     /// Entries of directory `ino` from `offset` on. A listing is taken when a reader starts
     /// (offset 0) and kept for the handle, so a reader resuming at an offset sees a stable list.
-    pub async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
-        let cached = self.dirs.lock().get(&fh).cloned();
+    pub async fn readdir(&self, ino: Ino, fh: Fh, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+        let cached = self.open.listing(fh);
         match cached {
             Some(list) if offset != 0 => Ok(list),
             _ => {
                 let list = Arc::new(self.list_dir(ino).await?);
-                self.dirs.lock().insert(fh, list.clone());
+                self.open.keep_listing(fh, list.clone());
                 Ok(list)
             }
         }
     }
 
-    pub fn releasedir(&self, fh: u64) {
-        self.dirs.lock().remove(&fh);
+    pub fn releasedir(&self, fh: Fh) {
+        self.open.drop_listing(fh);
     }
 
-    async fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>> {
+    async fn list_dir(&self, ino: Ino) -> Result<Vec<DirEntry>> {
         let path = self.path(ino)?;
         let prefix = self.layout.dir_prefix(&path);
         let mut names: BTreeMap<String, Kind> = BTreeMap::new();
@@ -577,7 +578,7 @@ impl Fs {
 
     /// Start answering HEADs of `ino`'s listed files from `files` (and the directory's index),
     /// dropping what older listings (of any directory) knew.
-    fn keep_dir_attrs(&self, ino: u64, path: &str, files: HashMap<String, dirattrs::Listed>) {
+    fn keep_dir_attrs(&self, ino: Ino, path: &str, files: HashMap<String, dirattrs::Listed>) {
         let ttl = self.cfg.metadata_ttl;
         let mut all = self.dir_attrs.lock();
         let known = all.remove(&ino).map(|a| a.known()).unwrap_or_default();
@@ -596,7 +597,7 @@ impl Fs {
         }
     }
 
-    pub async fn readlink(&self, ino: u64) -> Result<String> {
+    pub async fn readlink(&self, ino: Ino) -> Result<String> {
         let cached = self
             .inodes
             .lock()
@@ -635,11 +636,11 @@ impl Fs {
         for attrs in pending.iter().filter_map(|w| w.upgrade()) {
             attrs.write().await;
         }
-        let inos: Vec<u64> = self.files.lock().keys().copied().collect();
+        let inos = self.open.open_inos();
         let mut failed = 0;
         for ino in inos {
             if let Err(e) = self.flush_ino(ino).await {
-                tracing::error!(ino, error = %e, "flush at shutdown failed");
+                tracing::error!(%ino, error = %e, "flush at shutdown failed");
                 failed += 1;
             }
         }
@@ -677,12 +678,12 @@ fn apply(attr: &mut Attr, set: &SetAttr) {
 /// A stable inode number for a listed entry the kernel has not looked up yet (readdir's d_ino
 /// is informational; the kernel looks an entry up before using it). The top bit keeps these
 /// apart from allocated numbers.
-fn synthetic_ino(prefix: &str, name: &str) -> u64 {
+fn synthetic_ino(prefix: &str, name: &str) -> Ino {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     prefix.hash(&mut h);
     name.hash(&mut h);
-    h.finish() | (1 << 63)
+    Ino(h.finish() | (1 << 63))
 }
 
 #[cfg(test)]

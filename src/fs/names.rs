@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::file::OpenFile;
-use super::{Caller, Entry, Fs, FsError, Result};
+use super::handles::OpenFile;
+use super::{Caller, Entry, Fh, Fs, FsError, Ino, Result};
 use crate::inode::{Attr, Kind};
 use crate::layout::Layout;
 use crate::meta::{self, S_IFDIR};
@@ -46,12 +46,12 @@ impl Fs {
     /// then the file exists in this mount only (lookups and listings see it).
     pub async fn create(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &str,
         mode: u32,
         flags: i32,
         caller: Caller,
-    ) -> Result<(Entry, u64)> {
+    ) -> Result<(Entry, Fh)> {
         self.check_writable()?;
         self.child_path(parent, name)?;
         let attr = self.new_attr(Kind::File, mode, caller);
@@ -71,17 +71,16 @@ impl Fs {
         of.codec = Some(codec);
         of.handles = 1;
         let file = Arc::new(AsyncMutex::new(of));
-        let replaced = self.files.lock().insert(ino, file.clone());
-        if let Some(old) = replaced {
+        if let Some(old) = self.open.replace_file(ino, file.clone()) {
             // An inode already open under this name was replaced by this create.
-            old.lock().await.unlinked = true;
+            old.lock().await.mark_unlinked();
         }
         let writable = flags & super::libc_flags::O_ACCMODE != super::libc_flags::O_RDONLY;
         let fh = self.add_handle(ino, file, writable, caller.pid);
         Ok((Entry { ino, attr }, fh))
     }
 
-    pub async fn mkdir(&self, parent: u64, name: &str, mode: u32, caller: Caller) -> Result<Entry> {
+    pub async fn mkdir(&self, parent: Ino, name: &str, mode: u32, caller: Caller) -> Result<Entry> {
         self.check_writable()?;
         let path = self.child_path(parent, name)?;
         if self.stat_child(parent, name, &path).await?.is_some() {
@@ -108,7 +107,7 @@ impl Fs {
     /// S_IFLNK.
     pub async fn symlink(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &str,
         target: &str,
         caller: Caller,
@@ -139,12 +138,12 @@ impl Fs {
     }
 
     /// Kind of what is at (parent, name): the inode table first, then the bucket.
-    async fn kind_at(&self, parent: u64, name: &str) -> Result<Option<Kind>> {
+    async fn kind_at(&self, parent: Ino, name: &str) -> Result<Option<Kind>> {
         Ok(self.stat_at(parent, name).await?.map(|(kind, _)| kind))
     }
 
     /// Kind of what is at (parent, name), with the object's HEAD when one was made.
-    async fn stat_at(&self, parent: u64, name: &str) -> Result<Option<(Kind, Option<ObjectMeta>)>> {
+    async fn stat_at(&self, parent: Ino, name: &str) -> Result<Option<(Kind, Option<ObjectMeta>)>> {
         let known = {
             let inodes = self.inodes.lock();
             inodes
@@ -163,7 +162,7 @@ impl Fs {
         }
     }
 
-    pub async fn unlink(&self, parent: u64, name: &str) -> Result<()> {
+    pub async fn unlink(&self, parent: Ino, name: &str) -> Result<()> {
         self.check_writable()?;
         let path = self.child_path(parent, name)?;
         let kind = self.kind_at(parent, name).await?.ok_or(FsError::NotFound)?;
@@ -179,9 +178,8 @@ impl Fs {
             )
         };
         if let Some(ino) = ino {
-            let file = self.files.lock().get(&ino).cloned();
-            if let Some(file) = file {
-                file.lock().await.unlinked = true;
+            if let Some(file) = self.open.file(ino) {
+                file.lock().await.mark_unlinked();
             }
         }
         if !pending {
@@ -193,7 +191,7 @@ impl Fs {
     }
 
     /// Whether directory `path` (known to exist) has entries other than its marker.
-    async fn dir_has_entries(&self, dir_ino: Option<u64>, path: &str) -> Result<bool> {
+    async fn dir_has_entries(&self, dir_ino: Option<Ino>, path: &str) -> Result<bool> {
         if let Some(ino) = dir_ino {
             if !self.inodes.lock().pending_children(ino).is_empty() {
                 return Ok(true);
@@ -204,7 +202,7 @@ impl Fs {
         Ok(!page.prefixes.is_empty() || page.objects.iter().any(|o| o.key != prefix))
     }
 
-    pub async fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
+    pub async fn rmdir(&self, parent: Ino, name: &str) -> Result<()> {
         self.check_writable()?;
         let path = self.child_path(parent, name)?;
         match self.kind_at(parent, name).await? {
@@ -226,9 +224,9 @@ impl Fs {
 
     pub async fn rename(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &str,
-        new_parent: u64,
+        new_parent: Ino,
         new_name: &str,
         flags: RenameFlags,
     ) -> Result<()> {
@@ -269,9 +267,8 @@ impl Fs {
         let moved_dir = kind == Kind::Dir;
         let replaced = self.inodes.lock().child(new_parent, new_name);
         if let Some(ino) = replaced {
-            let file = self.files.lock().get(&ino).cloned();
-            if let Some(file) = file {
-                file.lock().await.unlinked = true;
+            if let Some(file) = self.open.file(ino) {
+                file.lock().await.mark_unlinked();
             }
         }
         self.listed_changed(parent, name);
@@ -301,7 +298,7 @@ impl Fs {
             inos
         };
         for ino in inos {
-            let file = self.files.lock().get(&ino).cloned();
+            let file = self.open.file(ino);
             let Some(file) = file else { continue };
             let mut of = file.lock().await;
             let Some(v) = of.version.clone() else {
@@ -324,7 +321,7 @@ impl Fs {
     /// flush may just have replaced the object).
     async fn move_file(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &str,
         src: &str,
         dst: &str,
@@ -338,7 +335,7 @@ impl Fs {
                 // Not uploaded yet: it will be, under its new name, when it is closed.
                 return Ok(());
             }
-            if self.files.lock().contains_key(&ino) {
+            if self.open.is_open(ino) {
                 self.flush_ino(ino).await?;
                 known = None;
             }
@@ -366,7 +363,7 @@ impl Fs {
         };
         self.store.delete(&src_key).await?;
         if let Some(ino) = ino {
-            let file = self.files.lock().get(&ino).cloned();
+            let file = self.open.file(ino);
             if let Some(file) = file {
                 let mut of = file.lock().await;
                 if let Some(v) = of.version.as_mut() {

@@ -53,7 +53,7 @@ pub(super) fn fs_on(store: Arc<dyn crate::store::ObjectStore>, metadata_ttl: Dur
     Fs::new(store, cfg)
 }
 
-pub(super) async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
+pub(super) async fn write_file(fs: &Fs, parent: Ino, name: &str, data: &[u8]) -> Ino {
     let (e, fh) = fs
         .create(parent, name, 0o640, libc_flags::O_WRONLY, ME)
         .await
@@ -64,14 +64,14 @@ pub(super) async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) ->
     e.ino
 }
 
-async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
+async fn read_all(fs: &Fs, ino: Ino) -> Vec<u8> {
     let fh = fs.open(ino, libc_flags::O_RDONLY, ME.pid).await.unwrap();
     let data = fs.read(fh, 0, 1 << 20).await.unwrap();
     fs.release(fh).await;
     data.to_vec()
 }
 
-async fn names(fs: &Fs, ino: u64) -> Vec<String> {
+async fn names(fs: &Fs, ino: Ino) -> Vec<String> {
     let fh = fs.opendir(ino);
     let list = fs.readdir(ino, fh, 0).await.unwrap();
     fs.releasedir(fh);

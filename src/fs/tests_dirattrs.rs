@@ -22,7 +22,7 @@ fn mount(mem: &Arc<MemStore>) -> (Fs, Arc<Counters>) {
 }
 
 /// What `ls -l` does: list, then look every entry up.
-async fn ls_l(fs: &Fs, dir: u64) -> Vec<(String, Attr)> {
+async fn ls_l(fs: &Fs, dir: Ino) -> Vec<(String, Attr)> {
     let fh = fs.opendir(dir);
     let entries = fs.readdir(dir, fh, 0).await.unwrap();
     fs.releasedir(fh);
