@@ -132,6 +132,7 @@ impl EncryptionArgs {
             kms_key_id: self.kms_key_id.clone(),
             bucket_key: self.bucket_key,
             sse_c_key_file: self.sse_c_key_file.clone(),
+            aws_profile: None,
         }
     }
 
@@ -167,6 +168,7 @@ impl S3Args {
             force_path_style: self.force_path_style,
             sse: Default::default(),
             request_timeout,
+            profile: None,
         }
     }
 }
@@ -361,7 +363,6 @@ pub struct MountPlan {
     pub auto_unmount: bool,
     pub default_permissions: bool,
     pub log_file: Option<PathBuf>,
-    pub profile: Option<String>,
     pub fsname: String,
     pub enc: EncryptionConfig,
 }
@@ -439,7 +440,8 @@ impl MountArgs {
             ));
         }
         self.enc.infer_mode();
-        let enc = self.enc.validated()?;
+        let mut enc = self.enc.validated()?;
+        enc.aws_profile = self.profile.clone();
         let part_size = self.part_size_mib * 1024 * 1024;
         let write = WriteConfig {
             part_size,
@@ -448,10 +450,13 @@ impl MountArgs {
             ..WriteConfig::default()
         };
         Ok(MountPlan {
-            s3: self.s3.config(
-                bucket.clone(),
-                Some(Duration::from_secs_f64(self.request_timeout)),
-            ),
+            s3: S3Config {
+                profile: self.profile.clone(),
+                ..self.s3.config(
+                    bucket.clone(),
+                    Some(Duration::from_secs_f64(self.request_timeout)),
+                )
+            },
             fs: FsConfig {
                 prefix: prefix.clone(),
                 defaults: Defaults {
@@ -477,7 +482,6 @@ impl MountArgs {
             auto_unmount,
             default_permissions,
             log_file: self.log_file,
-            profile: self.profile,
             fsname: format!("sealfs:{bucket}/{prefix}"),
             enc,
         })

@@ -13,6 +13,9 @@ use aws_sdk_kms::types::DataKeySpec;
 use aws_sdk_kms::Client;
 
 use crate::crypto::format::Secret;
+use crate::crypto::keys::{Keyring, PrefixConfig};
+use crate::crypto::mode::Wrapping;
+use crate::crypto::wrap::{KeyWrapper, WrapError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KmsError {
@@ -44,11 +47,12 @@ fn detail<E: std::error::Error + 'static>(e: E) -> String {
 }
 
 impl Kms {
-    /// A client from the standard AWS chain (`AWS_ENDPOINT_URL_KMS` is honoured).
-    pub async fn connect(region: Option<&str>) -> Self {
+    /// A client from the standard AWS chain (`AWS_ENDPOINT_URL_KMS` is honoured), with
+    /// `profile`'s settings when one is named.
+    pub async fn connect(profile: Option<&str>) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(r) = region {
-            loader = loader.region(aws_config::Region::new(r.to_string()));
+        if let Some(p) = profile {
+            loader = loader.profile_name(p);
         }
         let sdk = loader.load().await;
         let mut builder = aws_sdk_kms::config::Builder::from(&sdk);
@@ -137,5 +141,89 @@ impl Kms {
         let plain = out.plaintext().ok_or(KmsError::BadKey)?.as_ref();
         let key: [u8; 32] = plain.try_into().map_err(|_| KmsError::BadKey)?;
         Ok(Secret(key))
+    }
+}
+
+/// Client-mode data keys wrapped by a KMS key: `kms` bound to one bucket and prefix (every
+/// call's encryption context). `key_id` is the key new keyrings are made or rewrapped under.
+pub struct KmsWrapper {
+    kms: Kms,
+    key_id: Option<String>,
+    bucket: String,
+    prefix: String,
+}
+
+impl KmsWrapper {
+    pub fn new(kms: Kms, key_id: Option<String>, bucket: &str, prefix: &str) -> Self {
+        Self {
+            kms,
+            key_id,
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        }
+    }
+
+    fn key_id(&self) -> Result<&str, WrapError> {
+        self.key_id
+            .as_deref()
+            .ok_or_else(|| WrapError::Kms("no KMS key id given (--kms-key-id)".into()))
+    }
+}
+
+fn wrap_err(e: KmsError) -> WrapError {
+    WrapError::Kms(e.to_string())
+}
+
+#[async_trait::async_trait]
+impl KeyWrapper for KmsWrapper {
+    fn wrapping(&self) -> Wrapping {
+        Wrapping::Kms
+    }
+
+    /// GenerateDataKey: KMS makes the data key (one call).
+    async fn create(&self) -> Result<(Keyring, PrefixConfig), WrapError> {
+        let key_id = self.key_id()?;
+        let (data_key, blob) = self
+            .kms
+            .generate(key_id, &self.bucket, &self.prefix)
+            .await
+            .map_err(wrap_err)?;
+        Ok((
+            Keyring::new_single(data_key),
+            PrefixConfig::new_client_kms(key_id, &blob),
+        ))
+    }
+
+    /// One Decrypt per key version.
+    async fn unwrap(&self, config: &PrefixConfig) -> Result<Keyring, WrapError> {
+        let mut keys = std::collections::BTreeMap::new();
+        for (version, blob) in config.kms_blobs()? {
+            let key = self
+                .kms
+                .decrypt(&blob, &self.bucket, &self.prefix)
+                .await
+                .map_err(wrap_err)?;
+            keys.insert(version, key);
+        }
+        Ok(Keyring::from_keys(config.current_key, keys)?)
+    }
+
+    /// One Encrypt per key version.
+    async fn wrap(&self, ring: &Keyring) -> Result<PrefixConfig, WrapError> {
+        let key_id = self.key_id()?;
+        let mut blobs = Vec::new();
+        for (version, key) in ring.versions() {
+            let blob = self
+                .kms
+                .encrypt(key_id, key, &self.bucket, &self.prefix)
+                .await
+                .map_err(wrap_err)?;
+            blobs.push((version, blob));
+        }
+        Ok(PrefixConfig::wrapped_by_kms(
+            key_id,
+            ring.current_version(),
+            blobs,
+        ))
     }
 }

@@ -11,9 +11,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::MountPlan;
 use crate::fs::Fs;
+use crate::fs::FsConfig;
 use crate::fuse::{self, FuseFs, MountOptions};
+use crate::read::Fetcher;
 use crate::setup;
-use crate::store::counted::Counted;
+use crate::store::counted::{Counted, Counters};
 use crate::store::s3::{S3Config, S3Store};
 use crate::store::{ObjectStore, Sse, StoreError};
 use crate::sys;
@@ -49,10 +51,6 @@ impl Connect for S3Connector {
 pub struct Reported;
 
 pub fn run(plan: MountPlan, connect: &dyn Connect) -> Result<()> {
-    if let Some(profile) = &plan.profile {
-        // Still single-threaded: the S3 and KMS clients both read it from the AWS chain.
-        std::env::set_var("AWS_PROFILE", profile);
-    }
     let log = match &plan.log_file {
         Some(path) => Some(
             std::fs::OpenOptions::new()
@@ -93,71 +91,110 @@ fn explain(e: &StoreError, s3: &S3Config) -> String {
     }
 }
 
-fn serve(
-    plan: &MountPlan,
-    connect: &dyn Connect,
-    daemon: Option<(sys::Daemon, Option<std::fs::File>)>,
-) -> Result<()> {
-    let (daemon, log) = match daemon {
-        Some((d, l)) => (Some(d), l),
-        None => (None, None),
+/// FUSE worker threads reading requests from the kernel. Each only decodes a request and
+/// hands it to the async runtime (or answers a cached lookup), so a few keep the kernel's
+/// queue drained; more would just contend for the 2-4 cores a mount typically has.
+const FUSE_THREADS: usize = 4;
+
+/// What a mount serves: the filesystem, and the counters of the store under it.
+pub struct Built {
+    pub fs: Arc<Fs>,
+    pub counters: Arc<Counters>,
+}
+
+/// The one builder of a mount's parts: the store (with the SSE the mode asks), the prefix's
+/// checked mode and keyring, the request counters and the filesystem. `Err` is one line for
+/// the user.
+pub async fn build(plan: &MountPlan, connect: &dyn Connect) -> std::result::Result<Built, String> {
+    let sse = setup::sse_for(&plan.enc).map_err(|e| e.to_string())?;
+    let store = connect.connect(sse).await?;
+    let url = format!("s3://{}/{}", plan.s3.bucket, plan.fs.prefix);
+    let keys = setup::open(
+        &*store,
+        &plan.s3.bucket,
+        url.trim_end_matches('/'),
+        &plan.fs.prefix,
+        &plan.enc,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let counted = Counted::new(store);
+    let counters = counted.counters();
+    let store: Arc<dyn ObjectStore> = Arc::new(counted);
+    let fetcher = Fetcher::new(store.clone(), plan.fs.read.clone());
+    let fs_cfg = FsConfig {
+        keys,
+        ..plan.fs.clone()
     };
-    let fail = |daemon: Option<sys::Daemon>, msg: String| -> Result<()> {
-        match daemon {
+    Ok(Built {
+        fs: Arc::new(Fs::new(store, fetcher, fs_cfg)),
+        counters,
+    })
+}
+
+/// Tells the user (directly, or through the parent of a background mount) how starting
+/// went: a background mount's parent exits only when it hears.
+struct Starting {
+    daemon: Option<sys::Daemon>,
+    log: Option<std::fs::File>,
+}
+
+impl Starting {
+    fn fail(self, msg: String) -> Result<()> {
+        match self.daemon {
             Some(d) => {
                 d.report(Err(msg));
                 Err(Reported.into())
             }
             None => bail!(msg),
         }
-    };
-    if !plan.mountpoint.is_dir() {
-        return fail(
-            daemon,
-            format!(
-                "mount point {} is not a directory",
-                plan.mountpoint.display()
-            ),
-        );
     }
-    if sys::is_mount_point(&plan.mountpoint) {
-        return fail(
-            daemon,
-            format!(
-                "mount point {} is busy: something is already mounted there",
-                plan.mountpoint.display()
-            ),
-        );
+
+    fn ready(self) {
+        if let Some(d) = self.daemon {
+            d.report(Ok(()));
+            if self.log.is_none() {
+                sys::detach_stdio(None).ok();
+            }
+        }
+    }
+}
+
+/// Why `mountpoint` cannot take a mount, if it cannot.
+fn check_mountpoint(mountpoint: &std::path::Path) -> Option<String> {
+    if !mountpoint.is_dir() {
+        return Some(format!(
+            "mount point {} is not a directory",
+            mountpoint.display()
+        ));
+    }
+    sys::is_mount_point(mountpoint).then(|| {
+        format!(
+            "mount point {} is busy: something is already mounted there",
+            mountpoint.display()
+        )
+    })
+}
+
+fn serve(
+    plan: &MountPlan,
+    connect: &dyn Connect,
+    daemon: Option<(sys::Daemon, Option<std::fs::File>)>,
+) -> Result<()> {
+    let (daemon, log) = daemon.map_or((None, None), |(d, l)| (Some(d), l));
+    let starting = Starting { daemon, log };
+    if let Some(why) = check_mountpoint(&plan.mountpoint) {
+        return starting.fail(why);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sealfs-io")
         .build()
         .context("cannot start the async runtime")?;
-    let sse = match setup::sse_for(&plan.enc) {
-        Ok(sse) => sse,
-        Err(e) => return fail(daemon, e.to_string()),
+    let Built { fs, counters } = match rt.block_on(build(plan, connect)) {
+        Ok(b) => b,
+        Err(e) => return starting.fail(e),
     };
-    let store = match rt.block_on(connect.connect(sse)) {
-        Ok(s) => s,
-        Err(e) => return fail(daemon, e),
-    };
-    let url = format!("s3://{}/{}", plan.s3.bucket, plan.fs.prefix);
-    let keys = rt.block_on(setup::open(
-        &*store,
-        &plan.s3.bucket,
-        url.trim_end_matches('/'),
-        &plan.fs.prefix,
-        &plan.enc,
-    ));
-    let mut fs_cfg = plan.fs.clone();
-    fs_cfg.keys = match keys {
-        Ok(k) => k,
-        Err(e) => return fail(daemon, e.to_string()),
-    };
-    let counted = Counted::new(store);
-    let counters = counted.counters();
-    let fs = Arc::new(Fs::new(Arc::new(counted), fs_cfg));
     let opts = MountOptions {
         fsname: plan.fsname.clone(),
         read_only: plan.fs.read_only,
@@ -165,27 +202,17 @@ fn serve(
         allow_root: plan.allow_root,
         auto_unmount: plan.auto_unmount,
         default_permissions: plan.default_permissions,
-        threads: 4,
+        threads: FUSE_THREADS,
     };
-    let mut mounted = match fuse::mount(
-        FuseFs::new(fs, rt.handle().clone()),
-        &plan.mountpoint,
-        &opts,
-    ) {
+    let fuse_fs = FuseFs::new(fs, rt.handle().clone());
+    let mut mounted = match fuse::mount(fuse_fs, &plan.mountpoint, &opts) {
         Ok(m) => m,
         Err(e) => {
-            return fail(
-                daemon,
-                format!("cannot mount at {}: {e}", plan.mountpoint.display()),
-            )
+            let where_ = plan.mountpoint.display();
+            return starting.fail(format!("cannot mount at {where_}: {e}"));
         }
     };
-    if let Some(d) = daemon {
-        d.report(Ok(()));
-        if log.is_none() {
-            sys::detach_stdio(None).ok();
-        }
-    }
+    starting.ready();
     // After detaching: `mount` and fstab helpers print nothing on success.
     tracing::info!(mountpoint = %plan.mountpoint.display(), "mounted {}", plan.fsname);
     // Counters are a diagnostic: a mount without its control socket still serves files.
@@ -204,19 +231,7 @@ fn serve(
             None
         }
     };
-    let mut unmounter = mounted.unmounter();
-    rt.spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("signal received, unmounting");
-        if let Err(e) = unmounter.unmount() {
-            tracing::error!(error = %e, "unmount failed (is the mount busy?)");
-        }
-    });
+    rt.spawn(unmount_on_signal(mounted.unmounter()));
     mounted.run().context("FUSE session failed")?;
     let requests = counters.report().replace('\n', ", ");
     tracing::info!(
@@ -224,4 +239,35 @@ fn serve(
         requests.trim_end_matches(", ")
     );
     Ok(())
+}
+
+/// SIGINT or SIGTERM unmounts (the FUSE session then ends, after `destroy` has flushed).
+async fn unmount_on_signal(mut unmounter: fuse::Unmounter) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGTERM handler: only SIGINT unmounts");
+            None
+        }
+    };
+    let sigterm = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm => {}
+    }
+    tracing::info!("signal received, unmounting");
+    // umount2 or fusermount3: blocking calls, kept off the runtime's worker threads.
+    match tokio::task::spawn_blocking(move || unmounter.unmount()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "unmount failed (is the mount busy?)"),
+        Err(e) => tracing::error!(error = %e, "unmount task failed"),
+    }
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::crypto::keys::{load_key_file, read_private, KeyError, Keyring, PrefixConfig};
-use crate::crypto::mode::Mode;
+use crate::crypto::mode::{Mode, Wrapping};
+use crate::crypto::wrap::{KeyFileWrapper, KeyWrapper, WrapError};
+use crate::kms::{Kms, KmsWrapper};
 use crate::store::{self, ObjectStore, StoreError, UserMeta};
 use crate::store::{CustomerKey, CustomerKeys, Sse};
 
@@ -23,7 +25,7 @@ pub enum SetupError {
     #[error("{0}")]
     Key(#[from] KeyError),
     #[error("cannot unwrap the prefix's keyring with KMS (key disabled, no access, or the keyring was moved or replaced?): {0}")]
-    Kms(#[from] crate::kms::KmsError),
+    Kms(String),
     #[error("{url} is not initialized for encryption '{mode}': run `sealfs init {url} --encryption {mode} ...` first")]
     NotInitialized { url: String, mode: Mode },
     #[error("{url} is set up for encryption '{found}', not '{asked}': mount it with --encryption {found}")]
@@ -62,6 +64,8 @@ pub struct EncryptionConfig {
     pub bucket_key: bool,
     /// SSE-C: the customer key file (newest key first).
     pub sse_c_key_file: Option<PathBuf>,
+    /// AWS profile for KMS calls (the mount's `--profile`; the default chain without one).
+    pub aws_profile: Option<String>,
 }
 
 impl EncryptionConfig {
@@ -85,6 +89,40 @@ impl EncryptionConfig {
             ..self.clone()
         }
     }
+}
+
+impl From<WrapError> for SetupError {
+    fn from(e: WrapError) -> Self {
+        match e {
+            WrapError::Key(k) => SetupError::Key(k),
+            WrapError::Kms(m) => SetupError::Kms(m),
+        }
+    }
+}
+
+/// The key provider for a keyring wrapped by `wrapping`: the key file given (`missing` says
+/// what to give when there is none), or KMS (whose blobs name their key: `kms_key_id` is only
+/// needed to make or rewrap a keyring).
+async fn wrapper(
+    wrapping: Wrapping,
+    key_file: Option<&Path>,
+    kms_key_id: Option<&str>,
+    aws_profile: Option<&str>,
+    (bucket, prefix): (&str, &str),
+    missing: &'static str,
+) -> Result<Box<dyn KeyWrapper>, SetupError> {
+    Ok(match wrapping {
+        Wrapping::KeyFile => {
+            let path = key_file.ok_or(SetupError::Missing(missing))?;
+            Box::new(KeyFileWrapper::new(load_key_file(path)?))
+        }
+        Wrapping::Kms => Box::new(KmsWrapper::new(
+            Kms::connect(aws_profile).await,
+            kms_key_id.map(str::to_string),
+            bucket,
+            prefix,
+        )),
+    })
 }
 
 /// Parse an SSE-C key file: 32 raw bytes, or one key per line (base64 or 64 hex digits),
@@ -179,19 +217,22 @@ pub async fn init(
         });
     }
     let config = match enc.mode {
-        Mode::Client => match (&enc.kms_key_id, &enc.key_file) {
-            (Some(key_id), _) => {
-                let kms = crate::kms::Kms::connect(None).await;
-                let (_data_key, blob) = kms.generate(key_id, bucket, prefix).await?;
-                PrefixConfig::new_client_kms(key_id, &blob)
-            }
-            (None, Some(path)) => PrefixConfig::new_client(&load_key_file(path)?),
-            (None, None) => {
-                return Err(SetupError::Missing(
-                    "--encryption client needs --key-file FILE or --kms-key-id ID",
-                ))
-            }
-        },
+        Mode::Client => {
+            let wrapping = match enc.kms_key_id {
+                Some(_) => Wrapping::Kms,
+                None => Wrapping::KeyFile,
+            };
+            let w = wrapper(
+                wrapping,
+                enc.key_file.as_deref(),
+                enc.kms_key_id.as_deref(),
+                enc.aws_profile.as_deref(),
+                (bucket, prefix),
+                "--encryption client needs --key-file FILE or --kms-key-id ID",
+            )
+            .await?;
+            w.create().await?.1
+        }
         mode => PrefixConfig::plain(mode),
     };
     match s
@@ -236,32 +277,29 @@ pub async fn open(
     }
     match (mode, config) {
         (Mode::Client, Some(c)) => Ok(Some(Arc::new(
-            unwrap_ring(&c, bucket, prefix, enc.key_file.as_deref()).await?,
+            unwrap_ring(
+                &c,
+                (bucket, prefix),
+                enc.key_file.as_deref(),
+                enc.aws_profile.as_deref(),
+            )
+            .await?,
         ))),
         _ => Ok(None),
     }
 }
 
-/// The data keys of a client-mode config: from KMS (one Decrypt per key version) or with the
-/// key file.
+/// The data keys of a client-mode config, with the provider its `wrapping` names.
 async fn unwrap_ring(
     c: &PrefixConfig,
-    bucket: &str,
-    prefix: &str,
+    at: (&str, &str),
     key_file: Option<&Path>,
+    aws_profile: Option<&str>,
 ) -> Result<Keyring, SetupError> {
-    if c.is_kms() {
-        let kms = crate::kms::Kms::connect(None).await;
-        let mut keys = std::collections::BTreeMap::new();
-        for (version, blob) in c.kms_blobs()? {
-            keys.insert(version, kms.decrypt(&blob, bucket, prefix).await?);
-        }
-        return Ok(Keyring::from_keys(c.current_key, keys)?);
-    }
-    let path = key_file.ok_or(SetupError::Missing(
-        "this prefix's keys are wrapped by a key file: give it with --key-file FILE",
-    ))?;
-    Ok(c.unwrap(&load_key_file(path)?)?)
+    let wrapping = c.wrapping.unwrap_or(Wrapping::KeyFile);
+    let missing = "this prefix's keys are wrapped by a key file: give it with --key-file FILE";
+    let w = wrapper(wrapping, key_file, None, aws_profile, at, missing).await?;
+    Ok(w.unwrap(c).await?)
 }
 
 /// What `sealfs rotate-key` changes.
@@ -300,7 +338,7 @@ pub async fn rotate(
             })
         }
     };
-    let mut ring = unwrap_ring(&old, bucket, prefix, key_file).await?;
+    let mut ring = unwrap_ring(&old, (bucket, prefix), key_file, None).await?;
     if how.new_data_key {
         ring.add_version();
     }
@@ -310,23 +348,25 @@ pub async fn rotate(
         _ => None,
     };
     let new_key_file = how.to_key_file.as_deref().or(key_file);
-    let new = match kms_target {
-        Some(id) => {
-            let kms = crate::kms::Kms::connect(None).await;
-            let mut blobs = Vec::new();
-            for (version, key) in ring.versions() {
-                blobs.push((version, kms.encrypt(&id, key, bucket, prefix).await?));
-            }
-            PrefixConfig::wrapped_by_kms(&id, ring.current_version(), blobs)
-        }
-        None => {
-            let path = new_key_file.ok_or(SetupError::Missing(
-                "rewrapping under a key file needs --new-key-file FILE",
-            ))?;
-            PrefixConfig::wrapped_by_key_file(&load_key_file(path)?, &ring)
-        }
+    let (wrapping, missing) = match kms_target {
+        Some(_) => (Wrapping::Kms, ""),
+        None => (
+            Wrapping::KeyFile,
+            "rewrapping under a key file needs --new-key-file FILE",
+        ),
     };
-    let check = unwrap_ring(&new, bucket, prefix, new_key_file).await?;
+    let at = (bucket, prefix);
+    let target = wrapper(
+        wrapping,
+        new_key_file,
+        kms_target.as_deref(),
+        None,
+        at,
+        missing,
+    )
+    .await?;
+    let new = target.wrap(&ring).await?;
+    let check = unwrap_ring(&new, at, new_key_file, None).await?;
     if !check.same_as(&ring) {
         return Err(KeyError::BadConfig(
             "the rewrapped keyring does not unwrap to the same keys; nothing was changed".into(),

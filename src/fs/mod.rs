@@ -116,7 +116,13 @@ pub struct Fs {
 }
 
 impl Fs {
-    pub fn new(store: Arc<dyn ObjectStore>, cfg: FsConfig) -> Self {
+    /// A filesystem over `store`, reading through `fetcher` (whose cache and readahead budget
+    /// the wiring sizes; it must read from the same store).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        fetcher: Arc<crate::read::Fetcher>,
+        cfg: FsConfig,
+    ) -> Self {
         let now = SystemTime::now();
         let root_attr = Attr {
             kind: Kind::Dir,
@@ -128,7 +134,7 @@ impl Fs {
             ctime: now,
         };
         Self {
-            fetcher: crate::read::Fetcher::new(store.clone(), cfg.read.clone()),
+            fetcher,
             store,
             inodes: Mutex::new(InodeTable::new()),
             open: OpenTable::new(),

@@ -50,7 +50,13 @@ pub(super) fn fs_on(store: Arc<dyn crate::store::ObjectStore>, metadata_ttl: Dur
         },
         keys: None,
     };
-    Fs::new(store, cfg)
+    new_fs(store, cfg)
+}
+
+/// A filesystem with its own block cache, as a mount builds one.
+pub(super) fn new_fs(store: Arc<dyn crate::store::ObjectStore>, cfg: FsConfig) -> Fs {
+    let fetcher = crate::read::Fetcher::new(store.clone(), cfg.read.clone());
+    Fs::new(store, fetcher, cfg)
 }
 
 pub(super) async fn write_file(fs: &Fs, parent: Ino, name: &str, data: &[u8]) -> Ino {
@@ -344,7 +350,7 @@ async fn symlinks_round_trip() {
     let e = fs.symlink(ROOT_INO, "l", "../target", ME).await.unwrap();
     assert_eq!(fs.readlink(e.ino).await.unwrap(), "../target");
     assert_eq!(&mem.raw("l").unwrap()[..], b"../target");
-    let (_mem2, fs2) = (mem.clone(), Fs::new(mem.clone(), fs.cfg.clone()));
+    let (_mem2, fs2) = (mem.clone(), new_fs(mem.clone(), fs.cfg.clone()));
     let e2 = fs2.lookup(ROOT_INO, "l").await.unwrap();
     assert_eq!(e2.attr.kind, Kind::Symlink);
     assert_eq!(fs2.readlink(e2.ino).await.unwrap(), "../target");
@@ -391,7 +397,7 @@ fn client_fs() -> (Arc<MemStore>, Fs) {
         max_dirty: 4 * 65536,
         min_copy_part: 0,
     };
-    (mem.clone(), Fs::new(mem, cfg))
+    (mem.clone(), new_fs(mem, cfg))
 }
 
 #[tokio::test]
@@ -476,7 +482,7 @@ async fn client_mode_detects_a_body_swapped_from_another_object() {
     let a_meta = mem.head("a").await.unwrap().unwrap().user;
     assert!(a_meta.contains_key("sealfs-id"));
     mem.put("a", mem.raw("b").unwrap(), &a_meta).await.unwrap();
-    let fs2 = Fs::new(mem.clone(), fs.cfg.clone());
+    let fs2 = new_fs(mem.clone(), fs.cfg.clone());
     let e = fs2.lookup(ROOT_INO, "a").await.unwrap();
     let fh = fs2.open(e.ino, libc_flags::O_RDONLY, ME.pid).await.unwrap();
     let err = fs2.read(fh, 0, 100).await.unwrap_err();
@@ -499,7 +505,7 @@ async fn client_mode_detects_a_body_swapped_from_another_object() {
     )
     .await
     .unwrap();
-    let fs3 = Fs::new(mem.clone(), fs.cfg.clone());
+    let fs3 = new_fs(mem.clone(), fs.cfg.clone());
     let c = fs3.lookup(ROOT_INO, "c").await.unwrap();
     assert_eq!(read_all(&fs3, c.ino).await, b"contents of b");
 }
@@ -511,7 +517,7 @@ async fn files_under_a_renamed_directory_read_with_fresh_caches() {
     let (mem, fs) = fs_with("");
     let mut cfg = fs.cfg.clone();
     cfg.metadata_ttl = Duration::from_secs(600);
-    let fs = Fs::new(mem.clone(), cfg);
+    let fs = new_fs(mem.clone(), cfg);
     let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.unwrap();
     let f = write_file(&fs, d.ino, "f", b"payload").await;
     let g = write_file(&fs, d.ino, "g", b"open").await;
@@ -565,7 +571,7 @@ async fn names_missing_from_a_fresh_listing_cost_no_request_within_the_ttl() {
         metadata_ttl: Duration::from_millis(300),
         ..base.config().clone()
     };
-    let fs = Fs::new(Arc::new(counted), cfg);
+    let fs = new_fs(Arc::new(counted), cfg);
     let total = || counters.snapshot().0.iter().map(|(_, n)| n).sum::<u64>();
     let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.unwrap().ino;
     let before = total();

@@ -38,6 +38,8 @@ pub struct S3Config {
     /// Limit on one attempt of a request, body included (default `DEFAULT_REQUEST_TIMEOUT`):
     /// a server that hangs turns into an error the application sees, not a hung process.
     pub request_timeout: Option<Duration>,
+    /// AWS profile for credentials, region and endpoint (default: the standard chain).
+    pub profile: Option<String>,
 }
 
 /// 60 s: an 8 MiB part still goes through at ~1 Mbit/s, and a hung server is an error
@@ -105,6 +107,9 @@ macro_rules! sse_c_source {
 impl S3Store {
     pub async fn connect(config: &S3Config) -> Result<Self> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(profile) = &config.profile {
+            loader = loader.profile_name(profile);
+        }
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }

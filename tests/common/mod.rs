@@ -70,6 +70,7 @@ pub fn raw_store() -> S3Store {
         force_path_style: true,
         sse: Default::default(),
         request_timeout: None,
+        profile: None,
     };
     rt().block_on(S3Store::connect(&cfg)).expect("connect")
 }
@@ -106,6 +107,7 @@ pub fn raw_store_with(sse: sealfs::store::Sse) -> S3Store {
         force_path_style: true,
         sse,
         request_timeout: None,
+        profile: None,
     };
     rt().block_on(S3Store::connect(&cfg)).expect("connect")
 }
