@@ -1,4 +1,4 @@
-//! The inode table: kernel inode numbers <-> paths inside the mount, with cached attributes.
+//! The inode table: kernel inode numbers <-> paths inside the mount, and directory listings.
 //!
 //! Each inode stores its parent and its name, not its full path, so renaming a directory moves
 //! one entry and every descendant (and every open handle on one) follows it. Paths are computed
@@ -10,11 +10,15 @@
 //!   live on (open handles) but is reachable by number only.
 //! - An inode is dropped when the kernel forgets its last lookup reference and nothing else
 //!   (an open file) pins it; numbers are never reused within a mount.
-//! - `pending` marks a file created here whose object does not exist yet (it is uploaded on
-//!   close): lookups and listings answer it from this table.
+//! - `Link::Pending` marks a file created here whose object does not exist yet (it is
+//!   uploaded on close): lookups and listings answer it from this table.
+//! - The table holds the namespace and the kernel's references only; what is known about
+//!   each inode's object (attributes, version) is cached apart (`fs::known`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 /// A kernel inode number of this mount. Numbers are allocated here, never reused within a
 /// mount; listed entries the kernel has not looked up get synthetic numbers (top bit set).
@@ -49,26 +53,28 @@ pub struct Attr {
     pub ctime: SystemTime,
 }
 
+/// Where an inode stands in the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Linked at (parent, name), and its object is (or was, at the last look) in the bucket.
+    Stored,
+    /// Linked, but created here and not uploaded yet: lookups and listings answer it from
+    /// this table until its first upload.
+    Pending,
+    /// No longer reachable by name (unlinked, replaced); alive while referenced.
+    Unlinked,
+}
+
 #[derive(Debug)]
 pub struct Inode {
     pub parent: Ino,
     pub name: String,
     pub kind: Kind,
+    /// The kernel's lookup references.
     pub lookups: u64,
     /// Open files pin an inode past its last forget.
     pub open_count: u64,
-    pub pending: bool,
-    pub linked: bool,
-    pub attr: Option<(Attr, Instant)>,
-    /// The object version the cached attributes describe (files and symlinks).
-    pub etag: Option<String>,
-    /// The file id recorded in the object's metadata (client mode), checked against the
-    /// object's header when it is opened.
-    pub sealfs_id: Option<String>,
-    pub symlink_target: Option<String>,
-    /// The version whose pages the kernel may still cache from an earlier open: opening the
-    /// same version again keeps them (hot re-reads at memory speed).
-    pub page_cache_etag: Option<String>,
+    pub link: Link,
     /// A directory's complete contents as of a listing (or its creation here), kept up to date
     /// with this mount's own changes, so that within the TTL a missing name costs no request.
     pub listing: Option<Listing>,
@@ -89,13 +95,7 @@ impl Inode {
             kind,
             lookups: 1,
             open_count: 0,
-            pending: false,
-            linked: true,
-            attr: None,
-            etag: None,
-            sealfs_id: None,
-            symlink_target: None,
-            page_cache_etag: None,
+            link: Link::Stored,
             listing: None,
         }
     }
@@ -139,7 +139,7 @@ impl InodeTable {
         let mut cur = ino;
         while cur != ROOT_INO {
             let node = self.inodes.get(&cur)?;
-            if !node.linked {
+            if node.link == Link::Unlinked {
                 return None;
             }
             parts.push(node.name.as_str());
@@ -159,7 +159,11 @@ impl InodeTable {
             .get(&parent)
             .map(|m| {
                 m.iter()
-                    .filter(|(_, ino)| self.inodes.get(ino).is_some_and(|i| i.pending))
+                    .filter(|(_, ino)| {
+                        self.inodes
+                            .get(ino)
+                            .is_some_and(|i| i.link == Link::Pending)
+                    })
                     .map(|(n, i)| (n.clone(), *i))
                     .collect()
             })
@@ -227,6 +231,36 @@ impl InodeTable {
         (l.at.elapsed() < ttl).then(|| l.names.get(name).copied())
     }
 
+    /// Whether `ino` is a pending file (created here, not uploaded yet).
+    pub fn is_pending(&self, ino: Ino) -> bool {
+        self.inodes
+            .get(&ino)
+            .is_some_and(|n| n.link == Link::Pending)
+    }
+
+    /// Mark `ino` pending (`true`: just created here) or stored (`false`: just uploaded).
+    pub fn set_pending(&mut self, ino: Ino, pending: bool) {
+        if let Some(n) = self.inodes.get_mut(&ino) {
+            if n.link != Link::Unlinked {
+                n.link = if pending { Link::Pending } else { Link::Stored };
+            }
+        }
+    }
+
+    /// What a listing of `parent` younger than `ttl` says of `name` (as `listed`), and
+    /// whether the listing (of any age) is small enough to take again instead of probing.
+    pub fn listed_or_small(
+        &self,
+        parent: Ino,
+        name: &str,
+        ttl: std::time::Duration,
+        small: usize,
+    ) -> (Option<Option<Kind>>, bool) {
+        let listed = self.listed(parent, name, ttl);
+        let is_small = self.listing_len(parent).is_some_and(|n| n < small);
+        (listed, is_small)
+    }
+
     /// Entries in `parent`'s listing, whatever its age (to decide whether re-listing is cheap).
     pub fn listing_len(&self, parent: Ino) -> Option<usize> {
         Some(self.inodes.get(&parent)?.listing.as_ref()?.names.len())
@@ -237,8 +271,7 @@ impl InodeTable {
         self.note(parent, name, None);
         let ino = self.children.get_mut(&parent)?.remove(name)?;
         if let Some(node) = self.inodes.get_mut(&ino) {
-            node.linked = false;
-            node.pending = false;
+            node.link = Link::Unlinked;
         }
         self.maybe_drop(ino);
         Some(ino)
@@ -300,7 +333,7 @@ impl InodeTable {
         // A forgotten but still linked inode leaves the table entirely; the next lookup makes
         // a fresh one. Its children (if a directory) keep pointing at a dead parent number,
         // which is harmless: the kernel forgets children before their parent.
-        if node.linked {
+        if node.link != Link::Unlinked {
             let (parent, name) = (node.parent, node.name.clone());
             if let Some(m) = self.children.get_mut(&parent) {
                 if m.get(&name) == Some(&ino) {

@@ -448,15 +448,32 @@ mod tests {
             .unwrap();
         assert_eq!(&again[..], &data[..]);
         assert_eq!(gets(&counters), streamed);
-        // A random read of 4 KiB in a fresh version costs one GET of one block.
-        let v2 = Version {
-            etag: "other".into(),
-            ..v.clone()
-        };
+        // A random read of 4 KiB in a new version costs one GET, of one block.
+        let new: Vec<u8> = data.iter().map(|b| b ^ 0xff).collect();
+        let etag = f
+            .store
+            .put("f", Bytes::from(new.clone()), &UserMeta::new())
+            .await
+            .unwrap();
+        let v2 = Version { etag, ..v.clone() };
+        let before = (gets(&counters), counters.snapshot().1);
         let mut r3 = Reader::new(f.config());
-        assert!(r3
+        let got = r3
             .read(&f, &v2, &FileCodec::Plain, 5_000_000, 4096)
             .await
-            .is_err());
+            .unwrap();
+        assert_eq!(&got[..], &new[5_000_000..5_004_096]);
+        assert_eq!(gets(&counters), before.0 + 1);
+        assert_eq!(counters.snapshot().1 - before.1, BLOCK_PLAIN);
+        // A version the bucket no longer has (and the cache never saw): one GET, which the
+        // server refuses, and an error, never bytes of another version.
+        let gone = Version {
+            etag: "\"gone\"".into(),
+            ..v.clone()
+        };
+        let mut r4 = Reader::new(f.config());
+        let stale = r4.read(&f, &gone, &FileCodec::Plain, 9_000_000, 4096).await;
+        assert!(matches!(stale, Err(ReadError::Changed(_))), "not Changed");
+        assert_eq!(gets(&counters), before.0 + 2);
     }
 }

@@ -36,7 +36,9 @@ fn a_second_ls_l_costs_no_head_per_file_and_shows_the_same() {
         fs::set_permissions(&f, fs::Permissions::from_mode(0o600 + i)).unwrap();
     }
     std::os::unix::fs::symlink("f01", m.p("d/link")).unwrap();
-    // Versions younger than the settle time are not recorded.
+    // Versions younger than the settle time (2 s, against the server's whole-second
+    // LastModified) are not recorded. The server's clock cannot be controlled from here: wait
+    // it out once.
     std::thread::sleep(Duration::from_millis(2100));
     let m = m.remount(&[]);
 
@@ -74,7 +76,9 @@ fn a_second_ls_l_costs_no_head_per_file_and_shows_the_same() {
     let other = m.alias().mount(&[]);
     fs::set_permissions(other.p("d/f07"), fs::Permissions::from_mode(0o444)).unwrap();
     other.unmount();
-    std::thread::sleep(Duration::from_millis(1100));
+    // A fresh mount (no cached listing to wait out): the index is read, f07's entry no
+    // longer matches the listed version, and a HEAD tells the truth.
+    let m = m.remount(&[]);
     let third = ls_l(&m, "d");
     let line = third.lines().find(|l| l.ends_with(" f07")).unwrap();
     assert!(line.starts_with("-r--r--r-- "), "{line}");

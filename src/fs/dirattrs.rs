@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use tokio::sync::OnceCell;
 
@@ -39,7 +41,7 @@ pub(super) const MIN_FILES: usize = 8;
 const LOOKAHEAD: usize = 32;
 const SETTLE: Duration = Duration::from_secs(2);
 /// Quiet time before the index is written (lookups still learning entries delay it).
-const WRITE_AFTER: Duration = Duration::from_secs(1);
+pub(super) const WRITE_AFTER: Duration = Duration::from_secs(1);
 /// Larger indexes are ignored (and not written): 64 MiB holds ~500,000 entries.
 const MAX_INDEX_BYTES: u64 = 64 << 20;
 

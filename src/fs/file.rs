@@ -123,15 +123,7 @@ impl Fs {
         }
         let path = self.path(ino)?;
         let key = self.layout.file_key(&path);
-        let cached = {
-            let inodes = self.inodes.lock();
-            inodes.get(ino).and_then(|n| match (&n.attr, &n.etag) {
-                (Some((a, at)), Some(e)) if at.elapsed() < self.cfg.metadata_ttl => {
-                    Some((a.clone(), e.clone()))
-                }
-                _ => None,
-            })
-        };
+        let cached = self.known.fresh_version(ino, self.cfg.metadata_ttl);
         let (attr, etag) = match cached {
             Some(c) => c,
             None => {
@@ -142,11 +134,7 @@ impl Fs {
                 (attr, obj.etag)
             }
         };
-        let expect_id = self
-            .inodes
-            .lock()
-            .get(ino)
-            .and_then(|n| n.sealfs_id.clone());
+        let expect_id = self.known.file_id(ino);
         if attr.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
@@ -199,14 +187,7 @@ impl Fs {
                 _ => None,
             };
             drop(of);
-            let keep = {
-                let mut inodes = self.inodes.lock();
-                inodes.get_mut(ino).is_some_and(|n| {
-                    let keep = current.is_some() && n.page_cache_etag == current;
-                    n.page_cache_etag = current;
-                    keep
-                })
-            };
+            let keep = self.known.keep_page_cache(ino, current);
             return Ok((self.add_handle(ino, file, writable, pid), keep));
         }
     }
@@ -310,10 +291,8 @@ impl Fs {
                 of.meta_stored();
                 of.expect_id = m.get(meta::ID_KEY).cloned();
                 let attr = of.current_attr();
-                if let Some(n) = self.inodes.lock().get_mut(ino) {
-                    n.pending = false;
-                    n.sealfs_id = of.expect_id.clone();
-                }
+                self.inodes.lock().set_pending(ino, false);
+                self.known.set_file_id(ino, of.expect_id.clone());
                 self.ino_changed(ino);
                 self.cache_attr(ino, &attr, Some(base.etag));
             }
@@ -368,7 +347,7 @@ impl Fs {
             // A new file whose upload failed does not exist: take it out of the namespace.
             let orphan = inodes
                 .get(h.ino)
-                .filter(|n| n.pending)
+                .filter(|_| inodes.is_pending(h.ino))
                 .map(|n| (n.parent, n.name.clone()));
             if let Some((parent, name)) = orphan {
                 inodes.unlink(parent, &name);
@@ -376,6 +355,7 @@ impl Fs {
         }
         drop(of);
         self.inodes.lock().close(h.ino);
+        self.forget_if_gone(h.ino);
     }
 
     /// setattr on an inode that is open: applied to the shared state, stored on flush.

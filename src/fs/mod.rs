@@ -17,6 +17,7 @@ mod dirattrs;
 mod error;
 mod file;
 mod handles;
+mod known;
 mod names;
 
 pub use names::{RenameFlags, StatFs};
@@ -25,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::meta;
 pub use crate::meta::Defaults;
@@ -41,10 +42,14 @@ use crate::store::{ObjectMeta, ObjectStore};
 use crate::write::WriteConfig;
 use dirattrs::DirAttrs;
 use handles::OpenTable;
+use known::KnownTable;
 
 /// S3 keys are at most 1024 bytes; names are further bounded by the kernel's NAME_MAX.
 const MAX_NAME: usize = 255;
 const MAX_KEY: usize = 1024;
+/// A directory listed in one request (ListObjectsV2 returns up to 1,000 keys a page): when its
+/// listing is stale, taking it again is cheaper than probing a name with a HEAD and a LIST.
+const SMALL_DIR: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct FsConfig {
@@ -110,6 +115,8 @@ pub struct Fs {
     /// Per listed directory: its files' attributes without a HEAD each (`dirattrs`).
     dir_attrs: Mutex<HashMap<Ino, Arc<DirAttrs>>>,
     index_writes: dirattrs::Pending,
+    /// What is known of each inode's object (attributes, version, file id).
+    known: KnownTable,
     /// Where paths live in the bucket.
     layout: Layout,
     root_attr: Mutex<Attr>,
@@ -140,6 +147,7 @@ impl Fs {
             open: OpenTable::new(),
             dir_attrs: Mutex::new(HashMap::new()),
             index_writes: Default::default(),
+            known: KnownTable::default(),
             layout: Layout::new(&cfg.prefix),
             cfg,
             root_attr: Mutex::new(root_attr),
@@ -229,25 +237,24 @@ impl Fs {
 
     /// Record fresh attributes (and the object version) for `ino`.
     fn cache_attr(&self, ino: Ino, attr: &Attr, etag: Option<String>) {
-        if let Some(node) = self.inodes.lock().get_mut(ino) {
-            node.attr = Some((attr.clone(), Instant::now()));
-            if etag.is_some() {
-                node.etag = etag;
-            }
-        }
+        self.known.set_attr(ino, attr, etag);
     }
 
     /// Remember what a HEAD said about the object's identity (see `OpenFile::expect_id`).
     fn cache_object(&self, ino: Ino, obj: &ObjectMeta) {
-        if let Some(node) = self.inodes.lock().get_mut(ino) {
-            node.sealfs_id = obj.user.get(meta::ID_KEY).cloned();
-        }
+        self.known
+            .set_file_id(ino, obj.user.get(meta::ID_KEY).cloned());
     }
 
     fn fresh_attr(&self, ino: Ino) -> Option<Attr> {
-        let inodes = self.inodes.lock();
-        let (attr, at) = inodes.get(ino)?.attr.as_ref()?;
-        (at.elapsed() < self.cfg.metadata_ttl).then(|| attr.clone())
+        self.known.fresh_attr(ino, self.cfg.metadata_ttl)
+    }
+
+    /// Drop what is known of `ino` once the inode table no longer has it.
+    fn forget_if_gone(&self, ino: Ino) {
+        if self.inodes.lock().get(ino).is_none() {
+            self.known.remove(ino);
+        }
     }
 
     /// What is at `path` in the bucket: a file or symlink object, a directory, or nothing.
@@ -287,13 +294,11 @@ impl Fs {
         path: &str,
     ) -> Result<Option<(Attr, Option<ObjectMeta>)>> {
         let ttl = self.cfg.metadata_ttl;
-        let mut listed = self.inodes.lock().listed(parent, name, ttl);
+        let (mut listed, small) = self
+            .inodes
+            .lock()
+            .listed_or_small(parent, name, ttl, SMALL_DIR);
         if listed.is_none() && !ttl.is_zero() {
-            let small = self
-                .inodes
-                .lock()
-                .listing_len(parent)
-                .is_some_and(|n| n < 1000);
             let in_use = (self.dir_attrs.lock().get(&parent)).is_some_and(|a| a.in_use(ttl));
             if small || in_use {
                 self.list_dir(parent).await?;
@@ -409,6 +414,7 @@ impl Fs {
 
     pub fn forget(&self, ino: Ino, n: u64) {
         self.inodes.lock().forget(ino, n);
+        self.forget_if_gone(ino);
     }
 
     pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
@@ -604,11 +610,7 @@ impl Fs {
     }
 
     pub async fn readlink(&self, ino: Ino) -> Result<String> {
-        let cached = self
-            .inodes
-            .lock()
-            .get(ino)
-            .and_then(|n| n.symlink_target.clone());
+        let cached = self.known.symlink_target(ino);
         if let Some(t) = cached {
             return Ok(t);
         }
@@ -629,9 +631,7 @@ impl Fs {
             None => body.to_vec(),
         };
         let target = String::from_utf8_lossy(&body).into_owned();
-        if let Some(n) = self.inodes.lock().get_mut(ino) {
-            n.symlink_target = Some(target.clone());
-        }
+        self.known.set_symlink_target(ino, &target);
         Ok(target)
     }
 
@@ -696,3 +696,5 @@ fn synthetic_ino(prefix: &str, name: &str) -> Ino {
 mod tests;
 #[cfg(test)]
 mod tests_dirattrs;
+#[cfg(test)]
+mod tests_faults;

@@ -58,12 +58,10 @@ impl Fs {
         let ino = {
             let mut inodes = self.inodes.lock();
             let ino = inodes.link(parent, name, Kind::File);
-            if let Some(n) = inodes.get_mut(ino) {
-                n.pending = true;
-                n.etag = None;
-            }
+            inodes.set_pending(ino, true);
             ino
         };
+        self.known.reset(ino);
         let codec = self.new_codec();
         let mut writer = self.new_writer(None, codec.clone());
         writer.mark_changed();
@@ -131,9 +129,7 @@ impl Fs {
             .await?;
         let ino = self.inodes.lock().link(parent, name, Kind::Symlink);
         self.cache_attr(ino, &attr, Some(etag));
-        if let Some(n) = self.inodes.lock().get_mut(ino) {
-            n.symlink_target = Some(target.to_string());
-        }
+        self.known.set_symlink_target(ino, target);
         Ok(Entry { ino, attr })
     }
 
@@ -148,7 +144,7 @@ impl Fs {
             let inodes = self.inodes.lock();
             inodes
                 .child(parent, name)
-                .and_then(|i| inodes.get(i).map(|n| (n.kind, n.pending)))
+                .and_then(|i| inodes.get(i).map(|n| (n.kind, inodes.is_pending(i))))
         };
         match known {
             Some((kind, true)) => Ok(Some((kind, None))),
@@ -172,10 +168,7 @@ impl Fs {
         let (ino, pending) = {
             let inodes = self.inodes.lock();
             let ino = inodes.child(parent, name);
-            (
-                ino,
-                ino.and_then(|i| inodes.get(i)).is_some_and(|n| n.pending),
-            )
+            (ino, ino.is_some_and(|i| inodes.is_pending(i)))
         };
         if let Some(ino) = ino {
             if let Some(file) = self.open.file(ino) {
@@ -186,7 +179,10 @@ impl Fs {
             self.store.delete(&self.layout.file_key(&path)).await?;
         }
         self.listed_changed(parent, name);
-        self.inodes.lock().unlink(parent, name);
+        let gone = self.inodes.lock().unlink(parent, name);
+        if let Some(gone) = gone {
+            self.forget_if_gone(gone);
+        }
         Ok(())
     }
 
@@ -218,7 +214,10 @@ impl Fs {
         self.store
             .delete_many(&[marker, legacy, self.layout.index_key(&path)])
             .await?;
-        self.inodes.lock().unlink(parent, name);
+        let gone = self.inodes.lock().unlink(parent, name);
+        if let Some(gone) = gone {
+            self.forget_if_gone(gone);
+        }
         Ok(())
     }
 
@@ -276,6 +275,9 @@ impl Fs {
         self.inodes
             .lock()
             .rename(parent, name, new_parent, new_name);
+        if let Some(gone) = replaced {
+            self.forget_if_gone(gone);
+        }
         if moved_dir {
             self.repin_under(&dst).await?;
         }
@@ -287,13 +289,9 @@ impl Fs {
     /// it, and re-pin open files to their new objects.
     async fn repin_under(&self, dir: &str) -> Result<()> {
         let inos = {
-            let mut inodes = self.inodes.lock();
-            let inos = inodes.under(dir);
+            let inos = self.inodes.lock().under(dir);
             for &i in &inos {
-                if let Some(n) = inodes.get_mut(i) {
-                    n.attr = None;
-                    n.etag = None;
-                }
+                self.known.forget_version(i);
             }
             inos
         };
@@ -330,7 +328,7 @@ impl Fs {
         let ino = self.inodes.lock().child(parent, name);
         let mut known = known;
         if let Some(ino) = ino {
-            let pending = self.inodes.lock().get(ino).is_some_and(|n| n.pending);
+            let pending = self.inodes.lock().is_pending(ino);
             if pending {
                 // Not uploaded yet: it will be, under its new name, when it is closed.
                 return Ok(());
@@ -375,9 +373,7 @@ impl Fs {
                     of.writer = None;
                 }
             }
-            if let Some(n) = self.inodes.lock().get_mut(ino) {
-                n.etag = Some(etag);
-            }
+            self.known.set_etag(ino, etag);
         }
         Ok(())
     }

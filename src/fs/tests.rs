@@ -84,7 +84,7 @@ async fn names(fs: &Fs, ino: Ino) -> Vec<String> {
     list.iter().skip(2).map(|e| e.name.clone()).collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn files_land_under_the_prefix_with_s3fs_metadata() {
     let (mem, fs) = fs_with("p/");
     write_file(&fs, ROOT_INO, "a.txt", b"hello").await;
@@ -96,7 +96,7 @@ async fn files_land_under_the_prefix_with_s3fs_metadata() {
     assert_eq!((e.attr.size, e.attr.perm, e.attr.uid), (5, 0o640, 1000));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_new_file_is_visible_before_its_upload() {
     let (mem, fs) = fs_with("");
     let (e, fh) = fs
@@ -112,7 +112,7 @@ async fn a_new_file_is_visible_before_its_upload() {
     assert_eq!(&mem.raw("new").unwrap()[..], b"abc");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn foreign_objects_show_as_files_and_directories() {
     let (mem, fs) = fs_with("");
     let m = UserMeta::new();
@@ -135,7 +135,7 @@ async fn foreign_objects_show_as_files_and_directories() {
     assert_eq!(read_all(&fs, f.ino).await, b"x");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn directories_with_thousands_of_entries_list_across_pages() {
     let (mem, fs) = fs_with("");
     let m = UserMeta::new();
@@ -150,7 +150,7 @@ async fn directories_with_thousands_of_entries_list_across_pages() {
     assert_eq!(listed[2499], "f02499");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn namespace_errors_have_posix_errnos() {
     let (_mem, fs) = fs_with("");
     let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.unwrap();
@@ -225,7 +225,7 @@ async fn namespace_errors_have_posix_errnos() {
     assert_eq!(names(&fs, ROOT_INO).await, vec!["g"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn renaming_a_directory_moves_every_object_and_open_paths_follow() {
     let (mem, fs) = fs_with("");
     let a = fs.mkdir(ROOT_INO, "a", 0o755, ME).await.unwrap();
@@ -248,7 +248,7 @@ async fn renaming_a_directory_moves_every_object_and_open_paths_follow() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn rename_replaces_the_target_file_and_keeps_attributes() {
     let (mem, fs) = fs_with("");
     write_file(&fs, ROOT_INO, "tmp", b"new").await;
@@ -262,7 +262,7 @@ async fn rename_replaces_the_target_file_and_keeps_attributes() {
     assert_eq!((e.attr.perm, e.attr.uid), (0o640, 1000));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_file_renamed_before_close_uploads_under_its_new_name() {
     let (mem, fs) = fs_with("");
     let (_, fh) = fs
@@ -278,7 +278,7 @@ async fn a_file_renamed_before_close_uploads_under_its_new_name() {
     assert_eq!(&mem.raw("b").unwrap()[..], b"payload");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unlinked_open_file_is_never_uploaded() {
     let (mem, fs) = fs_with("");
     let (_, fh) = fs
@@ -293,7 +293,7 @@ async fn an_unlinked_open_file_is_never_uploaded() {
     assert_eq!(mem.pending_uploads(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn chmod_chown_utimens_persist_and_truncate_works_on_closed_files() {
     let (mem, fs) = fs_with("");
     let ino = write_file(&fs, ROOT_INO, "f", b"0123456789").await;
@@ -325,7 +325,7 @@ async fn chmod_chown_utimens_persist_and_truncate_works_on_closed_files() {
     assert_eq!((e.attr.perm, e.attr.uid, e.attr.gid), (0o600, 5, 6));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn two_handles_share_writes_and_o_trunc_empties() {
     let (mem, fs) = fs_with("");
     let ino = write_file(&fs, ROOT_INO, "f", b"abcdef").await;
@@ -344,7 +344,7 @@ async fn two_handles_share_writes_and_o_trunc_empties() {
     assert_eq!(mem.raw("f").unwrap().len(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn symlinks_round_trip() {
     let (mem, fs) = fs_with("");
     let e = fs.symlink(ROOT_INO, "l", "../target", ME).await.unwrap();
@@ -356,7 +356,7 @@ async fn symlinks_round_trip() {
     assert_eq!(fs2.readlink(e2.ino).await.unwrap(), "../target");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn read_only_mounts_refuse_changes() {
     let (mem, mut fs) = fs_with("");
     mem.put("f", Bytes::from_static(b"x"), &UserMeta::new())
@@ -400,7 +400,7 @@ fn client_fs() -> (Arc<MemStore>, Fs) {
     (mem.clone(), new_fs(mem, cfg))
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn client_mode_stores_only_ciphertext_and_reads_back() {
     let (mem, fs) = client_fs();
     let secret = b"attack at dawn, attack at dawn, attack at dawn".repeat(5000);
@@ -429,7 +429,7 @@ async fn client_mode_stores_only_ciphertext_and_reads_back() {
     assert_eq!(fs.readlink(l.ino).await.unwrap(), "secret-target-name");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn client_mode_tampering_is_eio_never_wrong_bytes() {
     let (mem, fs) = client_fs();
     let data = vec![42u8; 300_000];
@@ -474,7 +474,7 @@ async fn client_mode_tampering_is_eio_never_wrong_bytes() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn client_mode_detects_a_body_swapped_from_another_object() {
     let (mem, fs) = client_fs();
     write_file(&fs, ROOT_INO, "a", b"contents of a").await;
@@ -510,7 +510,7 @@ async fn client_mode_detects_a_body_swapped_from_another_object() {
     assert_eq!(read_all(&fs3, c.ino).await, b"contents of b");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn files_under_a_renamed_directory_read_with_fresh_caches() {
     // With a long TTL the inode's cached version would be the pre-rename object (the copy has
     // a new ETag), so a read pinned to it would fail with ESTALE.
@@ -534,7 +534,7 @@ async fn files_under_a_renamed_directory_read_with_fresh_caches() {
     fs.release(fh).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn only_the_openers_close_uploads_a_forked_childs_close_does_not() {
     let (mem, fs) = fs_with("");
     let (_, fh) = fs
@@ -560,7 +560,7 @@ async fn sealfs_get(mem: &MemStore, key: &str) -> Vec<u8> {
         .to_vec()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn names_missing_from_a_fresh_listing_cost_no_request_within_the_ttl() {
     use crate::store::counted::Counted;
     let mem = Arc::new(MemStore::new());
@@ -580,6 +580,8 @@ async fn names_missing_from_a_fresh_listing_cost_no_request_within_the_ttl() {
         assert!(matches!(fs.lookup(d, &name).await, Err(FsError::NotFound)));
         write_file(&fs, d, &name, b"x").await;
     }
+    // The clock is paused: all 20 cycles happen within the TTL of the first listing, whatever
+    // the machine's speed.
     assert_eq!(total() - before, 20, "one PUT per file, no HEAD or LIST");
     // What this mount created is found (even once forgotten), what it removed is gone.
     fs.forget(fs.lookup(d, "f3").await.unwrap().ino, 2);
@@ -595,6 +597,6 @@ async fn names_missing_from_a_fresh_listing_cost_no_request_within_the_ttl() {
     mem.put("e/other", Bytes::from_static(b"o"), &UserMeta::new())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::advance(Duration::from_millis(300)).await;
     assert!(fs.lookup(e, "other").await.is_ok());
 }

@@ -43,17 +43,21 @@ async fn ten_files_at_the_root() -> Arc<MemStore> {
     mem
 }
 
-async fn wait_for_index(mem: &MemStore, key: &str) {
-    for _ in 0..100 {
-        if mem.raw(key).is_some() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no index written at {key}");
+/// Let the index writers' quiet period pass (the clock is paused: virtual time moves, and the
+/// writer tasks run, without waiting), then return the index at `key`.
+async fn index_after_quiet(mem: &MemStore, key: &str) -> Option<Vec<u8>> {
+    tokio::time::sleep(super::dirattrs::WRITE_AFTER * 5).await;
+    mem.raw(key).map(|b| b.to_vec())
 }
 
-#[tokio::test]
+async fn wait_for_index(mem: &MemStore, key: &str) {
+    assert!(
+        index_after_quiet(mem, key).await.is_some(),
+        "no index written at {key}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_second_ls_l_costs_no_head_and_sees_the_same_attributes() {
     let mem = Arc::new(MemStore::new());
     {
@@ -122,16 +126,15 @@ async fn a_second_ls_l_costs_no_head_and_sees_the_same_attributes() {
     assert_eq!(third[4], first[4]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn recent_objects_and_foreign_indexes_are_not_trusted() {
     let mem = ten_files_at_the_root().await;
     // Just written: a HEAD each, and nothing is learned (no index appears).
     let (fs, counters) = mount(&mem);
     ls_l(&fs, ROOT_INO).await;
     assert_eq!(count(&counters, Op::Head), 10);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let index = crate::layout::Layout::new("").index_key("");
-    assert!(mem.raw(&index).is_none());
+    assert!(index_after_quiet(&mem, &index).await.is_none());
 
     // Garbage at the index key is ignored; the next lister replaces it.
     mem.put(
@@ -146,12 +149,11 @@ async fn recent_objects_and_foreign_indexes_are_not_trusted() {
     let names: Vec<String> = ls_l(&fs, ROOT_INO).await.into_iter().map(|e| e.0).collect();
     assert_eq!(names.len(), 10, "the index is hidden: {names:?}");
     assert_eq!(count(&counters, Op::Head), 10);
-    for _ in 0..100 {
-        if crate::dirindex::decode(&mem.raw(&index).unwrap()).is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let written = index_after_quiet(&mem, &index).await.expect("an index");
+    assert!(
+        crate::dirindex::decode(&written).is_some(),
+        "the garbage was replaced by an index"
+    );
     let (fs, counters) = mount(&mem);
     ls_l(&fs, ROOT_INO).await;
     assert_eq!(count(&counters, Op::Head), 0);
@@ -168,7 +170,7 @@ async fn recent_objects_and_foreign_indexes_are_not_trusted() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn changes_made_here_are_not_answered_from_the_listing() {
     let mem = ten_files_at_the_root().await;
     mem.age(Duration::from_secs(60));

@@ -407,6 +407,17 @@ pub fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
         .expect("an OS error")
 }
 
+/// Wait until `cond` holds, checking every 50 ms, and fail the test with `what` if it does not
+/// within `limit`. For what depends on another process's timers (a real mount's TTL), where the
+/// test cannot control the clock: it waits for the outcome, not for a guessed duration.
+pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();
     assert!(
