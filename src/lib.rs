@@ -1,9 +1,14 @@
 //! sealfs: mount an S3 bucket (or a prefix of one) as a local directory.
 //!
 //! Dependency direction, one way only:
-//! `cli` -> `mount` (wiring) -> `fuse` (the only module that touches fuser) -> `fs` (async
-//! filesystem logic) -> `inode` / `read` / `write` -> `store` (the only module that touches
-//! aws-sdk-s3). `sys` holds the few raw system calls of process setup.
+//! `cli` (arguments -> typed configs; the only user of clap) and `commands` -> `mount` (the
+//! one wiring point: `mount::build` makes store, keyring and filesystem; `mount::Connect` makes
+//! stores for the mount and the tools) -> `fuse` (the only module that touches fuser) -> `fs`
+//! (async filesystem logic) -> `inode` / `read` / `write` / `cache` / `dirindex` -> `layout`
+//! (paths <-> keys), `meta` (attributes <-> object metadata), `crypto` (format, codec,
+//! keyrings, modes, key providers; `kms` implements the KMS one) and `store` (the only module
+//! that touches aws-sdk-s3). `setup` and `tools` serve `mount` and `commands`. `sys` holds the
+//! few raw system calls of process setup.
 
 pub mod cache;
 pub mod cli;

@@ -178,6 +178,15 @@ impl FileCodec {
     }
 }
 
+/// Object size of a file of `plain` bytes under a mount's mode.
+pub fn object_size_of(client: bool, plain: u64) -> u64 {
+    if client {
+        cipher_size(plain)
+    } else {
+        plain
+    }
+}
+
 /// File size of an object of `object` bytes under a mount's mode (`None`: not a valid
 /// ciphertext size, a foreign object).
 pub fn plain_size_of(client: bool, object: u64) -> Option<u64> {

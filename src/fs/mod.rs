@@ -1,17 +1,23 @@
 //! The filesystem: every POSIX operation sealfs supports, as async functions over an
 //! `ObjectStore`, with no FUSE types (the `fuse` module adapts them). Testable without a kernel.
 //!
-//! Layout (s3fs-compatible): a file is the object `PREFIX + path`; a directory is the common
-//! prefix `PREFIX + path + "/"`, plus an empty marker object of that name when it was made by
-//! mkdir (so empty directories exist). Attributes live in s3fs's metadata keys (`meta`).
+//! Layout (s3fs-compatible, `layout::Layout` is the one place that maps paths to keys): a file
+//! is the object `PREFIX + path`; a directory is the common prefix `PREFIX + path + "/"`, plus
+//! an empty marker object of that name when it was made by mkdir (so empty directories
+//! exist). Attributes live in s3fs's metadata keys (`meta`).
 //!
 //! Consistency: close-to-open. A file's bytes are uploaded when it is closed or fsynced (and
 //! earlier, part by part, for large sequential writes); opening revalidates the object unless
 //! its attributes were fetched within `metadata_ttl`. Attributes and directory entries are
 //! cached for `metadata_ttl`, here and in the kernel.
 //!
-//! Locking: `inodes` and `files` are plain mutexes, never held across an await. Per-file state
-//! (`OpenFile`) is behind an async mutex; take it before `inodes`, never the other way round.
+//! State, by job, each behind its own small lock (parking_lot: no poisoning), never held
+//! across an await: the inode table (`inodes`: names, parents, the kernel's references,
+//! listings), what is known of each inode's object (`known`: attributes, version, file id),
+//! the open-file table (`open`: handles, shared per-file state, directory listings) and the
+//! per-directory attribute indexes (`dir_attrs`). Per-file state (`OpenFile`, whose life is
+//! `FileState`) is behind an async mutex; take it before any of the others, never the other
+//! way round. Timers read tokio's clock, so tests control time.
 
 mod dirattrs;
 mod error;
@@ -32,7 +38,7 @@ use crate::meta;
 pub use crate::meta::Defaults;
 pub use error::{FsError, Result};
 
-use crate::crypto::codec::plain_size_of;
+use crate::crypto::codec::{object_size_of, plain_size_of};
 use crate::crypto::keys::Keyring;
 pub use crate::inode::Ino;
 use crate::inode::{Attr, InodeTable, Kind, ROOT_INO};
@@ -213,10 +219,7 @@ impl Fs {
 
     /// Object size of a file of `plain` bytes in this mount's mode.
     fn object_size(&self, plain: u64) -> u64 {
-        match self.cfg.keys {
-            Some(_) => crate::crypto::format::cipher_size(plain),
-            None => plain,
-        }
+        object_size_of(self.cfg.keys.is_some(), plain)
     }
 
     fn dir_attr(&self, marker: Option<&ObjectMeta>) -> Attr {

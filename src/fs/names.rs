@@ -115,10 +115,7 @@ impl Fs {
         let mut attr = self.new_attr(Kind::Symlink, 0o777, caller);
         attr.size = target.len() as u64;
         let codec = self.new_codec();
-        let mut m = meta::to_meta(&attr);
-        if let crate::crypto::codec::FileCodec::Client(keys) = &codec {
-            m.insert(meta::ID_KEY.into(), hex::encode(keys.header().file_id));
-        }
+        let m = meta::object_meta(&attr, Some(&codec));
         let etag = self
             .store
             .put(
