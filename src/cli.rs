@@ -93,7 +93,7 @@ fn mode_parser() -> impl clap::builder::TypedValueParser<Value = Mode> {
 /// Encryption options shared by `init` and `mount`.
 #[derive(Debug, Clone, Args)]
 pub struct EncryptionArgs {
-    /// Encryption mode (none, client, sse-s3, sse-kms, sse-c); a mount must use the mode
+    /// Encryption mode; a mount must use the mode
     /// `sealfs init` recorded for the prefix.
     #[arg(long, value_parser = mode_parser(), default_value = "none")]
     pub encryption: Mode,
