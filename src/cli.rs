@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::crypto::mode::Mode;
 use crate::fs::{Defaults, FsConfig};
+use crate::mount::MountPlan;
 use crate::read::ReadConfig;
 use crate::setup::EncryptionConfig;
 use crate::store::s3::S3Config;
@@ -349,22 +350,6 @@ pub fn parse_url(url: &str) -> Result<(String, String), CliError> {
         format!("{prefix}/")
     };
     Ok((bucket.to_string(), prefix))
-}
-
-/// Everything `mount` needs, validated.
-#[derive(Debug, Clone)]
-pub struct MountPlan {
-    pub s3: S3Config,
-    pub fs: FsConfig,
-    pub mountpoint: PathBuf,
-    pub foreground: bool,
-    pub allow_other: bool,
-    pub allow_root: bool,
-    pub auto_unmount: bool,
-    pub default_permissions: bool,
-    pub log_file: Option<PathBuf>,
-    pub fsname: String,
-    pub enc: EncryptionConfig,
 }
 
 impl MountArgs {

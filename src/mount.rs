@@ -5,20 +5,35 @@
 //! reports that the kernel mount is ready (exit 0) or why it failed (message, exit 1), so
 //! `sealfs mount` never leaves a half-mounted directory behind.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::MountPlan;
-use crate::fs::Fs;
-use crate::fs::FsConfig;
+use crate::fs::{Fs, FsConfig};
 use crate::fuse::{self, FuseFs, MountOptions};
 use crate::read::Fetcher;
-use crate::setup;
+use crate::setup::{self, EncryptionConfig};
 use crate::store::counted::{Counted, Counters};
 use crate::store::s3::{S3Config, S3Store};
 use crate::store::{ObjectStore, Sse, StoreError};
 use crate::sys;
+
+/// Everything a mount needs, validated (`cli` makes it from the command line).
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    pub s3: S3Config,
+    pub fs: FsConfig,
+    pub mountpoint: PathBuf,
+    pub foreground: bool,
+    pub allow_other: bool,
+    pub allow_root: bool,
+    pub auto_unmount: bool,
+    pub default_permissions: bool,
+    pub log_file: Option<PathBuf>,
+    pub fsname: String,
+    pub enc: EncryptionConfig,
+}
 
 /// Makes the store a mount or a tool works on: the seam between the wiring and S3, so that
 /// `run` and the tools can be driven by another store (an in-memory one in a test binary).
