@@ -160,10 +160,6 @@ impl Writer {
 
     /// Upload at the next checkpoint even without writes (a new empty file, an O_TRUNC open).
     pub fn mark_changed(&mut self) {
-        self.changed();
-    }
-
-    fn changed(&mut self) {
         if self.state == WriterState::Clean {
             self.state = WriterState::Changed;
         }
@@ -213,7 +209,7 @@ impl Writer {
         }
         self.insert_dirty(offset, data);
         self.size = self.size.max(end);
-        self.changed();
+        self.mark_changed();
         let r = self.pump(key, meta).await;
         self.guard(r).await
     }
@@ -228,7 +224,7 @@ impl Writer {
         self.trim_dirty(new_size);
         self.base_valid = self.base_valid.min(new_size);
         self.size = new_size;
-        self.changed();
+        self.mark_changed();
         Ok(())
     }
 

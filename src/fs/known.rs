@@ -102,11 +102,7 @@ impl KnownTable {
         keep
     }
 
-    /// A new inode for a file created here: nothing about an older object applies.
-    pub fn reset(&self, ino: Ino) {
-        self.map.lock().remove(&ino);
-    }
-
+    /// Forget everything about `ino` (a file created here, or an inode the table dropped).
     pub fn remove(&self, ino: Ino) {
         self.map.lock().remove(&ino);
     }

@@ -61,7 +61,7 @@ impl Fs {
             inodes.set_pending(ino, true);
             ino
         };
-        self.known.reset(ino);
+        self.known.remove(ino);
         let codec = self.new_codec();
         let mut writer = self.new_writer(None, codec.clone());
         writer.mark_changed();

@@ -17,15 +17,21 @@ pub(super) const ME: Caller = Caller {
 
 fn fs_with(prefix: &str) -> (Arc<MemStore>, Fs) {
     let mem = Arc::new(MemStore::new());
-    let mut fs = fs_on(mem.clone(), Duration::from_secs(0));
-    fs.cfg.prefix = prefix.into();
-    fs.layout = Layout::new(prefix);
-    (mem, fs)
+    let cfg = FsConfig {
+        prefix: prefix.into(),
+        ..small_cfg(Duration::ZERO)
+    };
+    (mem.clone(), new_fs(mem, cfg))
 }
 
 /// An fs over `store` with small sizes (parts of 64 bytes) and the given metadata TTL.
 pub(super) fn fs_on(store: Arc<dyn crate::store::ObjectStore>, metadata_ttl: Duration) -> Fs {
-    let cfg = FsConfig {
+    new_fs(store, small_cfg(metadata_ttl))
+}
+
+/// Small sizes (parts of 64 bytes) and the given metadata TTL, at the bucket's root.
+fn small_cfg(metadata_ttl: Duration) -> FsConfig {
+    FsConfig {
         prefix: String::new(),
         defaults: Defaults {
             uid: 0,
@@ -49,8 +55,7 @@ pub(super) fn fs_on(store: Arc<dyn crate::store::ObjectStore>, metadata_ttl: Dur
             cache_bytes: 1 << 20,
         },
         keys: None,
-    };
-    new_fs(store, cfg)
+    }
 }
 
 /// A filesystem with its own block cache, as a mount builds one.
