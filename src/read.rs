@@ -90,17 +90,12 @@ impl Fetcher {
         &self.cfg
     }
 
-    /// Put every block of `v` into the cache from `blocks` (the object's bytes after its
-    /// header), if they all authenticate; otherwise leave the cache alone, and let the reads
-    /// that follow fetch, fail and report.
-    pub fn seed(&self, v: &Version, codec: &FileCodec, blocks: Bytes) {
-        let n = v.size.div_ceil(BLOCK_PLAIN);
-        if n == 0 {
-            return;
-        }
+    /// Put every block of `v` into the cache: `blocks` are its plaintext blocks, all of them,
+    /// already authenticated (`Opened::blocks`).
+    pub fn seed(&self, v: &Version, blocks: Vec<Bytes>) {
         let (object, etag): (Arc<str>, Arc<str>) = (v.key.as_str().into(), v.etag.as_str().into());
-        if let Ok(plain) = codec.decode_blocks(blocks, 0, n, v.size) {
-            for (i, b) in (0..n).zip(plain) {
+        for (i, b) in (0..).zip(blocks) {
+            if !b.is_empty() {
                 self.cache.insert(block_key(v, &object, &etag, i), b);
             }
         }
@@ -138,16 +133,18 @@ pub async fn get_pinned(
 }
 
 /// A client-mode object, opened: its codec (key commitment checked, bound to the file id
-/// its metadata records) and, when it was fetched whole, its blocks after the header.
+/// its metadata records) and, when it was fetched whole, its plaintext blocks, every one of
+/// them authenticated.
 pub struct Opened {
     pub codec: FileCodec,
-    pub blocks: Option<Bytes>,
+    pub blocks: Option<Vec<Bytes>>,
 }
 
 /// Open version `v` of a client-mode object with `ring`: one pinned GET of its header, or of
 /// the whole object when that is at most `whole_up_to` bytes (a small file then costs one
-/// GET). `expect_id` is the file id the object's metadata records: a header naming another
-/// file means the body was swapped in from elsewhere, and is refused.
+/// GET), and always for an empty file, whose one (empty, last) block is authenticated here
+/// since no read ever asks for it. `expect_id` is the file id the object's metadata records:
+/// a header naming another file means the body was swapped in from elsewhere, and is refused.
 pub async fn open_object(
     store: &Arc<dyn ObjectStore>,
     ring: &Keyring,
@@ -156,11 +153,8 @@ pub async fn open_object(
     whole_up_to: u64,
 ) -> Result<Opened, ReadError> {
     let object = cipher_size(v.size);
-    let fetch = if object <= whole_up_to {
-        object
-    } else {
-        HEADER_LEN
-    };
+    let whole = object <= whole_up_to || v.size == 0;
+    let fetch = if whole { object } else { HEADER_LEN };
     let corrupt = |error| ReadError::Corrupt {
         key: v.key.clone(),
         error,
@@ -181,8 +175,16 @@ pub async fn open_object(
             return Err(corrupt(FormatError::Swapped));
         }
     }
-    let blocks = (fetch > HEADER_LEN && head.len() as u64 == fetch)
-        .then(|| head.slice(HEADER_LEN as usize..));
+    let blocks = if whole {
+        if head.len() as u64 != fetch {
+            return Err(corrupt(FormatError::BadSize(head.len() as u64)));
+        }
+        let n = crate::crypto::format::block_count(v.size);
+        let body = head.slice(HEADER_LEN as usize..);
+        Some(codec.decode_blocks(body, 0, n, v.size).map_err(corrupt)?)
+    } else {
+        None
+    };
     Ok(Opened { codec, blocks })
 }
 

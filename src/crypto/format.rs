@@ -18,7 +18,7 @@
 //!   last block), so even an empty file cannot be truncated unnoticed.
 //! - A wrong data key is caught by the header's key commitment before any block is opened.
 //! - Sizes are a pure function of each other: `plain_size(cipher_size)` needs nothing but the
-//!   listing's object size.
+//!   listing's object size, and only sizes `cipher_size` can produce are accepted.
 //! - Nonces are random per sealing, so rewriting a block never reuses a nonce under its key.
 //!   The object name is not bound, so CopyObject (rename) keeps an object readable.
 
@@ -261,18 +261,25 @@ pub fn cipher_size(plain: u64) -> u64 {
 }
 
 /// File size of an object of `cipher` bytes, or `BadSize` if no file has that object size.
+/// Strict: a size is accepted only when `cipher_size` of the answer gives it back, so each
+/// file size has exactly one object size (an empty block appended after a last block that is
+/// full would otherwise read as the same file).
 pub fn plain_size(cipher: u64) -> Result<u64, FormatError> {
     let body = cipher
         .checked_sub(HEADER_LEN)
         .ok_or(FormatError::BadSize(cipher))?;
     let full = body / BLOCK_CIPHER;
     let rem = body % BLOCK_CIPHER;
-    match (full, rem) {
-        (0, 0) => Err(FormatError::BadSize(cipher)),
-        (_, 0) => Ok(full * BLOCK_PLAIN),
-        (_, r) if r >= BLOCK_OVERHEAD => Ok(full * BLOCK_PLAIN + r - BLOCK_OVERHEAD),
-        _ => Err(FormatError::BadSize(cipher)),
+    let plain = match (full, rem) {
+        (0, 0) => return Err(FormatError::BadSize(cipher)),
+        (_, 0) => full * BLOCK_PLAIN,
+        (_, r) if r >= BLOCK_OVERHEAD => full * BLOCK_PLAIN + r - BLOCK_OVERHEAD,
+        _ => return Err(FormatError::BadSize(cipher)),
+    };
+    if cipher_size(plain) != cipher {
+        return Err(FormatError::BadSize(cipher));
     }
+    Ok(plain)
 }
 
 /// Byte range of block `index` in the object, for a file of `plain` bytes.

@@ -222,3 +222,18 @@ fn print_vectors() {
         }
     }
 }
+
+#[test]
+fn an_empty_block_after_a_full_last_block_is_not_a_size() {
+    // 65536 bytes seal to one full block; 28 more bytes would parse as an empty block 1.
+    let whole = cipher_size(BLOCK_PLAIN);
+    assert_eq!(plain_size(whole), Ok(BLOCK_PLAIN));
+    for blocks in 1..4u64 {
+        let c = cipher_size(blocks * BLOCK_PLAIN) + BLOCK_OVERHEAD;
+        assert_eq!(plain_size(c), Err(FormatError::BadSize(c)), "{blocks} blocks");
+    }
+    // The header alone, and the header plus a bare empty block, of which only the latter is a
+    // file (the empty one).
+    assert_eq!(plain_size(HEADER_LEN), Err(FormatError::BadSize(HEADER_LEN)));
+    assert_eq!(plain_size(HEADER_LEN + BLOCK_OVERHEAD), Ok(0));
+}

@@ -72,7 +72,7 @@ impl Fs {
                     open_object(&self.store, ring, v, of.expect_id.as_deref(), SMALL_OBJECT)
                         .await?;
                 if let Some(blocks) = opened.blocks {
-                    self.fetcher.seed(v, &opened.codec, blocks);
+                    self.fetcher.seed(v, blocks);
                 }
                 opened.codec
             }
@@ -202,11 +202,13 @@ impl Fs {
             return Ok(w.read(&key, &m, offset, u64::from(len)).await?);
         }
         let version = of.version.clone().ok_or(FsError::BadHandle)?;
+        // The codec first, even at the end of the file: opening an empty object authenticates
+        // its one block, which no read would otherwise touch.
+        let codec = self.file_codec(&mut of).await?;
+        drop(of);
         if offset >= version.size {
             return Ok(Bytes::new());
         }
-        let codec = self.file_codec(&mut of).await?;
-        drop(of);
         let mut reader = h.reader.lock().await;
         Ok(reader
             .read(&self.fetcher, &version, &codec, offset, u64::from(len))
