@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::crypto::keys::Names;
 use crate::crypto::mode::Mode;
 use crate::fs::{Defaults, FsConfig};
 use crate::mount::MountPlan;
@@ -111,6 +112,10 @@ pub struct EncryptionArgs {
     /// the others only to read objects written under them; or 32 raw bytes.
     #[arg(long)]
     pub sse_c_key_file: Option<PathBuf>,
+    /// `init --encryption client`: keep object names in the clear (file attributes are still
+    /// sealed). Default: names are encrypted.
+    #[arg(long)]
+    pub plain_names: bool,
 }
 
 impl EncryptionArgs {
@@ -134,6 +139,11 @@ impl EncryptionArgs {
             bucket_key: self.bucket_key,
             sse_c_key_file: self.sse_c_key_file.clone(),
             aws_profile: None,
+            names: if self.plain_names {
+                Names::Plain
+            } else {
+                Names::Encrypted
+            },
         }
     }
 

@@ -37,13 +37,13 @@ async fn connect(s3: &S3Config, sse: Sse) -> Result<Arc<dyn ObjectStore>> {
         .map_err(anyhow::Error::msg)
 }
 
-/// Tools take their mode from the bucket; an SSE-C key file given is used for every request.
+/// The mode the user's options fix (`--encryption`, or a key file that names one), or `none`
+/// when they fix nothing: then tools take the mode from the bucket. An SSE-C key file given is
+/// used for every request.
 fn tool_enc(args: &ToolArgs) -> EncryptionConfig {
-    let mut enc = args.enc.config();
-    if enc.sse_c_key_file.is_some() {
-        enc.mode = Mode::SseC;
-    }
-    enc
+    let mut enc = args.enc.clone();
+    enc.infer_mode();
+    enc.config()
 }
 
 fn prefix_of(key: &str) -> String {
@@ -77,7 +77,7 @@ pub fn cat(args: &ToolArgs) -> Result<()> {
     let enc = tool_enc(args);
     runtime()?.block_on(async {
         let store = connect(&s3, setup::sse_for(&enc)?).await?;
-        tools::cat(store, &s3.bucket, &key, &args.enc.config()).await?;
+        tools::cat(store, &s3.bucket, &key, &enc).await?;
         Ok(())
     })
 }
@@ -89,7 +89,7 @@ pub fn verify(args: &ToolArgs) -> Result<Outcome> {
     let (n, bad) = runtime()?.block_on(async {
         let store = connect(&s3, setup::sse_for(&enc)?).await?;
         let prefix = prefix_of(&key);
-        Ok::<_, anyhow::Error>(tools::verify(store, &s3.bucket, &prefix, &args.enc.config()).await?)
+        Ok::<_, anyhow::Error>(tools::verify(store, &s3.bucket, &prefix, &enc).await?)
     })?;
     eprintln!("sealfs: verified {n} objects, {bad} bad");
     Ok(if bad > 0 {
@@ -132,9 +132,9 @@ pub fn rotate_key(args: &RotateArgs) -> Result<()> {
     let url = args.target.url.trim_end_matches('/');
     let cfg = runtime()?.block_on(async {
         let store = connect(&s3, Sse::None).await?;
-        let key_file = args.target.enc.key_file.as_deref();
+        let current = args.target.enc.config();
         Ok::<_, anyhow::Error>(
-            setup::rotate(&*store, &s3.bucket, url, &prefix, key_file, &how).await?,
+            setup::rotate(&*store, &s3.bucket, url, &prefix, &current, &how).await?,
         )
     })?;
     let wrapping = match &cfg.kms_key_id {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::crypto::keys::{load_key_file, read_private, KeyError, Keyring, PrefixConfig};
+use crate::crypto::keys::{load_key_file, read_private, KeyError, Keyring, Names, PrefixConfig};
 use crate::crypto::mode::{Mode, Wrapping};
 use crate::crypto::wrap::{KeyFileWrapper, KeyWrapper, WrapError};
 use crate::kms::{Kms, KmsWrapper};
@@ -66,6 +66,8 @@ pub struct EncryptionConfig {
     pub sse_c_key_file: Option<PathBuf>,
     /// AWS profile for KMS calls (the mount's `--profile`; the default chain without one).
     pub aws_profile: Option<String>,
+    /// `init` in client mode: how the new prefix stores names.
+    pub names: Names,
 }
 
 impl EncryptionConfig {
@@ -231,7 +233,7 @@ pub async fn init(
                 "--encryption client needs --key-file FILE or --kms-key-id ID",
             )
             .await?;
-            w.create().await?.1
+            w.create(enc.names).await?.1
         }
         mode => PrefixConfig::plain(mode),
     };
@@ -277,28 +279,30 @@ pub async fn open(
     }
     match (mode, config) {
         (Mode::Client, Some(c)) => Ok(Some(Arc::new(
-            unwrap_ring(
-                &c,
-                (bucket, prefix),
-                enc.key_file.as_deref(),
-                enc.aws_profile.as_deref(),
-            )
-            .await?,
+            unwrap_ring(&c, (bucket, prefix), enc).await?,
         ))),
         _ => Ok(None),
     }
 }
 
-/// The data keys of a client-mode config, with the provider its `wrapping` names.
+/// The keys of a client-mode config, with the provider its `wrapping` names and the key the
+/// user gave for it (a KMS-wrapped keyring is unwrapped only under the `--kms-key-id` given).
 async fn unwrap_ring(
     c: &PrefixConfig,
     at: (&str, &str),
-    key_file: Option<&Path>,
-    aws_profile: Option<&str>,
+    enc: &EncryptionConfig,
 ) -> Result<Keyring, SetupError> {
     let wrapping = c.wrapping.unwrap_or(Wrapping::KeyFile);
     let missing = "this prefix's keys are wrapped by a key file: give it with --key-file FILE";
-    let w = wrapper(wrapping, key_file, None, aws_profile, at, missing).await?;
+    let w = wrapper(
+        wrapping,
+        enc.key_file.as_deref(),
+        enc.kms_key_id.as_deref(),
+        enc.aws_profile.as_deref(),
+        at,
+        missing,
+    )
+    .await?;
     Ok(w.unwrap(c).await?)
 }
 
@@ -315,13 +319,14 @@ pub struct Rotation {
 
 /// `sealfs rotate-key`: rotate a client-mode keyring without rewriting any object. The new
 /// config is unwrapped again and compared before it replaces the old one, so a failure (KMS
-/// refusing Encrypt, an unreadable key file) changes nothing. Returns the new config.
+/// refusing Encrypt, an unreadable key file) changes nothing. `current` holds the keys that
+/// open the keyring now (`--key-file` or `--kms-key-id`). Returns the new config.
 pub async fn rotate(
     s: &dyn ObjectStore,
     bucket: &str,
     url: &str,
     prefix: &str,
-    key_file: Option<&Path>,
+    current: &EncryptionConfig,
     how: &Rotation,
 ) -> Result<PrefixConfig, SetupError> {
     if !how.new_data_key && how.to_key_file.is_none() && how.to_kms_key_id.is_none() {
@@ -338,16 +343,16 @@ pub async fn rotate(
             })
         }
     };
-    let mut ring = unwrap_ring(&old, (bucket, prefix), key_file, None).await?;
+    let mut ring = unwrap_ring(&old, (bucket, prefix), current).await?;
     if how.new_data_key {
         ring.add_version();
     }
     let kms_target = match (&how.to_kms_key_id, &how.to_key_file) {
         (Some(id), _) => Some(id.clone()),
-        (None, None) if old.is_kms() => old.kms_key_id.clone(),
+        (None, None) if old.is_kms() => current.kms_key_id.clone(),
         _ => None,
     };
-    let new_key_file = how.to_key_file.as_deref().or(key_file);
+    let new_key_file = how.to_key_file.as_deref().or(current.key_file.as_deref());
     let (wrapping, missing) = match kms_target {
         Some(_) => (Wrapping::Kms, ""),
         None => (
@@ -366,7 +371,12 @@ pub async fn rotate(
     )
     .await?;
     let new = target.wrap(&ring).await?;
-    let check = unwrap_ring(&new, at, new_key_file, None).await?;
+    let check_with = EncryptionConfig {
+        key_file: new_key_file.map(Path::to_path_buf),
+        kms_key_id: kms_target.clone(),
+        ..current.clone()
+    };
+    let check = unwrap_ring(&new, at, &check_with).await?;
     if !check.same_as(&ring) {
         return Err(KeyError::BadConfig(
             "the rewrapped keyring does not unwrap to the same keys; nothing was changed".into(),
@@ -450,7 +460,7 @@ mod tests {
         let old_object = crate::crypto::format::seal_all(&keys, b"written before");
 
         let nothing = Rotation::default();
-        assert!(rotate(&mem, "b", url, "p/", Some(&k1), &nothing)
+        assert!(rotate(&mem, "b", url, "p/", &client(&k1), &nothing)
             .await
             .is_err());
         let err = rotate(
@@ -458,7 +468,7 @@ mod tests {
             "b",
             url,
             "p/",
-            Some(&k2),
+            &client(&k2),
             &Rotation {
                 new_data_key: true,
                 ..nothing.clone()
@@ -476,7 +486,7 @@ mod tests {
             to_key_file: Some(k2.clone()),
             to_kms_key_id: None,
         };
-        let cfg = rotate(&mem, "b", url, "p/", Some(&k1), &to_k2)
+        let cfg = rotate(&mem, "b", url, "p/", &client(&k1), &to_k2)
             .await
             .unwrap();
         assert_eq!((cfg.current_key, cfg.keys.len()), (2, 2));
@@ -497,7 +507,7 @@ mod tests {
 
         let none = none();
         init(&mem, "b", "s3://b/q", "q/", &none).await.unwrap();
-        let err = rotate(&mem, "b", "s3://b/q", "q/", Some(&k1), &to_k2)
+        let err = rotate(&mem, "b", "s3://b/q", "q/", &client(&k1), &to_k2)
             .await
             .unwrap_err();
         assert!(matches!(err, SetupError::NotClientMode { .. }), "{err}");

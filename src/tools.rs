@@ -80,10 +80,11 @@ async fn open_for(
     enc: &EncryptionConfig,
 ) -> Result<Option<Arc<Keyring>>, ToolError> {
     let (prefix, cfg) = governing(s, key).await?;
-    // The bucket says which mode; the options only supply keys.
+    // A mode the user's options fix wins: a prefix whose config is missing, says another mode
+    // or fails its MAC is refused. Without one, the bucket says which mode.
     let enc = match &cfg {
-        Some(c) => enc.with_mode(c.encryption),
-        None => enc.clone(),
+        Some(c) if enc.mode == Mode::None => enc.with_mode(c.encryption),
+        _ => enc.clone(),
     };
     let url = format!("s3://{bucket}/{prefix}");
     Ok(setup::open(s, bucket, url.trim_end_matches('/'), &prefix, &enc).await?)

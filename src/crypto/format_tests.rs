@@ -230,10 +230,17 @@ fn an_empty_block_after_a_full_last_block_is_not_a_size() {
     assert_eq!(plain_size(whole), Ok(BLOCK_PLAIN));
     for blocks in 1..4u64 {
         let c = cipher_size(blocks * BLOCK_PLAIN) + BLOCK_OVERHEAD;
-        assert_eq!(plain_size(c), Err(FormatError::BadSize(c)), "{blocks} blocks");
+        assert_eq!(
+            plain_size(c),
+            Err(FormatError::BadSize(c)),
+            "{blocks} blocks"
+        );
     }
     // The header alone, and the header plus a bare empty block, of which only the latter is a
     // file (the empty one).
-    assert_eq!(plain_size(HEADER_LEN), Err(FormatError::BadSize(HEADER_LEN)));
+    assert_eq!(
+        plain_size(HEADER_LEN),
+        Err(FormatError::BadSize(HEADER_LEN))
+    );
     assert_eq!(plain_size(HEADER_LEN + BLOCK_OVERHEAD), Ok(0));
 }

@@ -1,6 +1,7 @@
 //! Keys of a client-mode prefix: a keyring of data keys (one per key version, the newest used
-//! for new files), stored in the bucket in the prefix's config object, each data key wrapped
-//! by the user's 256-bit key file with AES-256-GCM.
+//! for new files) and, from config version 2 on, one prefix key (names, attributes and the
+//! config's MAC derive from it), stored in the bucket in the prefix's config object, each
+//! wrapped by the user's 256-bit key file with AES-256-GCM (or by KMS, `kms`).
 //!
 //! Invariants:
 //! - Key material lives in `Secret`s (zeroized on drop, never printed); errors name files and
@@ -8,6 +9,9 @@
 //! - A key file that group or others may read is refused.
 //! - A wrong key file is detected when the keyring is unwrapped (the mount refuses to start),
 //!   not as a stream of read errors.
+//! - A version-2 config is used only after its MAC verified under a key derived from the
+//!   prefix key: mode, wrapping, names, `current_key` and every wrapped entry are covered, so
+//!   the bucket cannot point `current_key` at an old key or drop an entry.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,11 +21,16 @@ use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
+use super::attrs::AttrSealer;
 use super::codec::FileCodec;
 use super::format::{FileKeys, FormatError, Header, Secret};
 use super::mode::{Mode, Wrapping};
+use super::names::NameCipher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -37,6 +46,8 @@ pub enum KeyError {
     WrongKeyFile,
     #[error("the prefix's config object is not valid: {0}")]
     BadConfig(String),
+    #[error("the prefix's config object fails its authentication check: it was edited, rolled back or replaced in the bucket; refusing to use it")]
+    BadMac,
 }
 
 /// Load a 256-bit key file: 32 raw bytes, or 64 hex digits (keygen's output).
@@ -48,15 +59,21 @@ pub fn load_key_file(path: &Path) -> Result<Secret, KeyError> {
     key.ok_or(KeyError::BadKeyFile(shown))
 }
 
-/// Read a file that holds key material, refusing it when group or others may read it.
+/// Read a file that holds key material, refusing it when group or others may read it. The
+/// mode is checked on the opened descriptor, so the file read is the file checked.
 pub fn read_private(path: &Path) -> Result<Vec<u8>, KeyError> {
+    use std::io::Read;
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| KeyError::Read(shown.clone(), e))?;
+    let mut f = std::fs::File::open(path).map_err(|e| KeyError::Read(shown.clone(), e))?;
+    let meta = f.metadata().map_err(|e| KeyError::Read(shown.clone(), e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyError::LoosePermissions { path: shown, mode });
     }
-    std::fs::read(path).map_err(|e| KeyError::Read(shown, e))
+    let mut out = Vec::with_capacity(meta.len().min(1 << 16) as usize);
+    f.read_to_end(&mut out)
+        .map_err(|e| KeyError::Read(shown, e))?;
+    Ok(out)
 }
 
 fn parse_key(bytes: &[u8]) -> Option<Secret> {
@@ -86,19 +103,66 @@ pub fn keygen(path: &Path) -> Result<(), KeyError> {
     res.map_err(|e| KeyError::Write(shown, e))
 }
 
-/// The unwrapped data keys of a prefix.
+/// How a version-2 prefix stores names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Names {
+    /// Each name sealed with AES-SIV (`crypto::names`).
+    #[default]
+    Encrypted,
+    /// Names in the clear (attributes are still sealed).
+    Plain,
+}
+
+impl Names {
+    pub fn name(self) -> &'static str {
+        match self {
+            Names::Encrypted => "encrypted",
+            Names::Plain => "plain",
+        }
+    }
+}
+
+/// The prefix key of a version-2 prefix and what it was made for.
+#[derive(Clone)]
+pub struct PrefixKey {
+    key: Secret,
+    names: Names,
+}
+
+impl PrefixKey {
+    pub fn new(key: Secret, names: Names) -> Self {
+        Self { key, names }
+    }
+
+    pub fn secret(&self) -> &Secret {
+        &self.key
+    }
+
+    fn derive<const N: usize>(&self, info: &str) -> [u8; N] {
+        let mut out = [0u8; N];
+        Hkdf::<Sha256>::new(None, &self.key.0)
+            .expand(info.as_bytes(), &mut out)
+            .expect("a valid HKDF-SHA256 length");
+        out
+    }
+}
+
+/// The unwrapped keys of a prefix: its data keys and (version 2) its prefix key.
 pub struct Keyring {
     current: u32,
     keys: BTreeMap<u32, Secret>,
+    prefix: Option<PrefixKey>,
 }
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Keyring(current {}, {} keys)",
+            "Keyring(current {}, {} keys, format {})",
             self.current,
-            self.keys.len()
+            self.keys.len(),
+            self.format_version()
         )
     }
 }
@@ -109,14 +173,65 @@ impl Keyring {
         if !keys.contains_key(&current) {
             return Err(KeyError::BadConfig("current key missing".into()));
         }
-        Ok(Self { current, keys })
+        Ok(Self {
+            current,
+            keys,
+            prefix: None,
+        })
     }
 
+    /// A version-1 keyring of one data key (no prefix key: plain names and attributes).
     pub fn new_single(key: Secret) -> Self {
         Self {
             current: 1,
             keys: BTreeMap::from([(1, key)]),
+            prefix: None,
         }
+    }
+
+    /// A new version-2 keyring: one fresh data key and a fresh prefix key.
+    pub fn new_v2(names: Names) -> Self {
+        Self {
+            prefix: Some(PrefixKey::new(Secret::random(), names)),
+            ..Self::new_single(Secret::random())
+        }
+    }
+
+    /// This keyring with `prefix` as its prefix key (a version-2 keyring).
+    pub fn with_prefix_key(mut self, prefix: PrefixKey) -> Self {
+        self.prefix = Some(prefix);
+        self
+    }
+
+    pub fn prefix_key(&self) -> Option<&PrefixKey> {
+        self.prefix.as_ref()
+    }
+
+    /// The config format this keyring belongs to: 2 with a prefix key, else 1.
+    pub fn format_version(&self) -> u32 {
+        if self.prefix.is_some() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The name cipher, when this prefix encrypts names.
+    pub fn name_cipher(&self) -> Option<NameCipher> {
+        let p = self
+            .prefix
+            .as_ref()
+            .filter(|p| p.names == Names::Encrypted)?;
+        Some(NameCipher::new(p.derive("sealfs v2 names")))
+    }
+
+    /// The attribute sealer of a version-2 prefix.
+    pub fn attr_sealer(&self) -> Option<AttrSealer> {
+        let p = self.prefix.as_ref()?;
+        let mut key: [u8; 32] = p.derive("sealfs v2 attributes");
+        let sealer = AttrSealer::new(&key);
+        zeroize::Zeroize::zeroize(&mut key);
+        Some(sealer)
     }
 
     pub fn current_version(&self) -> u32 {
@@ -141,6 +256,11 @@ impl Keyring {
     pub fn same_as(&self, other: &Keyring) -> bool {
         self.current == other.current
             && self.keys.len() == other.keys.len()
+            && match (&self.prefix, &other.prefix) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.names == b.names && a.key.0 == b.key.0,
+                _ => false,
+            }
             && self
                 .keys
                 .iter()
@@ -178,7 +298,7 @@ impl Keyring {
 /// The config object of a prefix: its encryption mode and, in client mode, the wrapped keyring.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PrefixConfig {
-    /// Config format version.
+    /// Config format version: 1, or 2 (prefix key, names, MAC).
     pub sealfs: u32,
     pub encryption: Mode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,10 +306,19 @@ pub struct PrefixConfig {
     /// The KMS key that wraps the data keys (`wrapping: "kms"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+    /// Version 2: how object names are stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Names>,
     #[serde(default)]
     pub current_key: u32,
     #[serde(default)]
     pub keys: Vec<WrappedKey>,
+    /// Version 2: the wrapped prefix key (`version` 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_key: Option<WrappedKey>,
+    /// Version 2: HMAC-SHA256 of everything above (`mac_input`), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -199,49 +328,79 @@ pub struct WrappedKey {
     pub wrapped: String,
 }
 
-fn wrap_aad(version: u32) -> Vec<u8> {
-    format!("sealfs keyring v1 key {version}").into_bytes()
+/// The wrapped prefix key's version number (data keys start at 1).
+pub const PREFIX_KEY_VERSION: u32 = 0;
+
+/// Associated data of key `version`'s wrapping in a config of format `format`: distinct per
+/// format, so entries of a version-2 config do not unwrap in a version-1 one (a downgrade).
+fn wrap_aad(format: u32, version: u32) -> Vec<u8> {
+    if format >= 2 && version == PREFIX_KEY_VERSION {
+        b"sealfs keyring v2 prefix key".to_vec()
+    } else {
+        format!("sealfs keyring v{format} key {version}").into_bytes()
+    }
+}
+
+fn bad(e: impl std::fmt::Display) -> KeyError {
+    KeyError::BadConfig(e.to_string())
 }
 
 impl PrefixConfig {
-    /// A new client-mode config with one fresh data key wrapped by `master`.
+    /// A new client-mode config (version 2, encrypted names) wrapped by `master`.
     pub fn new_client(master: &Secret) -> Self {
-        Self::wrapped_by_key_file(master, &Keyring::new_single(Secret::random()))
+        Self::wrapped_by_key_file(master, &Keyring::new_v2(Names::Encrypted))
     }
 
-    /// A client-mode config holding every key of `ring`, each wrapped by `master`.
+    /// A client-mode config holding every key of `ring`, each wrapped by `master`, with its
+    /// MAC when `ring` is a version-2 keyring.
     pub fn wrapped_by_key_file(master: &Secret, ring: &Keyring) -> Self {
-        Self {
-            sealfs: 1,
-            encryption: Mode::Client,
+        let mut c = Self {
             wrapping: Some(Wrapping::KeyFile),
-            kms_key_id: None,
-            current_key: ring.current,
-            keys: ring.versions().map(|(v, k)| wrap(master, v, k)).collect(),
-        }
+            keys: (ring.versions())
+                .map(|(v, k)| wrap(master, ring.format_version(), v, k))
+                .collect(),
+            prefix_key: (ring.prefix.as_ref()).map(|p| wrap(master, 2, PREFIX_KEY_VERSION, &p.key)),
+            ..Self::client_shell(ring)
+        };
+        c.seal(ring);
+        c
     }
 
-    /// A new client-mode config whose data key is a KMS ciphertext blob.
-    pub fn new_client_kms(key_id: &str, blob: &[u8]) -> Self {
-        Self::wrapped_by_kms(key_id, 1, vec![(1, blob.to_vec())])
-    }
-
-    /// A client-mode config whose data keys are KMS ciphertext blobs (by version) of `key_id`.
-    pub fn wrapped_by_kms(key_id: &str, current: u32, blobs: Vec<(u32, Vec<u8>)>) -> Self {
-        Self {
-            sealfs: 1,
-            encryption: Mode::Client,
+    /// A client-mode config whose keys are KMS ciphertext blobs of `key_id`: the data keys
+    /// by version, and (a version-2 `ring`) the prefix key.
+    pub fn wrapped_by_kms(
+        key_id: &str,
+        ring: &Keyring,
+        blobs: Vec<(u32, Vec<u8>)>,
+        prefix_blob: Option<Vec<u8>>,
+    ) -> Self {
+        let entry = |version, blob: Vec<u8>| WrappedKey {
+            version,
+            nonce: String::new(),
+            wrapped: hex::encode(blob),
+        };
+        let mut c = Self {
             wrapping: Some(Wrapping::Kms),
             kms_key_id: Some(key_id.into()),
-            current_key: current,
-            keys: blobs
-                .into_iter()
-                .map(|(version, blob)| WrappedKey {
-                    version,
-                    nonce: String::new(),
-                    wrapped: hex::encode(blob),
-                })
-                .collect(),
+            keys: blobs.into_iter().map(|(v, b)| entry(v, b)).collect(),
+            prefix_key: prefix_blob.map(|b| entry(PREFIX_KEY_VERSION, b)),
+            ..Self::client_shell(ring)
+        };
+        c.seal(ring);
+        c
+    }
+
+    fn client_shell(ring: &Keyring) -> Self {
+        Self {
+            sealfs: ring.format_version(),
+            encryption: Mode::Client,
+            wrapping: None,
+            kms_key_id: None,
+            names: ring.prefix.as_ref().map(|p| p.names),
+            current_key: ring.current,
+            keys: Vec::new(),
+            prefix_key: None,
+            mac: None,
         }
     }
 
@@ -249,15 +408,12 @@ impl PrefixConfig {
         self.wrapping == Some(Wrapping::Kms)
     }
 
-    /// The KMS blobs of a KMS-wrapped keyring, by key version.
+    /// The KMS blobs of a KMS-wrapped keyring, by key version (the prefix key's is version 0).
     pub fn kms_blobs(&self) -> Result<Vec<(u32, Vec<u8>)>, KeyError> {
         self.keys
             .iter()
-            .map(|k| {
-                hex::decode(&k.wrapped)
-                    .map(|b| (k.version, b))
-                    .map_err(|e| KeyError::BadConfig(e.to_string()))
-            })
+            .chain(&self.prefix_key)
+            .map(|k| hex::decode(&k.wrapped).map(|b| (k.version, b)).map_err(bad))
             .collect()
     }
 
@@ -267,8 +423,11 @@ impl PrefixConfig {
             encryption: mode,
             wrapping: None,
             kms_key_id: None,
+            names: None,
             current_key: 0,
             keys: Vec::new(),
+            prefix_key: None,
+            mac: None,
         }
     }
 
@@ -276,65 +435,144 @@ impl PrefixConfig {
         serde_json::to_vec_pretty(self).expect("config serializes")
     }
 
+    /// Parse a config object (not yet authenticated: `Keyring`s come from `unwrap`).
     pub fn from_json(bytes: &[u8]) -> Result<Self, KeyError> {
-        let c: Self =
-            serde_json::from_slice(bytes).map_err(|e| KeyError::BadConfig(e.to_string()))?;
-        if c.sealfs != 1 {
-            return Err(KeyError::BadConfig(format!(
-                "unknown config version {}",
-                c.sealfs
-            )));
+        let c: Self = serde_json::from_slice(bytes).map_err(bad)?;
+        match c.sealfs {
+            1 if c.names.is_none() && c.prefix_key.is_none() && c.mac.is_none() => Ok(c),
+            1 => Err(bad("names, prefix_key and mac belong to config version 2")),
+            2 if c.encryption != Mode::Client => Err(bad("config version 2 is client mode")),
+            2 if c.names.is_none() || c.prefix_key.is_none() || c.mac.is_none() => {
+                Err(bad("config version 2 needs names, prefix_key and mac"))
+            }
+            2 => Ok(c),
+            v => Err(bad(format!("unknown config version {v}"))),
         }
-        Ok(c)
     }
 
-    /// Unwrap every data key with `master`.
+    /// The bytes the MAC covers (docs/FORMAT.md): every field but `mac`, length-prefixed.
+    pub fn mac_input(&self) -> Vec<u8> {
+        fn field(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        let mut out = b"sealfs config v2\0".to_vec();
+        field(&mut out, self.encryption.name());
+        field(&mut out, self.wrapping.map_or("", |w| w.name()));
+        field(&mut out, self.kms_key_id.as_deref().unwrap_or(""));
+        field(&mut out, self.names.map_or("", |n| n.name()));
+        out.extend_from_slice(&self.current_key.to_be_bytes());
+        out.extend_from_slice(&(self.keys.len() as u32).to_be_bytes());
+        for k in self.keys.iter().chain(&self.prefix_key) {
+            out.extend_from_slice(&k.version.to_be_bytes());
+            field(&mut out, &k.nonce);
+            field(&mut out, &k.wrapped);
+        }
+        out
+    }
+
+    fn mac_with(&self, prefix: &PrefixKey) -> Hmac<Sha256> {
+        let mut key: [u8; 32] = prefix.derive("sealfs v2 config mac");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("any key length");
+        zeroize::Zeroize::zeroize(&mut key);
+        mac.update(&self.mac_input());
+        mac
+    }
+
+    /// Set `mac` for a version-2 keyring (nothing for version 1).
+    fn seal(&mut self, ring: &Keyring) {
+        self.mac = ring
+            .prefix
+            .as_ref()
+            .map(|p| hex::encode(self.mac_with(p).finalize().into_bytes()));
+    }
+
+    /// `ring` (unwrapped from this config) once the config's MAC verified (version 2).
+    pub fn authenticate(&self, ring: Keyring) -> Result<Keyring, KeyError> {
+        match (self.sealfs, &ring.prefix, &self.mac) {
+            (1, None, None) => Ok(ring),
+            (2, Some(p), Some(mac)) => {
+                let tag = hex::decode(mac).map_err(|_| KeyError::BadMac)?;
+                self.mac_with(p)
+                    .verify_slice(&tag)
+                    .map_err(|_| KeyError::BadMac)?;
+                Ok(ring)
+            }
+            _ => Err(KeyError::BadMac),
+        }
+    }
+
+    /// Unwrap every key with `master` and authenticate the config.
     pub fn unwrap(&self, master: &Secret) -> Result<Keyring, KeyError> {
         let cipher = Aes256Gcm::new_from_slice(&master.0).expect("32-byte key");
-        let mut keys = BTreeMap::new();
-        for k in &self.keys {
-            let nonce = hex::decode(&k.nonce).map_err(|e| KeyError::BadConfig(e.to_string()))?;
-            let wrapped =
-                hex::decode(&k.wrapped).map_err(|e| KeyError::BadConfig(e.to_string()))?;
+        let open = |k: &WrappedKey| -> Result<Secret, KeyError> {
+            let nonce = hex::decode(&k.nonce).map_err(bad)?;
+            let wrapped = hex::decode(&k.wrapped).map_err(bad)?;
             if nonce.len() != 12 {
-                return Err(KeyError::BadConfig("nonce length".into()));
+                return Err(bad("nonce length"));
             }
             let mut plain = cipher
                 .decrypt(
                     Nonce::from_slice(&nonce),
                     Payload {
                         msg: &wrapped,
-                        aad: &wrap_aad(k.version),
+                        aad: &wrap_aad(self.sealfs, k.version),
                     },
                 )
                 .map_err(|_| KeyError::WrongKeyFile)?;
-            let key: [u8; 32] = plain
-                .as_slice()
-                .try_into()
-                .map_err(|_| KeyError::BadConfig("data key length".into()))?;
+            let key: Result<[u8; 32], _> = plain.as_slice().try_into();
             zeroize::Zeroize::zeroize(&mut plain);
-            keys.insert(k.version, Secret(key));
+            Ok(Secret(key.map_err(|_| bad("data key length"))?))
+        };
+        let mut keys = BTreeMap::new();
+        for k in &self.keys {
+            if k.version == PREFIX_KEY_VERSION {
+                return Err(bad("data key version 0"));
+            }
+            keys.insert(k.version, open(k)?);
         }
-        if !keys.contains_key(&self.current_key) {
-            return Err(KeyError::BadConfig("current key missing".into()));
+        let prefix = match &self.prefix_key {
+            Some(k) if k.version == PREFIX_KEY_VERSION => Some(open(k)?),
+            Some(_) => return Err(bad("prefix key version")),
+            None => None,
+        };
+        self.keyring(keys, prefix)
+    }
+
+    /// The keyring of unwrapped `keys` (and prefix key), once the config authenticates.
+    pub fn keyring(
+        &self,
+        keys: BTreeMap<u32, Secret>,
+        prefix: Option<Secret>,
+    ) -> Result<Keyring, KeyError> {
+        let mut ring = Keyring::from_keys(self.current_key, keys)?;
+        if let (Some(key), Some(names)) = (prefix, self.names) {
+            ring = ring.with_prefix_key(PrefixKey::new(key, names));
         }
-        Ok(Keyring {
-            current: self.current_key,
-            keys,
-        })
+        self.authenticate(ring)
     }
 }
 
-fn wrap(master: &Secret, version: u32, data_key: &Secret) -> WrappedKey {
-    let cipher = Aes256Gcm::new_from_slice(&master.0).expect("32-byte key");
+fn wrap(master: &Secret, format: u32, version: u32, data_key: &Secret) -> WrappedKey {
     let mut nonce = [0u8; 12];
     aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut OsRng, &mut nonce);
+    wrap_with_nonce(master, (format, version), data_key, nonce)
+}
+
+/// Wrap with a given nonce: `wrap`, and the documented test vectors.
+pub fn wrap_with_nonce(
+    master: &Secret,
+    (format, version): (u32, u32),
+    data_key: &Secret,
+    nonce: [u8; 12],
+) -> WrappedKey {
+    let cipher = Aes256Gcm::new_from_slice(&master.0).expect("32-byte key");
     let wrapped = cipher
         .encrypt(
             Nonce::from_slice(&nonce),
             Payload {
                 msg: &data_key.0,
-                aad: &wrap_aad(version),
+                aad: &wrap_aad(format, version),
             },
         )
         .expect("wrapping 32 bytes cannot fail");
@@ -362,6 +600,50 @@ mod tests {
             back.unwrap(&Secret([2; 32])),
             Err(KeyError::WrongKeyFile)
         ));
+    }
+
+    #[test]
+    fn a_version_2_config_is_refused_when_any_field_changed() {
+        let master = Secret([1; 32]);
+        let mut ring = Keyring::new_v2(Names::Encrypted);
+        ring.add_version();
+        let cfg = PrefixConfig::wrapped_by_key_file(&master, &ring);
+        assert_eq!((cfg.sealfs, cfg.current_key, cfg.keys.len()), (2, 2, 2));
+        assert!(cfg.unwrap(&master).unwrap().same_as(&ring));
+        let tampered: Vec<(&str, Box<dyn Fn(&mut PrefixConfig)>)> = vec![
+            ("current_key rolled back", Box::new(|c| c.current_key = 1)),
+            (
+                "newest key dropped",
+                Box::new(|c| {
+                    c.keys.pop();
+                    c.current_key = 1;
+                }),
+            ),
+            ("names", Box::new(|c| c.names = Some(Names::Plain))),
+            ("mac removed", Box::new(|c| c.mac = None)),
+            (
+                "downgraded to version 1",
+                Box::new(|c| {
+                    c.sealfs = 1;
+                    c.names = None;
+                    c.prefix_key = None;
+                    c.mac = None;
+                }),
+            ),
+        ];
+        for (what, change) in tampered {
+            let mut c = cfg.clone();
+            change(&mut c);
+            let parsed = PrefixConfig::from_json(&c.to_json());
+            let res = parsed.and_then(|p| p.unwrap(&master));
+            // A downgrade fails too: version-2 entries do not unwrap as version-1 ones.
+            assert!(res.is_err(), "{what}: accepted");
+        }
+        // A whole config made with another prefix key does not pass as this one's.
+        let other = PrefixConfig::wrapped_by_key_file(&master, &Keyring::new_v2(Names::Encrypted));
+        let mut mixed = cfg.clone();
+        mixed.mac = other.mac.clone();
+        assert!(matches!(mixed.unwrap(&master), Err(KeyError::BadMac)));
     }
 
     #[test]

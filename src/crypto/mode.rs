@@ -63,6 +63,15 @@ pub enum Wrapping {
     Kms,
 }
 
+impl Wrapping {
+    pub fn name(self) -> &'static str {
+        match self {
+            Wrapping::KeyFile => "key-file",
+            Wrapping::Kms => "kms",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

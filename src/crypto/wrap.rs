@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 
 use super::format::Secret;
-use super::keys::{KeyError, Keyring, PrefixConfig};
+use super::keys::{KeyError, Keyring, Names, PrefixConfig};
 use super::mode::Wrapping;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +23,10 @@ pub enum WrapError {
 #[async_trait]
 pub trait KeyWrapper: Send + Sync {
     fn wrapping(&self) -> Wrapping;
-    /// A new keyring of one fresh data key, and the config object that holds it wrapped.
-    async fn create(&self) -> Result<(Keyring, PrefixConfig), WrapError>;
-    /// Every data key of `config`, unwrapped.
+    /// A new (version 2) keyring of one fresh data key and a fresh prefix key, and the config
+    /// object that holds them wrapped.
+    async fn create(&self, names: Names) -> Result<(Keyring, PrefixConfig), WrapError>;
+    /// Every key of `config`, unwrapped, once the config authenticated.
     async fn unwrap(&self, config: &PrefixConfig) -> Result<Keyring, WrapError>;
     /// `ring` wrapped into a config object.
     async fn wrap(&self, ring: &Keyring) -> Result<PrefixConfig, WrapError>;
@@ -48,8 +49,8 @@ impl KeyWrapper for KeyFileWrapper {
         Wrapping::KeyFile
     }
 
-    async fn create(&self) -> Result<(Keyring, PrefixConfig), WrapError> {
-        let ring = Keyring::new_single(Secret::random());
+    async fn create(&self, names: Names) -> Result<(Keyring, PrefixConfig), WrapError> {
+        let ring = Keyring::new_v2(names);
         let config = PrefixConfig::wrapped_by_key_file(&self.master, &ring);
         Ok((ring, config))
     }
@@ -70,7 +71,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_file_wrapper_opens_what_it_wrapped_and_nothing_else() {
         let w = KeyFileWrapper::new(Secret::random());
-        let (ring, config) = w.create().await.unwrap();
+        let (ring, config) = w.create(Names::Encrypted).await.unwrap();
         assert_eq!(config.wrapping, Some(Wrapping::KeyFile));
         assert!(w.unwrap(&config).await.unwrap().same_as(&ring));
         let rewrapped = w.wrap(&ring).await.unwrap();
