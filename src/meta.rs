@@ -1,12 +1,18 @@
-//! Attributes in object metadata, with s3fs's keys so that sealfs and s3fs read each other's
-//! files: `mode` (decimal st_mode, file type bits included), `uid`, `gid`, `mtime` (seconds,
-//! or `seconds.nanoseconds` with nine digits when the time has a fractional part).
+//! Attributes in object metadata. Two encodings, one per prefix (`MetaCodec`):
+//! - plain (every mode but client format 2): s3fs's keys, so that sealfs and s3fs read each
+//!   other's files: `mode` (decimal st_mode, file type bits included), `uid`, `gid`, `mtime`
+//!   (seconds, or `seconds.nanoseconds` with nine digits when the time has a fractional part),
+//!   and in client mode `sealfs-id`, the file id (checked at open only when present);
+//! - sealed (client mode, format 2): one `sealfs-attr` value (`crypto::attrs`) holding all of
+//!   them and the file id, bound to the object's key; an object without one, or with one that
+//!   does not open, has no attributes to show (`AttrError`: EIO plus a log line).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::crypto::attrs::{AttrError, AttrSealer, SealedAttrs, ATTR_KEY};
 use crate::crypto::codec::FileCodec;
 use crate::inode::{Attr, Kind};
-use crate::store::UserMeta;
+use crate::store::{ObjectMeta, UserMeta};
 
 /// Metadata key holding a client-mode object's file id (hex), bound to its header.
 pub const ID_KEY: &str = "sealfs-id";
@@ -67,16 +73,6 @@ pub fn to_meta(attr: &Attr) -> UserMeta {
     m
 }
 
-/// Metadata of an object written with `codec`: its attributes and, in client mode, the file id
-/// that binds the object's body to it (checked at open, so swapped bodies are refused).
-pub fn object_meta(attr: &Attr, codec: Option<&FileCodec>) -> UserMeta {
-    let mut m = to_meta(attr);
-    if let Some(FileCodec::Client(keys)) = codec {
-        m.insert(ID_KEY.into(), hex::encode(keys.header().file_id));
-    }
-    m
-}
-
 /// The kind an object's metadata declares (s3fs marks symlinks, and old-style directories,
 /// in `mode`), or `None` for a plain object.
 pub fn declared_kind(meta: &UserMeta) -> Option<Kind> {
@@ -128,6 +124,160 @@ pub fn from_meta(
             .unwrap_or(d.gid),
         mtime,
         ctime: last_modified.max(mtime),
+    }
+}
+
+/// The metadata keys sealfs owns (replaced on every update; other tools' keys are kept).
+const OWN_KEYS: [&str; 6] = ["mode", "uid", "gid", "mtime", ID_KEY, ATTR_KEY];
+
+/// The file id of an object written with `codec`, in client mode.
+pub fn file_id_of(codec: Option<&FileCodec>) -> Option<[u8; 16]> {
+    match codec {
+        Some(FileCodec::Client(keys)) => Some(keys.header().file_id),
+        _ => None,
+    }
+}
+
+/// A file id as metadata and `Decoded` spell it (lower-case hex).
+pub fn id_hex(id: Option<[u8; 16]>) -> Option<String> {
+    id.map(hex::encode)
+}
+
+/// The file id `hex` spells (from `Decoded::file_id`).
+pub fn id_bytes(hex_id: Option<&str>) -> Option<[u8; 16]> {
+    let mut id = [0u8; 16];
+    hex::decode_to_slice(hex_id?, &mut id).ok()?;
+    Some(id)
+}
+
+/// What an object's metadata says: its attributes and (client mode) the file id its body
+/// must carry.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub attr: Attr,
+    pub file_id: Option<String>,
+}
+
+/// How a prefix's objects carry their attributes.
+#[derive(Debug)]
+pub struct MetaCodec {
+    /// The mount's prefix: sealed values are bound to keys relative to it.
+    prefix: String,
+    sealer: Option<AttrSealer>,
+}
+
+impl MetaCodec {
+    pub fn plain(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            sealer: None,
+        }
+    }
+
+    pub fn sealed(prefix: &str, sealer: AttrSealer) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            sealer: Some(sealer),
+        }
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    fn rel<'k>(&self, key: &'k str) -> &'k str {
+        key.strip_prefix(&self.prefix).unwrap_or(key)
+    }
+
+    /// The metadata of object `key` holding `attr` (and `file_id`, client mode): `old`'s keys
+    /// that are not sealfs's are kept.
+    pub fn encode(
+        &self,
+        key: &str,
+        attr: &Attr,
+        file_id: Option<[u8; 16]>,
+        old: Option<&UserMeta>,
+    ) -> UserMeta {
+        let mut m: UserMeta = old
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| !OWN_KEYS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mode = kind_bits(attr.kind) | u32::from(attr.perm);
+        match &self.sealer {
+            None => {
+                m.extend(to_meta(attr));
+                m.insert("mode".into(), mode.to_string());
+                if let Some(id) = id_hex(file_id) {
+                    m.insert(ID_KEY.into(), id);
+                }
+            }
+            Some(sealer) => {
+                let d = attr.mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
+                let file_id = file_id.unwrap_or_default();
+                let sealed = SealedAttrs {
+                    mode,
+                    uid: attr.uid,
+                    gid: attr.gid,
+                    mtime_secs: d.as_secs() as i64,
+                    mtime_nanos: d.subsec_nanos(),
+                    file_id,
+                };
+                m.insert(ATTR_KEY.into(), sealer.seal(self.rel(key), &sealed));
+            }
+        }
+        m
+    }
+
+    /// Attributes of `obj` (a file or symlink object, or with `marker` a directory marker) of
+    /// `size` bytes as the file sees it.
+    pub fn decode(
+        &self,
+        obj: &ObjectMeta,
+        marker: bool,
+        size: u64,
+        d: &Defaults,
+    ) -> Result<Decoded, AttrError> {
+        let Some(sealer) = &self.sealer else {
+            // s3fs's old-style directories are objects whose mode says S_IFDIR.
+            let kind = match marker {
+                true => Kind::Dir,
+                false => declared_kind(&obj.user).unwrap_or(Kind::File),
+            };
+            return Ok(Decoded {
+                attr: from_meta(kind, size, obj.last_modified, &obj.user, d),
+                file_id: obj.user.get(ID_KEY).cloned(),
+            });
+        };
+        let value = obj.user.get(ATTR_KEY).ok_or(AttrError::Missing)?;
+        let a = sealer.open(self.rel(&obj.key), value)?;
+        let kind = match (marker, a.mode & S_IFMT) {
+            (true, S_IFDIR) => Kind::Dir,
+            (false, S_IFREG) => Kind::File,
+            (false, S_IFLNK) => Kind::Symlink,
+            _ => return Err(AttrError::Forged),
+        };
+        let mtime = u64::try_from(a.mtime_secs)
+            .ok()
+            .filter(|_| a.mtime_nanos < 1_000_000_000)
+            .map(|s| UNIX_EPOCH + Duration::new(s, a.mtime_nanos))
+            .ok_or(AttrError::Forged)?;
+        let file_id = (kind != Kind::Dir).then(|| hex::encode(a.file_id));
+        Ok(Decoded {
+            attr: Attr {
+                kind,
+                size,
+                perm: (a.mode & 0o7777) as u16,
+                uid: a.uid,
+                gid: a.gid,
+                mtime,
+                ctime: obj.last_modified.max(mtime),
+            },
+            file_id,
+        })
     }
 }
 

@@ -1,8 +1,11 @@
 //! Tools that work on a prefix without FUSE: `sealfs cat` (decrypt one object to stdout),
 //! `sealfs put` (upload a local file as a mount would write it), `sealfs verify`
 //! (authenticate every object under a prefix) and `sealfs rekey` (move SSE-C objects to the
-//! newest customer key). All read the mode from the nearest config object above the key, so
-//! they open and write exactly what a mount would.
+//! newest customer key). All find the nearest config object above the key; the mode is the one
+//! the user's options fix (a config that disagrees or fails its MAC is refused), or without
+//! such options the one the config records, so they open and write exactly what a mount
+//! would. Keys are given as mount paths under the prefix (`s3://BUCKET/PREFIX/dir/file`):
+//! with encrypted names the tools find the object's stored key themselves.
 //!
 //! Invariants: `cat` writes a block to stdout only after it authenticated; on the first
 //! failure it stops with an error (non-zero exit), never writing unverified bytes. `put`
@@ -17,6 +20,7 @@ use crate::crypto::keys::{Keyring, PrefixConfig};
 use crate::crypto::mode::Mode;
 use crate::inode::{Attr, Kind};
 use crate::layout::{Layout, CONFIG_NAME};
+use crate::meta::MetaCodec;
 use crate::read::{open_object, read_range, ReadError, Version};
 use crate::setup::{self, EncryptionConfig, SetupError};
 use crate::store::{self, ObjectStore, StoreError};
@@ -72,13 +76,38 @@ pub async fn mode_of(s: &dyn ObjectStore, key: &str) -> Result<Mode, ToolError> 
     Ok(cfg.map_or(Mode::None, |c| c.encryption))
 }
 
-/// Keys (client mode) for the prefix governing `key`, checking the given options' mode.
+/// The prefix governing a key, opened: its keys (client mode), where its paths live and how
+/// its objects carry attributes.
+struct Target {
+    prefix: String,
+    keys: Option<Arc<Keyring>>,
+    layout: Layout,
+    meta: MetaCodec,
+}
+
+impl Target {
+    /// The stored key of `key` (a prefix plus a mount path, as the user typed it).
+    fn object_key(&self, key: &str) -> String {
+        let path = key.strip_prefix(&self.prefix).unwrap_or(key);
+        self.layout.file_key(path)
+    }
+
+    /// How `key` (a stored key) is shown: its mount path under the prefix when it decrypts.
+    fn shown(&self, key: &str) -> String {
+        match (self.layout.encrypts_names(), self.layout.path_of(key)) {
+            (true, Some(path)) => format!("{}{path} ({key})", self.prefix),
+            _ => key.to_string(),
+        }
+    }
+}
+
+/// The prefix governing `key`, opened with the given options (see the module comment).
 async fn open_for(
     s: &dyn ObjectStore,
     bucket: &str,
     key: &str,
     enc: &EncryptionConfig,
-) -> Result<Option<Arc<Keyring>>, ToolError> {
+) -> Result<Target, ToolError> {
     let (prefix, cfg) = governing(s, key).await?;
     // A mode the user's options fix wins: a prefix whose config is missing, says another mode
     // or fails its MAC is refused. Without one, the bucket says which mode.
@@ -87,24 +116,39 @@ async fn open_for(
         _ => enc.clone(),
     };
     let url = format!("s3://{bucket}/{prefix}");
-    Ok(setup::open(s, bucket, url.trim_end_matches('/'), &prefix, &enc).await?)
+    let keys = setup::open(s, bucket, url.trim_end_matches('/'), &prefix, &enc).await?;
+    let names = keys.as_ref().and_then(|r| r.name_cipher());
+    let meta = match keys.as_ref().and_then(|r| r.attr_sealer()) {
+        Some(sealer) => MetaCodec::sealed(&prefix, sealer),
+        None => MetaCodec::plain(&prefix),
+    };
+    Ok(Target {
+        layout: Layout::with_names(&prefix, names),
+        prefix,
+        keys,
+        meta,
+    })
 }
 
-/// The codec and version of one object: its header checked (client mode).
+/// The codec and version of one object (a stored key): its attributes and header checked
+/// (client mode).
 async fn object(
     s: &Arc<dyn ObjectStore>,
-    keys: &Option<Arc<Keyring>>,
+    t: &Target,
     key: &str,
 ) -> Result<(FileCodec, Version), ToolError> {
     let obj = s
         .head(key)
         .await?
-        .ok_or_else(|| ToolError::NotFound(key.into()))?;
+        .ok_or_else(|| ToolError::NotFound(t.shown(key)))?;
     let bad = |why: String| ToolError::Bad {
-        key: key.into(),
+        key: t.shown(key),
         why,
     };
-    let Some(ring) = keys else {
+    let decoded = (t.meta)
+        .decode(&obj, false, 0, &no_defaults())
+        .map_err(|e| bad(e.to_string()))?;
+    let Some(ring) = &t.keys else {
         return Ok((
             FileCodec::Plain,
             Version {
@@ -120,8 +164,7 @@ async fn object(
         etag: obj.etag,
         size,
     };
-    let expect_id = obj.user.get(crate::meta::ID_KEY).map(String::as_str);
-    match open_object(s, ring, &v, expect_id, 0).await {
+    match open_object(s, ring, &v, decoded.file_id.as_deref(), 0).await {
         Ok(opened) => Ok((opened.codec, v)),
         Err(ReadError::Corrupt { error, .. }) => Err(bad(error.to_string())),
         Err(e) => Err(e.into()),
@@ -154,8 +197,8 @@ pub async fn cat(
     key: &str,
     enc: &EncryptionConfig,
 ) -> Result<(), ToolError> {
-    let keys = open_for(&*s, bucket, key, enc).await?;
-    let (codec, v) = object(&s, &keys, key).await?;
+    let t = open_for(&*s, bucket, key, enc).await?;
+    let (codec, v) = object(&s, &t, &t.object_key(key)).await?;
     let mut out = std::io::stdout().lock();
     stream(&s, &codec, &v, |b| out.write_all(b)).await?;
     out.flush()?;
@@ -169,29 +212,38 @@ pub async fn verify(
     prefix: &str,
     enc: &EncryptionConfig,
 ) -> Result<(usize, usize), ToolError> {
-    let layout = Layout::new(prefix);
-    let keys = open_for(&*s, bucket, &layout.config_key(), enc).await?;
+    let t = open_for(&*s, bucket, &Layout::new(prefix).config_key(), enc).await?;
     let objects: Vec<_> = store::list_all(&*s, prefix)
         .await?
         .into_iter()
-        // Directory markers, and the config objects of this prefix and of any below it.
-        .filter(|o| !o.key.ends_with('/') && o.key.rsplit('/').next() != Some(CONFIG_NAME))
-        .filter(|o| !layout.is_internal(&o.key))
+        // The config objects of this prefix and of any below it, and the attribute indexes.
+        .filter(|o| o.key.rsplit('/').next() != Some(CONFIG_NAME))
+        .filter(|o| !t.layout.is_internal(&o.key))
         .collect();
     let tty = std::io::stderr().is_terminal();
     let total_bytes: u64 = objects.iter().map(|o| o.size).sum();
     let (mut done_bytes, mut bad) = (0u64, 0usize);
     for (i, o) in objects.iter().enumerate() {
-        let res = match object(&s, &keys, &o.key).await {
-            Ok((codec, v)) => stream(&s, &codec, &v, |_| Ok(())).await,
-            Err(e) => Err(e),
+        let res = if o.key.ends_with('/') {
+            marker(&s, &t, &o.key).await
+        } else if t.layout.encrypts_names() && t.layout.path_of(&o.key).is_none() {
+            Err(ToolError::Bad {
+                key: o.key.clone(),
+                why: "not an encrypted name of this prefix (written by another tool, or moved)"
+                    .into(),
+            })
+        } else {
+            match object(&s, &t, &o.key).await {
+                Ok((codec, v)) => stream(&s, &codec, &v, |_| Ok(())).await,
+                Err(e) => Err(e),
+            }
         };
         if let Err(e) = res {
             bad += 1;
             if tty {
                 eprint!("\r\x1b[K");
             }
-            println!("BAD {}: {e}", o.key);
+            println!("BAD {e}");
         }
         done_bytes += o.size;
         if tty {
@@ -208,6 +260,40 @@ pub async fn verify(
         eprintln!();
     }
     Ok((objects.len(), bad))
+}
+
+/// A directory marker's attributes (sealed ones must open; plain ones need no check).
+async fn marker(s: &Arc<dyn ObjectStore>, t: &Target, key: &str) -> Result<(), ToolError> {
+    if !t.meta.is_sealed() || key == t.prefix {
+        return Ok(());
+    }
+    let Some(obj) = s.head(key).await? else {
+        return Ok(());
+    };
+    let bad = |e: crate::crypto::attrs::AttrError| ToolError::Bad {
+        key: t.shown(key),
+        why: e.to_string(),
+    };
+    if t.layout.path_of(key).is_none() {
+        return Err(ToolError::Bad {
+            key: key.into(),
+            why: "not an encrypted name of this prefix".into(),
+        });
+    }
+    t.meta
+        .decode(&obj, true, 0, &no_defaults())
+        .map(|_| ())
+        .map_err(bad)
+}
+
+/// Defaults for attributes an object lacks: the tools only check, they show none.
+fn no_defaults() -> crate::meta::Defaults {
+    crate::meta::Defaults {
+        uid: 0,
+        gid: 0,
+        file_mode: 0o600,
+        dir_mode: 0o700,
+    }
 }
 
 /// `sealfs put FILE s3://BUCKET/KEY`: upload a regular file with its mode, owner and mtime, in
@@ -233,8 +319,9 @@ pub async fn put(
     if !md.is_file() {
         return Err(ToolError::Refused(format!("{shown} is not a regular file")));
     }
-    let keys = open_for(&*s, bucket, key, enc).await?;
-    let codec = keys.as_ref().map_or(FileCodec::Plain, |r| r.new_file());
+    let t = open_for(&*s, bucket, key, enc).await?;
+    let key = &t.object_key(key);
+    let codec = t.keys.as_ref().map_or(FileCodec::Plain, |r| r.new_file());
     let attr = Attr {
         kind: Kind::File,
         size: md.len(),
@@ -244,7 +331,7 @@ pub async fn put(
         mtime: md.modified().map_err(local)?,
         ctime: std::time::SystemTime::now(),
     };
-    let meta = crate::meta::object_meta(&attr, Some(&codec));
+    let meta = (t.meta).encode(key, &attr, crate::meta::file_id_of(Some(&codec)), None);
     let mut w = Writer::new(s, WriteConfig::default(), None, codec);
     w.mark_changed();
     let mut buf = vec![0u8; 1 << 20];

@@ -610,26 +610,21 @@ mod tests {
         let cfg = PrefixConfig::wrapped_by_key_file(&master, &ring);
         assert_eq!((cfg.sealfs, cfg.current_key, cfg.keys.len()), (2, 2, 2));
         assert!(cfg.unwrap(&master).unwrap().same_as(&ring));
-        let tampered: Vec<(&str, Box<dyn Fn(&mut PrefixConfig)>)> = vec![
-            ("current_key rolled back", Box::new(|c| c.current_key = 1)),
-            (
-                "newest key dropped",
-                Box::new(|c| {
-                    c.keys.pop();
-                    c.current_key = 1;
-                }),
-            ),
-            ("names", Box::new(|c| c.names = Some(Names::Plain))),
-            ("mac removed", Box::new(|c| c.mac = None)),
-            (
-                "downgraded to version 1",
-                Box::new(|c| {
-                    c.sealfs = 1;
-                    c.names = None;
-                    c.prefix_key = None;
-                    c.mac = None;
-                }),
-            ),
+        type Change = fn(&mut PrefixConfig);
+        let tampered: Vec<(&str, Change)> = vec![
+            ("current_key rolled back", |c| c.current_key = 1),
+            ("newest key dropped", |c| {
+                c.keys.pop();
+                c.current_key = 1;
+            }),
+            ("names", |c| c.names = Some(Names::Plain)),
+            ("mac removed", |c| c.mac = None),
+            ("downgraded to version 1", |c| {
+                c.sealfs = 1;
+                c.names = None;
+                c.prefix_key = None;
+                c.mac = None;
+            }),
         ];
         for (what, change) in tampered {
             let mut c = cfg.clone();

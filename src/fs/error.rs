@@ -1,6 +1,7 @@
 //! The one errno table of sealfs: every error any filesystem operation can return maps to an
 //! errno here, and nowhere else.
 
+use crate::crypto::attrs::AttrError;
 use crate::crypto::format::FormatError;
 use crate::read::ReadError;
 use crate::store::StoreError;
@@ -32,6 +33,8 @@ pub enum FsError {
     Stale(String),
     #[error("{key}: {error}")]
     Corrupt { key: String, error: FormatError },
+    #[error("{key}: {error}")]
+    BadAttrs { key: String, error: AttrError },
     #[error("the name is reserved for sealfs's own use")]
     Reserved,
     #[error(transparent)]
@@ -64,7 +67,7 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::NotSupported(_) => libc::ENOTSUP,
             FsError::Stale(_) => libc::ESTALE,
-            FsError::Corrupt { .. } => libc::EIO,
+            FsError::Corrupt { .. } | FsError::BadAttrs { .. } => libc::EIO,
             FsError::Reserved => libc::EACCES,
             FsError::Write(WriteError::Corrupt { .. }) => libc::EIO,
             FsError::Store(e) => store_errno(e),

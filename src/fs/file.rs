@@ -25,12 +25,14 @@ use crate::write::{Base, Writer};
 /// Client-mode objects up to this size are read whole when opened (header and blocks).
 const SMALL_OBJECT: u64 = 256 * 1024;
 
-/// Metadata to store with the object: attributes, and in client mode the file id.
-fn write_meta(of: &OpenFile) -> crate::store::UserMeta {
-    meta::object_meta(&of.attr, of.codec.as_ref())
-}
-
 impl Fs {
+    /// Metadata to store with `of`'s object at `key`: attributes, and in client mode the
+    /// file id.
+    fn write_meta(&self, key: &str, of: &OpenFile) -> crate::store::UserMeta {
+        let id = meta::file_id_of(of.codec.as_ref());
+        self.meta.encode(key, &of.attr, id, None)
+    }
+
     pub(super) async fn open_attr(&self, ino: Ino) -> Option<Attr> {
         let file = self.open.file(ino)?;
         let of = file.lock().await;
@@ -128,8 +130,8 @@ impl Fs {
             Some(c) => c,
             None => {
                 let obj = self.store.head(&key).await?.ok_or(FsError::NotFound)?;
-                let attr = self.object_attr(&obj);
-                self.cache_object(ino, &obj);
+                let attr = self.object_attr(&obj)?;
+                self.cache_object(ino, &obj)?;
                 self.cache_attr(ino, &attr, Some(obj.etag.clone()));
                 (attr, obj.etag)
             }
@@ -176,7 +178,7 @@ impl Fs {
                     of.writer = Some(self.new_writer(of.version.as_ref(), codec));
                 }
                 of.attr.mtime = SystemTime::now();
-                let m = write_meta(&of);
+                let m = self.write_meta(&key, &of);
                 let w = of.writer.as_mut().expect("set above");
                 w.truncate(&key, &m, 0).await?;
                 of.attr.size = 0;
@@ -197,7 +199,7 @@ impl Fs {
         let mut of = h.file.lock().await;
         if of.writer.as_ref().is_some_and(|w| w.is_pending()) {
             let key = self.key_of(h.ino);
-            let m = write_meta(&of);
+            let m = self.write_meta(&key, &of);
             let w = of.writer.as_mut().expect("checked above");
             return Ok(w.read(&key, &m, offset, u64::from(len)).await?);
         }
@@ -226,7 +228,7 @@ impl Fs {
         of.attr.mtime = now;
         of.attr.ctime = now;
         let key = self.key_of(h.ino);
-        let m = write_meta(&of);
+        let m = self.write_meta(&key, &of);
         let w = of.writer.as_mut().expect("set above");
         w.write(&key, &m, offset, data).await?;
         of.attr.size = w.size();
@@ -282,7 +284,7 @@ impl Fs {
             // A metadata-only update must keep the object's file id.
             self.file_codec(of).await?;
         }
-        let m = write_meta(of);
+        let m = self.write_meta(&key, of);
         if let Some(w) = of.writer.as_mut() {
             if let Some(base) = w.checkpoint(&key, &m).await? {
                 of.version = Some(Version {
@@ -291,7 +293,7 @@ impl Fs {
                     size: base.size,
                 });
                 of.meta_stored();
-                of.expect_id = m.get(meta::ID_KEY).cloned();
+                of.expect_id = meta::id_hex(meta::file_id_of(of.codec.as_ref()));
                 let attr = of.current_attr();
                 self.inodes.lock().set_pending(ino, false);
                 self.known.set_file_id(ino, of.expect_id.clone());
@@ -378,7 +380,7 @@ impl Fs {
             self.ensure_writer(&mut of).await?;
             of.attr.mtime = SystemTime::now();
             let key = self.key_of(ino);
-            let m = write_meta(&of);
+            let m = self.write_meta(&key, &of);
             let w = of.writer.as_mut().expect("set above");
             w.truncate(&key, &m, size).await?;
             of.attr.size = size;

@@ -123,8 +123,12 @@ pub struct Fs {
     index_writes: dirattrs::Pending,
     /// What is known of each inode's object (attributes, version, file id).
     known: KnownTable,
-    /// Where paths live in the bucket.
+    /// Where paths live in the bucket (names encrypted in client format 2).
     layout: Layout,
+    /// How objects carry their attributes (sealed in client format 2).
+    meta: Arc<meta::MetaCodec>,
+    /// Directories whose listing held names that are not this prefix's (logged once each).
+    foreign_logged: Mutex<std::collections::HashSet<String>>,
     root_attr: Mutex<Attr>,
 }
 
@@ -154,7 +158,15 @@ impl Fs {
             dir_attrs: Mutex::new(HashMap::new()),
             index_writes: Default::default(),
             known: KnownTable::default(),
-            layout: Layout::new(&cfg.prefix),
+            layout: Layout::with_names(
+                &cfg.prefix,
+                cfg.keys.as_ref().and_then(|r| r.name_cipher()),
+            ),
+            meta: Arc::new(match cfg.keys.as_ref().and_then(|r| r.attr_sealer()) {
+                Some(sealer) => meta::MetaCodec::sealed(&cfg.prefix, sealer),
+                None => meta::MetaCodec::plain(&cfg.prefix),
+            }),
+            foreign_logged: Mutex::new(Default::default()),
             cfg,
             root_attr: Mutex::new(root_attr),
         }
@@ -199,22 +211,35 @@ impl Fs {
         } else {
             format!("{ppath}/{name}")
         };
-        if self.cfg.prefix.len() + path.len() + 1 > MAX_KEY {
+        // +1: a directory's marker ends in '/'.
+        if self.layout.key_len(&path) + 1 > MAX_KEY {
             return Err(FsError::NameTooLong);
         }
         Ok(path)
     }
 
     /// Attributes of a file or symlink object (its metadata says which).
-    fn object_attr(&self, obj: &ObjectMeta) -> Attr {
-        let kind = meta::declared_kind(&obj.user).unwrap_or(Kind::File);
-        self.attr_from(kind, obj)
+    fn object_attr(&self, obj: &ObjectMeta) -> Result<Attr> {
+        Ok(self.decode(obj, false)?.attr)
     }
 
-    fn attr_from(&self, kind: Kind, obj: &ObjectMeta) -> Attr {
+    /// What `obj`'s metadata says (`marker`: it is a directory marker). Attributes that do
+    /// not authenticate are an error naming the object, never shown.
+    fn decode(&self, obj: &ObjectMeta, marker: bool) -> Result<meta::Decoded> {
         // A foreign object in a client-mode prefix keeps its raw size (reading it fails).
-        let size = plain_size_of(self.cfg.keys.is_some(), obj.size).unwrap_or(obj.size);
-        meta::from_meta(kind, size, obj.last_modified, &obj.user, &self.cfg.defaults)
+        let size = match marker {
+            true => 0,
+            false => plain_size_of(self.cfg.keys.is_some(), obj.size).unwrap_or(obj.size),
+        };
+        self.meta
+            .decode(obj, marker, size, &self.cfg.defaults)
+            .map_err(|error| {
+                tracing::error!(key = %obj.key, %error, "refusing the object's attributes");
+                FsError::BadAttrs {
+                    key: obj.key.clone(),
+                    error,
+                }
+            })
     }
 
     /// Object size of a file of `plain` bytes in this mount's mode.
@@ -222,20 +247,14 @@ impl Fs {
         object_size_of(self.cfg.keys.is_some(), plain)
     }
 
-    fn dir_attr(&self, marker: Option<&ObjectMeta>) -> Attr {
-        match marker {
-            Some(m) => self.attr_from(
-                Kind::Dir,
-                &ObjectMeta {
-                    size: 0,
-                    ..m.clone()
-                },
-            ),
+    fn dir_attr(&self, marker: Option<&ObjectMeta>) -> Result<Attr> {
+        Ok(match marker {
+            Some(m) => self.decode(m, true)?.attr,
             None => Attr {
                 kind: Kind::Dir,
                 ..self.root_attr.lock().clone()
             },
-        }
+        })
     }
 
     /// Record fresh attributes (and the object version) for `ino`.
@@ -244,9 +263,10 @@ impl Fs {
     }
 
     /// Remember what a HEAD said about the object's identity (see `OpenFile::expect_id`).
-    fn cache_object(&self, ino: Ino, obj: &ObjectMeta) {
-        self.known
-            .set_file_id(ino, obj.user.get(meta::ID_KEY).cloned());
+    fn cache_object(&self, ino: Ino, obj: &ObjectMeta) -> Result<()> {
+        let id = self.decode(obj, false)?.file_id;
+        self.known.set_file_id(ino, id);
+        Ok(())
     }
 
     fn fresh_attr(&self, ino: Ino) -> Option<Attr> {
@@ -264,7 +284,7 @@ impl Fs {
     async fn stat_path(&self, path: &str) -> Result<Option<(Attr, Option<ObjectMeta>)>> {
         let key = self.layout.file_key(path);
         if let Some(obj) = self.store.head(&key).await? {
-            return Ok(Some((self.object_attr(&obj), Some(obj))));
+            return Ok(Some((self.object_attr(&obj)?, Some(obj))));
         }
         self.stat_dir(path).await
     }
@@ -280,7 +300,7 @@ impl Fs {
             Some(o) if o.key == prefix => self.store.head(&prefix).await?,
             _ => None,
         };
-        Ok(Some((self.dir_attr(marker.as_ref()), None)))
+        Ok(Some((self.dir_attr(marker.as_ref())?, None)))
     }
 
     /// `stat_path` for `name` in `parent`, answered from the parent's listing where it can be:
@@ -312,7 +332,7 @@ impl Fs {
             Some(None) => Ok(None),
             Some(Some(Kind::Dir)) => self.stat_dir(path).await,
             Some(Some(_)) => match self.head_listed(parent, name, path).await? {
-                Some(obj) => Ok(Some((self.object_attr(&obj), Some(obj)))),
+                Some(obj) => Ok(Some((self.object_attr(&obj)?, Some(obj)))),
                 None => self.stat_dir(path).await,
             },
             None => self.stat_path(path).await,
@@ -323,7 +343,8 @@ impl Fs {
     async fn head_listed(&self, parent: Ino, name: &str, path: &str) -> Result<Option<ObjectMeta>> {
         let attrs = self.dir_attrs.lock().get(&parent).cloned();
         if let Some(a) = attrs.filter(|a| a.at.elapsed() < self.cfg.metadata_ttl) {
-            if let Some(found) = a.resolve(name).await? {
+            let stored = self.layout.stored_name(Layout::split(path).0, name);
+            if let Some(found) = a.resolve(&stored).await? {
                 return Ok(found);
             }
         }
@@ -332,8 +353,9 @@ impl Fs {
 
     /// This mount changed the object at `name` in `parent`: its listed version is history.
     fn listed_changed(&self, parent: Ino, name: &str) {
-        if let Some(a) = self.dir_attrs.lock().get(&parent) {
-            a.changed(name);
+        let attrs = self.dir_attrs.lock().get(&parent).cloned();
+        if let (Some(a), Ok(dir)) = (attrs, self.path(parent)) {
+            a.changed(&self.layout.stored_name(&dir, name));
         }
     }
 
@@ -351,9 +373,10 @@ impl Fs {
     /// known inode, a name a fresh listing lacks, a listed file whose attributes the
     /// directory's index or a finished lookahead holds. `None`: call `lookup`.
     pub fn lookup_cached(&self, parent: Ino, name: &str) -> Option<Result<Entry>> {
-        if let Err(e) = self.child_path(parent, name) {
-            return Some(Err(e));
-        }
+        let path = match self.child_path(parent, name) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
         let local = self.inodes.lock().child(parent, name);
         if let Some(ino) = local {
             // An open file's attributes live in its `OpenFile` (behind an async lock).
@@ -376,23 +399,28 @@ impl Fs {
             return None;
         }
         // `Some(None)`: the file is gone; `lookup` finds out whether a directory took its place.
-        let obj = attrs.resolved_now(name)??;
-        Some(Ok(self.link_found(
-            parent,
-            name,
-            self.object_attr(&obj),
-            Some(obj),
-        )))
+        let stored = self.layout.stored_name(Layout::split(&path).0, name);
+        let obj = attrs.resolved_now(&stored)??;
+        Some(
+            self.object_attr(&obj)
+                .and_then(|attr| self.link_found(parent, name, attr, Some(obj))),
+        )
     }
 
     /// Link `name` to what a lookup found there and cache what the object (if any) says.
-    fn link_found(&self, parent: Ino, name: &str, attr: Attr, obj: Option<ObjectMeta>) -> Entry {
+    fn link_found(
+        &self,
+        parent: Ino,
+        name: &str,
+        attr: Attr,
+        obj: Option<ObjectMeta>,
+    ) -> Result<Entry> {
         let ino = self.inodes.lock().link(parent, name, attr.kind);
         if let Some(o) = &obj {
-            self.cache_object(ino, o);
+            self.cache_object(ino, o)?;
         }
         self.cache_attr(ino, &attr, obj.map(|o| o.etag));
-        Entry { ino, attr }
+        Ok(Entry { ino, attr })
     }
 
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<Entry> {
@@ -412,7 +440,7 @@ impl Fs {
             .stat_child(parent, name, &path)
             .await?
             .ok_or(FsError::NotFound)?;
-        Ok(self.link_found(parent, name, attr, obj))
+        self.link_found(parent, name, attr, obj)
     }
 
     pub fn forget(&self, ino: Ino, n: u64) {
@@ -433,7 +461,7 @@ impl Fs {
         let path = self.path(ino)?;
         let (attr, obj) = self.stat_path(&path).await?.ok_or(FsError::NotFound)?;
         if let Some(o) = &obj {
-            self.cache_object(ino, o);
+            self.cache_object(ino, o)?;
         }
         self.cache_attr(ino, &attr, obj.map(|o| o.etag));
         Ok(attr)
@@ -466,17 +494,23 @@ impl Fs {
             return Ok(attr);
         }
         apply(&mut attr, &set);
-        // Keep what else the object's metadata holds (its sealfs id, other tools' keys).
-        let mut new_meta = obj.as_ref().map(|o| o.user.clone()).unwrap_or_default();
-        new_meta.extend(meta::to_meta(&attr));
+        // Keep what else the object's metadata holds (its file id, other tools' keys).
+        let file_id = match &obj {
+            Some(o) if attr.kind != Kind::Dir => {
+                meta::id_bytes(self.decode(o, false)?.file_id.as_deref())
+            }
+            _ => None,
+        };
         match (attr.kind, obj) {
             (Kind::Dir, _) => {
                 let marker = self.layout.dir_prefix(&path);
+                let new_meta = self.meta.encode(&marker, &attr, None, None);
                 self.store
                     .put(&marker, bytes::Bytes::new(), &new_meta)
                     .await?;
             }
             (_, Some(obj)) => {
+                let new_meta = self.meta.encode(&obj.key, &attr, file_id, Some(&obj.user));
                 tracing::debug!(key = %obj.key, meta = ?new_meta, "metadata update of a closed file");
                 let etag = crate::store::copy_any_size(
                     &*self.store,
@@ -522,43 +556,66 @@ impl Fs {
         let path = self.path(ino)?;
         let prefix = self.layout.dir_prefix(&path);
         let mut names: BTreeMap<String, Kind> = BTreeMap::new();
+        // Listed files by stored name (what `DirAttrs` and the index know them by), and the
+        // stored name of each file's plaintext name.
         let mut files: HashMap<String, dirattrs::Listed> = HashMap::new();
+        let mut stored_of: HashMap<String, String> = HashMap::new();
+        let mut foreign: Vec<String> = Vec::new();
         let mut token = None;
         loop {
             let page = self.store.list(&prefix, Some("/"), token, None).await?;
             for o in &page.objects {
-                let name = match Layout::listed(&prefix, &o.key) {
+                let (name, stored) = match self.layout.listed(&path, &prefix, &o.key) {
                     Listed::Marker => continue,
-                    Listed::Dir(dir) => {
-                        names.insert(dir.to_string(), Kind::Dir);
+                    Listed::Foreign(stored) => {
+                        foreign.push(stored.to_string());
                         continue;
                     }
-                    Listed::File(name) => name,
+                    Listed::Dir(dir) => {
+                        names.insert(dir.into_owned(), Kind::Dir);
+                        continue;
+                    }
+                    Listed::File { name, stored } => (name.into_owned(), stored),
                 };
-                names.entry(name.to_string()).or_insert(Kind::File);
+                names.entry(name.clone()).or_insert(Kind::File);
                 let listed = dirattrs::Listed {
                     etag: o.etag.clone(),
                     size: o.size,
                     modified: o.last_modified,
                 };
-                files.insert(name.to_string(), listed);
+                files.insert(stored.to_string(), listed);
+                stored_of.insert(name, stored.to_string());
             }
             for p in &page.prefixes {
-                let name = Layout::listed_dir(&prefix, p);
-                // A directory shadows a file of the same name (both cannot be shown).
-                names.insert(name.to_string(), Kind::Dir);
+                match self.layout.listed_dir(&path, &prefix, p) {
+                    // A directory shadows a file of the same name (both cannot be shown).
+                    Ok(name) => {
+                        names.insert(name.into_owned(), Kind::Dir);
+                    }
+                    Err(stored) => foreign.push(format!("{stored}/")),
+                }
             }
             match page.next_token {
                 Some(t) => token = Some(t),
                 None => break,
             }
         }
+        if !foreign.is_empty() && self.foreign_logged.lock().insert(prefix.clone()) {
+            tracing::warn!(
+                dir = %prefix,
+                count = foreign.len(),
+                first = %foreign[0],
+                "skipping listed names that are not this prefix's encrypted names (written by another tool, or moved in the bucket)"
+            );
+        }
         let mut inodes = self.inodes.lock();
         for (name, _) in inodes.pending_children(ino) {
             names.entry(name).or_insert(Kind::File);
         }
         names.retain(|name, _| !Layout::is_reserved(ino == ROOT_INO, name));
-        files.retain(|name, _| names.get(name) == Some(&Kind::File));
+        stored_of.retain(|name, _| names.get(name) == Some(&Kind::File));
+        let shown: std::collections::HashSet<&String> = stored_of.values().collect();
+        files.retain(|stored, _| shown.contains(stored));
         self.keep_dir_attrs(ino, &path, files);
         inodes.set_listing(ino, names.iter().map(|(n, k)| (n.clone(), *k)).collect());
         let parent = inodes.get(ino).map_or(ROOT_INO, |n| n.parent);
@@ -619,7 +676,8 @@ impl Fs {
         }
         let key = self.layout.file_key(&self.path(ino)?);
         let obj = self.store.head(&key).await?.ok_or(FsError::NotFound)?;
-        if meta::declared_kind(&obj.user) != Some(Kind::Symlink) {
+        let decoded = self.decode(&obj, false)?;
+        if decoded.attr.kind != Kind::Symlink {
             return Err(FsError::Invalid("not a symlink"));
         }
         let body = self
@@ -701,3 +759,5 @@ mod tests;
 mod tests_dirattrs;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_sealed;

@@ -13,9 +13,8 @@ use tokio::sync::Mutex as AsyncMutex;
 use super::handles::OpenFile;
 use super::{Caller, Entry, Fh, Fs, FsError, Ino, Result};
 use crate::inode::{Attr, Kind};
-use crate::layout::Layout;
-use crate::meta::{self, S_IFDIR};
-use crate::store::{self, ObjectMeta, ObjectStore};
+use crate::meta::{self, Defaults, MetaCodec};
+use crate::store::{self, ObjectMeta, ObjectStore, UserMeta};
 
 /// Copies in flight while moving a directory: enough to hide request latency, few enough not
 /// to swamp a small server.
@@ -29,7 +28,7 @@ pub struct RenameFlags {
 }
 
 impl Fs {
-    fn new_attr(&self, kind: Kind, perm: u32, caller: Caller) -> Attr {
+    pub(super) fn new_attr(&self, kind: Kind, perm: u32, caller: Caller) -> Attr {
         let now = SystemTime::now();
         Attr {
             kind,
@@ -85,11 +84,9 @@ impl Fs {
             return Err(FsError::Exists);
         }
         let attr = self.new_attr(Kind::Dir, mode, caller);
-        let mut m = meta::to_meta(&attr);
-        m.insert("mode".into(), (S_IFDIR | u32::from(attr.perm)).to_string());
-        self.store
-            .put(&self.layout.dir_prefix(&path), Bytes::new(), &m)
-            .await?;
+        let marker = self.layout.dir_prefix(&path);
+        let m = self.meta.encode(&marker, &attr, None, None);
+        self.store.put(&marker, Bytes::new(), &m).await?;
         let ino = {
             let mut inodes = self.inodes.lock();
             let ino = inodes.link(parent, name, Kind::Dir);
@@ -115,15 +112,10 @@ impl Fs {
         let mut attr = self.new_attr(Kind::Symlink, 0o777, caller);
         attr.size = target.len() as u64;
         let codec = self.new_codec();
-        let m = meta::object_meta(&attr, Some(&codec));
-        let etag = self
-            .store
-            .put(
-                &self.layout.file_key(&path),
-                codec.encode(0, target.as_bytes(), target.len() as u64),
-                &m,
-            )
-            .await?;
+        let key = self.layout.file_key(&path);
+        let m = (self.meta).encode(&key, &attr, meta::file_id_of(Some(&codec)), None);
+        let body = codec.encode(0, target.as_bytes(), target.len() as u64);
+        let etag = self.store.put(&key, body, &m).await?;
         let ino = self.inodes.lock().link(parent, name, Kind::Symlink);
         self.cache_attr(ino, &attr, Some(etag));
         self.known.set_symlink_target(ino, target);
@@ -207,10 +199,9 @@ impl Fs {
         if self.dir_has_entries(ino, &path).await? {
             return Err(FsError::NotEmpty);
         }
-        let [marker, legacy] = self.layout.dir_markers(&path);
-        self.store
-            .delete_many(&[marker, legacy, self.layout.index_key(&path)])
-            .await?;
+        let mut doomed = self.layout.dir_markers(&path);
+        doomed.push(self.layout.index_key(&path));
+        self.store.delete_many(&doomed).await?;
         let gone = self.inodes.lock().unlink(parent, name);
         if let Some(gone) = gone {
             self.forget_if_gone(gone);
@@ -343,7 +334,14 @@ impl Fs {
         let dst_key = self.layout.file_key(dst);
         // Up to 5 GiB the copy keeps the metadata the source has when it is copied: `known`
         // may predate a metadata update (a chmod applied at release) that must not be undone.
-        let etag = if obj.size <= store::MAX_SINGLE_COPY {
+        // Sealed attributes are bound to the key, so they are resealed for the new one, from
+        // a fresh HEAD for the same reason.
+        let etag = if self.meta.is_sealed() {
+            let fresh = self.store.head(&src_key).await?.ok_or(FsError::NotFound)?;
+            let m = resealed(&self.meta, &fresh, &dst_key, &self.cfg.defaults)?;
+            store::copy_any_size(&*self.store, &fresh, &dst_key, &m, self.cfg.write.part_size)
+                .await?
+        } else if obj.size <= store::MAX_SINGLE_COPY {
             self.store.copy(&src_key, &dst_key, None).await?
         } else {
             let fresh = self.store.head(&src_key).await?.ok_or(FsError::NotFound)?;
@@ -378,7 +376,6 @@ impl Fs {
     /// Move every object under `src/` to `dst/`: all copies first, then the deletes.
     async fn move_dir(&self, src: &str, dst: &str) -> Result<()> {
         let src_prefix = self.layout.dir_prefix(src);
-        let dst_prefix = self.layout.dir_prefix(dst);
         let objects = store::list_all(&*self.store, &src_prefix).await?;
         let store = self.store.clone();
         let part_size = self.cfg.write.part_size;
@@ -388,10 +385,14 @@ impl Fs {
             while tasks.len() >= RENAME_CONCURRENCY {
                 join(&mut tasks).await?;
             }
-            let to = Layout::moved(&src_prefix, &dst_prefix, &o.key);
+            // Encrypted names are bound to their parents: every name below is re-encrypted.
+            let to = self.layout.moved(src, dst, &o.key);
             keys.push(o.key.clone());
-            let store = store.clone();
-            tasks.spawn(async move { copy_keep_meta(&*store, &o.key, &to, part_size).await });
+            let (store, meta) = (store.clone(), self.meta.clone());
+            let defaults = self.cfg.defaults.clone();
+            tasks.spawn(async move {
+                copy_keep_meta(&*store, &meta, &defaults, &o.key, &to, part_size).await
+            });
         }
         while !tasks.is_empty() {
             join(&mut tasks).await?;
@@ -405,19 +406,47 @@ impl Fs {
     }
 }
 
-async fn join(tasks: &mut tokio::task::JoinSet<store::Result<()>>) -> Result<()> {
+async fn join(tasks: &mut tokio::task::JoinSet<Result<()>>) -> Result<()> {
     if let Some(res) = tasks.join_next().await {
         res.map_err(store::StoreError::from)??;
     }
     Ok(())
 }
 
-async fn copy_keep_meta(s: &dyn ObjectStore, from: &str, to: &str, part: u64) -> store::Result<()> {
+/// `obj`'s metadata for a copy of it at `to`: its sealed attributes (which must open) resealed
+/// for the new key; plain metadata as it is.
+fn resealed(meta: &MetaCodec, obj: &ObjectMeta, to: &str, d: &Defaults) -> Result<UserMeta> {
+    if !meta.is_sealed() {
+        return Ok(obj.user.clone());
+    }
+    let marker = obj.key.ends_with('/');
+    let decoded = meta
+        .decode(obj, marker, 0, d)
+        .map_err(|error| FsError::BadAttrs {
+            key: obj.key.clone(),
+            error,
+        })?;
+    let id = meta::id_bytes(decoded.file_id.as_deref());
+    Ok(meta.encode(to, &decoded.attr, id, Some(&obj.user)))
+}
+
+/// Copy `from` to `to` with its metadata (resealed for `to` when sealed). An object whose
+/// sealed attributes do not open (not this prefix's) is copied as it is: it stays as
+/// unreadable under its new name as under its old one.
+async fn copy_keep_meta(
+    s: &dyn ObjectStore,
+    meta: &MetaCodec,
+    d: &Defaults,
+    from: &str,
+    to: &str,
+    part: u64,
+) -> Result<()> {
     let obj = s
         .head(from)
         .await?
         .ok_or_else(|| store::StoreError::NotFound(from.to_string()))?;
-    store::copy_any_size(s, &obj, to, &obj.user, part).await?;
+    let m = resealed(meta, &obj, to, d).unwrap_or_else(|_| obj.user.clone());
+    store::copy_any_size(s, &obj, to, &m, part).await?;
     Ok(())
 }
 

@@ -249,19 +249,61 @@ impl Prefix {
         }
     }
 
+    /// Where this prefix's paths live (encrypted names in client mode).
+    pub fn layout(&self) -> sealfs::layout::Layout {
+        let names = self.ring.as_ref().and_then(|r| r.name_cipher());
+        sealfs::layout::Layout::with_names(&format!("{}/", self.name), names)
+    }
+
+    /// The object key of mount path `rel`: a file, a directory marker (`rel` ending in '/'),
+    /// the config object (`.sealfs`) or a directory's index (`.sealfs-index/DIR/index`).
     pub fn key(&self, rel: &str) -> String {
-        format!("{}/{rel}", self.name)
+        let l = self.layout();
+        if rel == ".sealfs" {
+            return l.config_key();
+        }
+        if let Some(dir) = rel
+            .strip_prefix(".sealfs-index/")
+            .and_then(|r| r.strip_suffix("index"))
+        {
+            return l.index_key(dir.trim_end_matches('/'));
+        }
+        match rel.strip_suffix('/') {
+            Some(dir) => l.dir_prefix(dir),
+            None => l.file_key(rel),
+        }
     }
 
     /// Put a file as another writer of this prefix would (sealed in client mode, under the
-    /// SSE-C key in sse-c mode), without sealfs's attribute metadata.
+    /// SSE-C key in sse-c mode): without attribute metadata, except for the sealed
+    /// attributes a client-mode (format 2) object must carry, with mode 0644 and owner root.
     pub fn put(&self, rel: &str, data: &[u8]) {
-        let body = match &self.ring {
-            Some(ring) => ring.new_file().encode(0, data, data.len() as u64),
-            None => Bytes::copy_from_slice(data),
+        let key = self.key(rel);
+        let (body, meta) = match &self.ring {
+            Some(ring) => {
+                let codec = ring.new_file();
+                let meta = match ring.attr_sealer() {
+                    Some(sealer) => {
+                        let attr = sealfs::inode::Attr {
+                            kind: sealfs::inode::Kind::File,
+                            size: data.len() as u64,
+                            perm: 0o644,
+                            uid: 0,
+                            gid: 0,
+                            mtime: std::time::SystemTime::now(),
+                            ctime: std::time::SystemTime::now(),
+                        };
+                        let id = sealfs::meta::file_id_of(Some(&codec));
+                        sealfs::meta::MetaCodec::sealed(&format!("{}/", self.name), sealer)
+                            .encode(&key, &attr, id, None)
+                    }
+                    None => UserMeta::new(),
+                };
+                (codec.encode(0, data, data.len() as u64), meta)
+            }
+            None => (Bytes::copy_from_slice(data), UserMeta::new()),
         };
-        rt().block_on(self.s3().put(&self.key(rel), body, &UserMeta::new()))
-            .unwrap();
+        rt().block_on(self.s3().put(&key, body, &meta)).unwrap();
     }
 
     /// A file's contents read straight from the bucket (opened with the keyring in client mode).
