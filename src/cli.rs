@@ -167,6 +167,10 @@ pub struct S3Args {
     /// Path-style addressing (http://host/bucket/key), needed by most local servers.
     #[arg(long)]
     pub force_path_style: bool,
+    /// Allow SSE-C over plain http to a host other than this machine: every SSE-C request
+    /// carries the key, readable by anyone on the path. Refused without this flag.
+    #[arg(long)]
+    pub allow_plain_http_sse_c: bool,
 }
 
 impl S3Args {
@@ -180,6 +184,7 @@ impl S3Args {
             sse: Default::default(),
             request_timeout,
             profile: None,
+            allow_plain_http_sse_c: self.allow_plain_http_sse_c,
         }
     }
 }

@@ -11,7 +11,7 @@
 //! a stale socket of its mountpoint before binding and its own socket when it ends.
 //! The protocol is one reply per connection: the report, then EOF.
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -87,9 +87,14 @@ pub fn serve(
         .mode(0o700)
         .create(dir)
         .map_err(err)?;
-    let owner_only = std::fs::metadata(dir).map_err(err)?.permissions().mode() & 0o077 == 0;
-    if !owner_only {
-        let e = std::io::Error::other(format!("{} is open to other users", dir.display()));
+    // Another user's directory (made there first) could hold a socket that answers for us.
+    let meta = std::fs::symlink_metadata(dir).map_err(err)?;
+    let owner_only = meta.permissions().mode() & 0o077 == 0;
+    if !meta.is_dir() || meta.uid() != crate::sys::ids().0 || !owner_only {
+        let e = std::io::Error::other(format!(
+            "{} must be a directory owned by this user with mode 0700",
+            dir.display()
+        ));
         return Err(err(e));
     }
     // A mount that died without cleaning up leaves its socket: the mountpoint is ours now.

@@ -10,6 +10,11 @@ use sealfs::commands::{self, Outcome};
 use sealfs::mount::{Reported, S3Connector};
 
 fn main() -> ExitCode {
+    // Before any key is read: a core dump would hold keys and decrypted blocks.
+    if let Err(e) = sealfs::sys::no_core_dumps() {
+        eprintln!("sealfs: cannot disable core dumps: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse_from(sealfs::cli::helper_args(std::env::args_os().collect()));
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -68,10 +68,7 @@ pub struct Reported;
 pub fn run(plan: MountPlan, connect: &dyn Connect) -> Result<()> {
     let log = match &plan.log_file {
         Some(path) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            sys::private_log(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?,
         ),
         None => None,

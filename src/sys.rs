@@ -1,5 +1,6 @@
 //! Thin wrappers over the few process-level system calls sealfs needs (daemonizing, stdio
-//! redirection); the only module that calls into libc for them.
+//! redirection, keeping keys and plaintext out of core dumps); the only module that calls into
+//! libc for them.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -78,6 +79,40 @@ pub fn detach_stdio(log: Option<&File>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Keep this process's memory (keys, the block cache's plaintext) out of core dumps: core
+/// size 0, and not dumpable (which also keeps other processes of the same user from reading
+/// its memory through ptrace or /proc/PID/mem).
+pub fn no_core_dumps() -> std::io::Result<()> {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we own; prctl takes plain integers.
+    unsafe {
+        if libc::setrlimit(libc::RLIMIT_CORE, &zero) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Open (append, create) a log file readable by its owner only: a log names files, and with
+/// encrypted names those names are what the bucket does not see. An existing file is made
+/// private too.
+pub fn private_log(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
 /// The effective user and group of this process (defaults for files without owners).
 pub fn ids() -> (u32, u32) {
     // SAFETY: these calls cannot fail.
@@ -121,5 +156,39 @@ pub fn unmount(path: &std::path::Path) -> std::io::Result<()> {
         Err(std::io::Error::other(format!(
             "fusermount3 -u failed: {status}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_process_stops_being_dumpable_and_logs_are_private() {
+        no_core_dumps().unwrap();
+        // SAFETY: plain queries of this process's settings.
+        let (dumpable, core) = unsafe {
+            let mut lim = libc::rlimit {
+                rlim_cur: 1,
+                rlim_max: 1,
+            };
+            libc::getrlimit(libc::RLIMIT_CORE, &mut lim);
+            (libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0), lim.rlim_max)
+        };
+        assert_eq!((dumpable, core), (0, 0));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, b"old\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        private_log(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        private_log(&dir.path().join("new")).unwrap();
+        let mode = std::fs::metadata(dir.path().join("new"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -236,14 +236,16 @@ fn kms_wrapped_keys_mount_and_are_bound_to_their_prefix() {
         config.contains("\"wrapping\": \"kms\"") && config.contains(&key_id),
         "{config}"
     );
-    let mut p = Prefix::new_empty();
-    p.name = name.clone();
-    p.args = vec![
-        "--encryption".into(),
-        "client".into(),
-        "--kms-key-id".into(),
-        key_id.clone(),
-    ];
+    let enc = sealfs::setup::EncryptionConfig {
+        mode: sealfs::crypto::mode::Mode::Client,
+        kms_key_id: Some(key_id.clone()),
+        ..Default::default()
+    };
+    let p = Prefix::opened(
+        &name,
+        enc,
+        &["--encryption", "client", "--kms-key-id", &key_id],
+    );
     let m = p.mount(&[]);
     let secret = text(100_000);
     fs::write(m.p("f"), &secret).unwrap();
@@ -317,7 +319,9 @@ fn cat_and_verify_work_without_a_mount() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("verified 2 objects, 0 bad"));
+    // Two files and the directory marker (whose sealed attributes are checked too).
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("verified 3 objects, 0 bad"), "{said}");
     // One flipped bit: verify names the object and fails; cat stops before the bad block.
     let mut body = raw(&m.key("a"));
     let at = block_range(2, data.len() as u64).start as usize + 50;
@@ -347,6 +351,8 @@ fn rotate_key_and_put_keep_every_object_readable() {
     let name = p.name.clone();
     let url = format!("s3://{}/{name}", bucket());
     let conn = ["--endpoint-url", &endpoint(), "--force-path-style"];
+    // Names stay where they are through rotations: the prefix key does not change.
+    let layout = p.layout();
     let m = p.mount(&[]);
     fs::write(m.p("before"), text(200_000)).unwrap();
     m.unmount();
@@ -369,7 +375,7 @@ fn rotate_key_and_put_keep_every_object_readable() {
         .arg(format!("{url}/d/put"))
         .args(["--key-file", &k1])
         .args(conn));
-    assert!(!raw(&format!("{name}/d/put"))
+    assert!(!raw(&layout.file_key("d/put"))
         .windows(19)
         .any(|w| w == b"The quick brown fox"));
 
@@ -403,7 +409,7 @@ fn rotate_key_and_put_keep_every_object_readable() {
     assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 5));
     fs::write(m.p("after"), b"under version 2").unwrap();
     let version = |rel: &str| {
-        let body = raw(&format!("{name}/{rel}"));
+        let body = raw(&layout.file_key(rel));
         sealfs::crypto::format::Header::parse(&body[..HEADER_LEN as usize])
             .unwrap()
             .key_version

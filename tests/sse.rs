@@ -26,6 +26,7 @@ fn store_at(endpoint: &str, sse: Sse) -> S3Store {
         sse,
         request_timeout: None,
         profile: None,
+        allow_plain_http_sse_c: false,
     };
     rt().block_on(S3Store::connect(&cfg)).unwrap()
 }

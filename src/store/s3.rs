@@ -40,6 +40,26 @@ pub struct S3Config {
     pub request_timeout: Option<Duration>,
     /// AWS profile for credentials, region and endpoint (default: the standard chain).
     pub profile: Option<String>,
+    /// Send SSE-C keys over plain http to a host that is not loopback (refused otherwise:
+    /// every SSE-C request carries the key).
+    pub allow_plain_http_sse_c: bool,
+}
+
+/// Whether `endpoint` is plain http to a host other than this machine.
+pub fn plain_http_off_host(endpoint: &str) -> bool {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 /// 60 s: an 8 MiB part still goes through at ~1 Mbit/s, and a hung server is an error
@@ -114,6 +134,14 @@ impl S3Store {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         let sdk = loader.load().await;
+        let endpoint = config.endpoint_url.as_deref().or(sdk.endpoint_url());
+        if let (Sse::C(_), Some(url)) = (&config.sse, endpoint) {
+            if plain_http_off_host(url) && !config.allow_plain_http_sse_c {
+                return Err(StoreError::BadRequest(format!(
+                    "refusing to send SSE-C keys in the clear to {url}: use https, or accept the risk with --allow-plain-http-sse-c"
+                )));
+            }
+        }
         // Resolve credentials now: a missing key should stop the mount with one clear line,
         // not surface later as a stream of failed requests.
         let creds = match sdk.credentials_provider() {

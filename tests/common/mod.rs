@@ -71,6 +71,7 @@ pub fn raw_store() -> S3Store {
         sse: Default::default(),
         request_timeout: None,
         profile: None,
+        allow_plain_http_sse_c: false,
     };
     rt().block_on(S3Store::connect(&cfg)).expect("connect")
 }
@@ -108,6 +109,7 @@ pub fn raw_store_with(sse: sealfs::store::Sse) -> S3Store {
         sse,
         request_timeout: None,
         profile: None,
+        allow_plain_http_sse_c: false,
     };
     rt().block_on(S3Store::connect(&cfg)).expect("connect")
 }
@@ -187,6 +189,26 @@ impl Prefix {
                 key.to_string_lossy().into_owned(),
             ],
             keydir: Some(keydir),
+            ring,
+            ..Self::empty(name)
+        }
+    }
+
+    /// An initialized client-mode prefix opened with `enc` (e.g. KMS-wrapped): its keyring,
+    /// to find and open its objects, and `args` to mount it.
+    pub fn opened(name: &str, enc: sealfs::setup::EncryptionConfig, args: &[&str]) -> Prefix {
+        let ring = rt()
+            .block_on(sealfs::setup::open(
+                &raw_store(),
+                &bucket(),
+                "test",
+                &format!("{name}/"),
+                &enc,
+            ))
+            .unwrap()
+            .map(|r| std::sync::Arc::try_unwrap(r).unwrap());
+        Prefix {
+            args: args.iter().map(|a| a.to_string()).collect(),
             ring,
             ..Self::empty(name)
         }
