@@ -183,6 +183,12 @@ impl Fs {
                 w.truncate(&key, &m, 0).await?;
                 of.attr.size = 0;
             }
+            // The kernel never reads an empty file (it knows the size): its one block is
+            // authenticated here, so a forged empty object fails at open.
+            let empty = of.version.as_ref().is_some_and(|v| v.size == 0);
+            if empty && of.writer.is_none() && self.cfg.keys.is_some() {
+                self.file_codec(&mut of).await?;
+            }
             of.handles += 1;
             let current = match (&of.writer, &of.version) {
                 (None, Some(v)) => Some(v.etag.clone()),
