@@ -243,7 +243,12 @@ pub async fn verify(
             if tty {
                 eprint!("\r\x1b[K");
             }
-            println!("BAD {e}");
+            let why = match e {
+                ToolError::Bad { why, .. } => why,
+                ToolError::Read(ReadError::Corrupt { error, .. }) => error.to_string(),
+                other => other.to_string(),
+            };
+            println!("BAD {}: {why}", t.shown(&o.key));
         }
         done_bytes += o.size;
         if tty {

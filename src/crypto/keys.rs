@@ -479,6 +479,12 @@ impl PrefixConfig {
         mac
     }
 
+    /// This config with its MAC set for `ring` (documented vectors; `wrapped_by_*` do it).
+    pub fn sealed(mut self, ring: &Keyring) -> Self {
+        self.seal(ring);
+        self
+    }
+
     /// Set `mac` for a version-2 keyring (nothing for version 1).
     fn seal(&mut self, ring: &Keyring) {
         self.mac = ring

@@ -10,3 +10,6 @@ pub mod keys;
 pub mod mode;
 pub mod names;
 pub mod wrap;
+
+#[cfg(test)]
+mod vectors_v2;

@@ -199,7 +199,7 @@ async fn names_that_are_not_this_directorys_are_skipped_not_shown() {
 #[tokio::test(start_paused = true)]
 async fn paths_whose_keys_would_pass_1024_bytes_are_enametoolong() {
     let (_mem, _ring, fs) = setup();
-    // Each 200-byte name takes 288 bytes once encrypted: three fit in 1,024, four do not.
+    // Each 200-byte name takes 299 bytes once encrypted: three fit in 1,024, four do not.
     let name = "n".repeat(200);
     let mut dir = ROOT_INO;
     for _ in 0..3 {
