@@ -37,6 +37,9 @@ pub enum Command {
     Cat(ToolArgs),
     /// Authenticate every object under a prefix; report bad or foreign ones (exit 1 if any).
     Verify(ToolArgs),
+    /// Move a version-1 client-mode prefix to format 2 in place (encrypted names, sealed
+    /// attributes, an authenticated config); resumable. Unmount it everywhere first.
+    Migrate(ToolArgs),
     /// Upload a local file to s3://BUCKET/KEY as a mount would write it (sealed in client
     /// mode, with its mode, owner and mtime).
     Put(PutArgs),

@@ -121,6 +121,32 @@ pub fn put(args: &PutArgs) -> Result<()> {
     Ok(())
 }
 
+/// `sealfs migrate s3://BUCKET[/PREFIX]`: findings when any object failed (run it again).
+pub fn migrate(args: &ToolArgs) -> Result<Outcome> {
+    let (s3, prefix) = args.s3()?;
+    let enc = args.enc.config();
+    let url = args.url.trim_end_matches('/');
+    let done = runtime()?.block_on(async {
+        let store = connect(&s3, Sse::None).await?;
+        Ok::<_, anyhow::Error>(
+            crate::migrate::migrate(store, &s3.bucket, url, &prefix, &enc).await?,
+        )
+    })?;
+    let config = match done.upgraded {
+        true => "config upgraded to format 2",
+        false => "config already at format 2",
+    };
+    eprintln!(
+        "sealfs: {url}: {config}; {} objects moved, {} already moved, {} failed",
+        done.moved, done.already, done.failed
+    );
+    Ok(if done.failed > 0 {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
+}
+
 /// `sealfs rotate-key s3://BUCKET[/PREFIX]`
 pub fn rotate_key(args: &RotateArgs) -> Result<()> {
     let (s3, prefix) = args.target.s3()?;

@@ -22,6 +22,7 @@ pub mod inode;
 pub mod kms;
 pub mod layout;
 pub mod meta;
+pub mod migrate;
 pub mod mount;
 pub mod read;
 pub mod setup;

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Command::Init(args) => clean(commands::init(&args)),
         Command::Cat(args) => clean(commands::cat(&args)),
         Command::Verify(args) => commands::verify(&args),
+        Command::Migrate(args) => commands::migrate(&args),
         Command::Put(args) => clean(commands::put(&args)),
         Command::RotateKey(args) => clean(commands::rotate_key(&args)),
         Command::Rekey(args) => commands::rekey(&args),

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::crypto::keys::{load_key_file, read_private, KeyError, Keyring, Names, PrefixConfig};
+use crate::crypto::keys::{
+    load_key_file, read_private, KeyError, Keyring, Names, PrefixConfig, PrefixKey,
+};
 use crate::crypto::mode::{Mode, Wrapping};
 use crate::crypto::wrap::{KeyFileWrapper, KeyWrapper, WrapError};
 use crate::kms::{Kms, KmsWrapper};
@@ -304,6 +306,61 @@ async fn unwrap_ring(
     )
     .await?;
     Ok(w.unwrap(c).await?)
+}
+
+/// `sealfs migrate`, first step: a version-1 client-mode config becomes version 2 (the same
+/// data keys, a new prefix key, encrypted names, a MAC), checked by unwrapping it again before
+/// it replaces the old one. A version-2 config is left as it is (a migration resumed). Returns
+/// the version-2 keyring and whether the config was upgraded now.
+pub async fn upgrade(
+    s: &dyn ObjectStore,
+    bucket: &str,
+    url: &str,
+    prefix: &str,
+    enc: &EncryptionConfig,
+) -> Result<(Arc<Keyring>, bool), SetupError> {
+    let client = enc.with_mode(Mode::Client);
+    let ring = open(s, bucket, url, prefix, &client)
+        .await?
+        .ok_or(SetupError::Missing("the prefix has no keyring"))?;
+    if ring.format_version() >= 2 {
+        return Ok((ring, false));
+    }
+    let old = read_config(s, url, prefix, Mode::Client)
+        .await?
+        .ok_or(SetupError::Missing("the prefix has no config object"))?;
+    let ring = Arc::try_unwrap(ring)
+        .map_err(|_| SetupError::Missing("the keyring is in use"))?
+        .with_prefix_key(PrefixKey::new(
+            crate::crypto::format::Secret::random(),
+            Names::Encrypted,
+        ));
+    let at = (bucket, prefix);
+    let wrapping = old.wrapping.unwrap_or(Wrapping::KeyFile);
+    let missing = "this prefix's keys are wrapped by a key file: give it with --key-file FILE";
+    let w = wrapper(
+        wrapping,
+        client.key_file.as_deref(),
+        client.kms_key_id.as_deref(),
+        client.aws_profile.as_deref(),
+        at,
+        missing,
+    )
+    .await?;
+    let new = w.wrap(&ring).await?;
+    if !unwrap_ring(&new, at, &client).await?.same_as(&ring) {
+        return Err(KeyError::BadConfig(
+            "the upgraded keyring does not unwrap to the same keys; nothing was changed".into(),
+        )
+        .into());
+    }
+    s.put(
+        &config_key(prefix),
+        Bytes::from(new.to_json()),
+        &UserMeta::new(),
+    )
+    .await?;
+    Ok((Arc::new(ring), true))
 }
 
 /// What `sealfs rotate-key` changes.
