@@ -347,20 +347,33 @@ pub async fn upgrade(
         missing,
     )
     .await?;
-    let new = w.wrap(&ring).await?;
-    if !unwrap_ring(&new, at, &client).await?.same_as(&ring) {
+    replace_keyring(s, at, &*w, &ring, &client).await?;
+    Ok((Arc::new(ring), true))
+}
+
+/// Wrap `ring` with `w` and make it the prefix's config, once it unwraps again (with the keys
+/// in `check_with`) to the same keys: a failure changes nothing. Returns the new config.
+async fn replace_keyring(
+    s: &dyn ObjectStore,
+    at: (&str, &str),
+    w: &dyn KeyWrapper,
+    ring: &Keyring,
+    check_with: &EncryptionConfig,
+) -> Result<PrefixConfig, SetupError> {
+    let new = w.wrap(ring).await?;
+    if !unwrap_ring(&new, at, check_with).await?.same_as(ring) {
         return Err(KeyError::BadConfig(
-            "the upgraded keyring does not unwrap to the same keys; nothing was changed".into(),
+            "the new keyring does not unwrap to the same keys; nothing was changed".into(),
         )
         .into());
     }
     s.put(
-        &config_key(prefix),
+        &config_key(at.1),
         Bytes::from(new.to_json()),
         &UserMeta::new(),
     )
     .await?;
-    Ok((Arc::new(ring), true))
+    Ok(new)
 }
 
 /// What `sealfs rotate-key` changes.
@@ -427,26 +440,12 @@ pub async fn rotate(
         missing,
     )
     .await?;
-    let new = target.wrap(&ring).await?;
     let check_with = EncryptionConfig {
         key_file: new_key_file.map(Path::to_path_buf),
         kms_key_id: kms_target.clone(),
         ..current.clone()
     };
-    let check = unwrap_ring(&new, at, &check_with).await?;
-    if !check.same_as(&ring) {
-        return Err(KeyError::BadConfig(
-            "the rewrapped keyring does not unwrap to the same keys; nothing was changed".into(),
-        )
-        .into());
-    }
-    s.put(
-        &config_key(prefix),
-        Bytes::from(new.to_json()),
-        &UserMeta::new(),
-    )
-    .await?;
-    Ok(new)
+    replace_keyring(s, at, &*target, &ring, &check_with).await
 }
 
 #[cfg(test)]

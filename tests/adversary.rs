@@ -37,14 +37,6 @@ fn errno_of_read(path: &std::path::Path) -> i32 {
     }
 }
 
-fn all_keys(prefix: &str) -> Vec<String> {
-    rt().block_on(sealfs::store::list_all(&raw_store(), prefix))
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect()
-}
-
 #[test]
 fn a_listing_of_the_bucket_shows_no_name_and_no_attribute() {
     let p = Prefix::client(&unique("names"));
@@ -56,7 +48,7 @@ fn a_listing_of_the_bucket_shows_no_name_and_no_attribute() {
     std::os::unix::fs::symlink("diary.txt", m.p("today")).unwrap();
     let long = "l".repeat(255);
     fs::write(m.p(&long), b"a 255-byte name").unwrap();
-    let keys = all_keys(&format!("{name}/"));
+    let keys = keys_under(&format!("{name}/"));
     assert!(keys.len() >= 6, "{keys:?}");
     for key in &keys {
         for word in [
@@ -234,7 +226,7 @@ fn a_rolled_back_deleted_or_downgraded_config_is_refused_by_the_mount_and_every_
     let file_url = format!("{url}/f");
     let put_url = format!("{url}/new");
     let prefix = format!("{}/", p_name(&url));
-    let objects: Vec<_> = all_keys(&prefix)
+    let objects: Vec<_> = keys_under(&prefix)
         .into_iter()
         .filter(|k| *k != config_key)
         .collect();
@@ -260,7 +252,7 @@ fn a_rolled_back_deleted_or_downgraded_config_is_refused_by_the_mount_and_every_
             assert!(err.contains(expect), "{what}: {args:?}: {err}");
         }
         assert!(!is_mounted(dir.path()));
-        let now: Vec<_> = all_keys(&prefix)
+        let now: Vec<_> = keys_under(&prefix)
             .into_iter()
             .filter(|k| *k != config_key)
             .collect();
@@ -302,17 +294,7 @@ fn p_name(url: &str) -> String {
 fn a_keyring_rewrapped_under_another_kms_key_is_refused() {
     use sealfs::crypto::format::Secret;
     use sealfs::crypto::keys::{Keyring, Names, PrefixConfig, PrefixKey};
-    server_env();
-    let kms_url =
-        std::env::var("SEALFS_LOCALSTACK_KMS").expect("SEALFS_LOCALSTACK_KMS (local-s3.sh)");
-    let kms = rt().block_on(async {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&kms_url)
-            .region(aws_config::Region::new("us-east-1"))
-            .load()
-            .await;
-        aws_sdk_kms::Client::new(&conf)
-    });
+    let (kms_url, kms) = localstack_kms();
     let new_key = || {
         rt().block_on(kms.create_key().send())
             .unwrap()

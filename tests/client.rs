@@ -433,18 +433,8 @@ fn rotate_key_and_put_keep_every_object_readable() {
 
 #[test]
 fn a_disabled_kms_key_refuses_the_mount() {
-    server_env();
     // moto still decrypts under a disabled key; LocalStack's KMS refuses, as AWS does.
-    let kms_url =
-        std::env::var("SEALFS_LOCALSTACK_KMS").expect("SEALFS_LOCALSTACK_KMS (local-s3.sh)");
-    let kms = rt().block_on(async {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&kms_url)
-            .region(aws_config::Region::new("us-east-1"))
-            .load()
-            .await;
-        aws_sdk_kms::Client::new(&conf)
-    });
+    let (kms_url, kms) = localstack_kms();
     let key_id = rt()
         .block_on(kms.create_key().send())
         .unwrap()

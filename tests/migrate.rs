@@ -42,14 +42,6 @@ fn v1_prefix(name: &str) -> (Prefix, tempfile::TempDir) {
     (p, keydir)
 }
 
-fn keys_under(prefix: &str) -> Vec<String> {
-    rt().block_on(sealfs::store::list_all(&raw_store(), prefix))
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect()
-}
-
 #[test]
 fn a_version_1_prefix_mounts_as_before_and_migrates_in_place() {
     let name = unique("v1");

@@ -114,6 +114,46 @@ pub fn raw_store_with(sse: sealfs::store::Sse) -> S3Store {
     rt().block_on(S3Store::connect(&cfg)).expect("connect")
 }
 
+/// The keyring of client prefix `name`, opened with `enc` as a mount would.
+fn open_ring(
+    name: &str,
+    enc: &sealfs::setup::EncryptionConfig,
+) -> Option<sealfs::crypto::keys::Keyring> {
+    rt().block_on(sealfs::setup::open(
+        &raw_store(),
+        &bucket(),
+        "test",
+        &format!("{name}/"),
+        enc,
+    ))
+    .unwrap()
+    .map(|r| std::sync::Arc::try_unwrap(r).unwrap())
+}
+
+/// Every key under `prefix` in the test bucket, as listed.
+pub fn keys_under(prefix: &str) -> Vec<String> {
+    rt().block_on(sealfs::store::list_all(&raw_store(), prefix))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+/// LocalStack's KMS (where DisableKey makes Decrypt fail, as on AWS): its URL and a client.
+pub fn localstack_kms() -> (String, aws_sdk_kms::Client) {
+    server_env();
+    let url = std::env::var("SEALFS_LOCALSTACK_KMS").expect("SEALFS_LOCALSTACK_KMS (local-s3.sh)");
+    let client = rt().block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&url)
+            .region(aws_config::Region::new("us-east-1"))
+            .load()
+            .await;
+        aws_sdk_kms::Client::new(&conf)
+    });
+    (url, client)
+}
+
 pub fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -171,16 +211,7 @@ impl Prefix {
             key_file: Some(key.clone()),
             ..Default::default()
         };
-        let ring = rt()
-            .block_on(sealfs::setup::open(
-                &raw_store(),
-                &bucket(),
-                "test",
-                &format!("{name}/"),
-                &enc,
-            ))
-            .unwrap()
-            .map(|r| std::sync::Arc::try_unwrap(r).unwrap());
+        let ring = open_ring(name, &enc);
         Prefix {
             args: vec![
                 "--encryption".into(),
@@ -197,16 +228,7 @@ impl Prefix {
     /// An initialized client-mode prefix opened with `enc` (e.g. KMS-wrapped): its keyring,
     /// to find and open its objects, and `args` to mount it.
     pub fn opened(name: &str, enc: sealfs::setup::EncryptionConfig, args: &[&str]) -> Prefix {
-        let ring = rt()
-            .block_on(sealfs::setup::open(
-                &raw_store(),
-                &bucket(),
-                "test",
-                &format!("{name}/"),
-                &enc,
-            ))
-            .unwrap()
-            .map(|r| std::sync::Arc::try_unwrap(r).unwrap());
+        let ring = open_ring(name, &enc);
         Prefix {
             args: args.iter().map(|a| a.to_string()).collect(),
             ring,
