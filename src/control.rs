@@ -142,4 +142,25 @@ mod tests {
         assert!(err.contains("no running sealfs mount"), "{err}");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }
+
+    #[tokio::test]
+    async fn a_directory_another_user_owns_or_others_may_enter_is_refused() {
+        let runtime = tempfile::tempdir().unwrap();
+        let mnt = tempfile::tempdir().unwrap();
+        let open = runtime.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let counters = Arc::new(Counters::default());
+        let err = serve(&open, mnt.path(), counters.clone()).err().unwrap();
+        assert!(err.to_string().contains("mode 0700"), "{err}");
+        if crate::sys::ids().0 == 0 {
+            // Root can make a directory that looks right but belongs to someone else.
+            let theirs = runtime.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(4242), None).unwrap();
+            let err = serve(&theirs, mnt.path(), counters).err().unwrap();
+            assert!(err.to_string().contains("owned by this user"), "{err}");
+        }
+    }
 }
