@@ -20,7 +20,8 @@
 //! - Sizes are a pure function of each other: `plain_size(cipher_size)` needs nothing but the
 //!   listing's object size, and only sizes `cipher_size` can produce are accepted.
 //! - Nonces are random per sealing, so rewriting a block never reuses a nonce under its key.
-//!   The object name is not bound, so CopyObject (rename) keeps an object readable.
+//!   The object name is not bound here, so CopyObject (rename) keeps a body readable; in
+//!   format 2 the sealed attributes (`attrs`) bind the name to the file id.
 
 use aes_gcm::aead::{AeadInPlace, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
