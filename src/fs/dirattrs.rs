@@ -67,7 +67,8 @@ pub(super) struct DirAttrs {
     writable: bool,
     /// Listed files, minus names this mount changed since the listing.
     files: Mutex<HashMap<String, Listed>>,
-    /// The listed file names in name order (the order of lookahead).
+    /// The listed files' stored names in the order of their plaintext names (the order `ls`
+    /// stats them, and of lookahead).
     order: Vec<String>,
     index: OnceCell<HashMap<String, IndexEntry>>,
     cells: Mutex<HashMap<String, Cell>>,
@@ -85,12 +86,12 @@ impl DirAttrs {
         key_prefix: String,
         index_key: String,
         writable: bool,
-        files: HashMap<String, Listed>,
+        files: Vec<(String, Listed)>,
         known: HashMap<String, IndexEntry>,
         pending: Pending,
     ) -> Self {
-        let mut order: Vec<String> = files.keys().cloned().collect();
-        order.sort();
+        let order = files.iter().map(|(name, _)| name.clone()).collect();
+        let files = files.into_iter().collect();
         Self {
             at: Instant::now(),
             store,

@@ -98,6 +98,11 @@ impl Fs {
         stored_of.retain(|name, _| names.get(name) == Some(&Kind::File));
         let shown: std::collections::HashSet<&String> = stored_of.values().collect();
         files.retain(|stored, _| shown.contains(stored));
+        // In the order of the plaintext names: the order `ls` stats them.
+        let files = (names.keys())
+            .filter_map(|n| stored_of.get(n))
+            .filter_map(|st| files.remove(st).map(|l| (st.clone(), l)))
+            .collect();
         self.keep_dir_attrs(ino, &path, files);
         inodes.set_listing(ino, names.iter().map(|(n, k)| (n.clone(), *k)).collect());
         let parent = inodes.get(ino).map_or(ROOT_INO, |n| n.parent);
@@ -132,7 +137,7 @@ impl Fs {
 
     /// Start answering HEADs of `ino`'s listed files from `files` (and the directory's index),
     /// dropping what older listings (of any directory) knew.
-    fn keep_dir_attrs(&self, ino: Ino, path: &str, files: HashMap<String, dirattrs::Listed>) {
+    fn keep_dir_attrs(&self, ino: Ino, path: &str, files: Vec<(String, dirattrs::Listed)>) {
         let ttl = self.cfg.metadata_ttl;
         let mut all = self.dir_attrs.lock();
         let known = all.remove(&ino).map(|a| a.known()).unwrap_or_default();
