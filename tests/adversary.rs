@@ -295,24 +295,11 @@ fn a_keyring_rewrapped_under_another_kms_key_is_refused() {
     use sealfs::crypto::format::Secret;
     use sealfs::crypto::keys::{Keyring, Names, PrefixConfig, PrefixKey};
     let (kms_url, kms) = localstack_kms();
-    let new_key = || {
-        rt().block_on(kms.create_key().send())
-            .unwrap()
-            .key_metadata()
-            .unwrap()
-            .key_id()
-            .to_string()
-    };
-    let (mine, theirs) = (new_key(), new_key());
+    let (mine, theirs) = (localstack_key(&kms), localstack_key(&kms));
     let name = unique("kms-foreign");
     let url = format!("s3://{}/{name}", bucket());
     let conn = ["--endpoint-url", &endpoint(), "--force-path-style"];
-    let sealfs_kms = || {
-        let mut c = sealfs();
-        c.env("AWS_ENDPOINT_URL_KMS", &kms_url);
-        c
-    };
-    run(sealfs_kms()
+    run(sealfs_kms(&kms_url)
         .args([
             "init",
             &url,
@@ -355,7 +342,7 @@ fn a_keyring_rewrapped_under_another_kms_key_is_refused() {
         &UserMeta::new(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let out = sealfs_kms()
+    let out = sealfs_kms(&kms_url)
         .args(["mount", &url])
         .arg(dir.path())
         .args(["--encryption", "client", "--kms-key-id", &mine])
@@ -370,7 +357,7 @@ fn a_keyring_rewrapped_under_another_kms_key_is_refused() {
     assert!(!is_mounted(dir.path()));
     assert!(err.contains("KMS"), "{err}");
     // Without --kms-key-id the mount does not take the key id from the bucket.
-    let out = sealfs_kms()
+    let out = sealfs_kms(&kms_url)
         .args(["mount", &url])
         .arg(dir.path())
         .args(["--encryption", "client"])

@@ -435,21 +435,10 @@ fn rotate_key_and_put_keep_every_object_readable() {
 fn a_disabled_kms_key_refuses_the_mount() {
     // moto still decrypts under a disabled key; LocalStack's KMS refuses, as AWS does.
     let (kms_url, kms) = localstack_kms();
-    let key_id = rt()
-        .block_on(kms.create_key().send())
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string();
+    let key_id = localstack_key(&kms);
     let url = format!("s3://{}/{}", bucket(), unique("kms-disabled"));
     let conn = ["--endpoint-url", &endpoint(), "--force-path-style"];
-    let sealfs_kms = || {
-        let mut c = sealfs();
-        c.env("AWS_ENDPOINT_URL_KMS", &kms_url);
-        c
-    };
-    run(sealfs_kms()
+    run(sealfs_kms(&kms_url)
         .args([
             "init",
             &url,
@@ -461,7 +450,7 @@ fn a_disabled_kms_key_refuses_the_mount() {
         .args(conn));
     let dir = tempfile::tempdir().unwrap();
     let mount = || {
-        sealfs_kms()
+        sealfs_kms(&kms_url)
             .args(["mount", &url])
             .arg(dir.path())
             .args(["--encryption", "client", "--kms-key-id", &key_id])

@@ -154,6 +154,23 @@ pub fn localstack_kms() -> (String, aws_sdk_kms::Client) {
     (url, client)
 }
 
+/// A new key in LocalStack's KMS.
+pub fn localstack_key(kms: &aws_sdk_kms::Client) -> String {
+    rt().block_on(kms.create_key().send())
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string()
+}
+
+/// `sealfs` with its KMS calls sent to `kms_url`.
+pub fn sealfs_kms(kms_url: &str) -> Command {
+    let mut c = sealfs();
+    c.env("AWS_ENDPOINT_URL_KMS", kms_url);
+    c
+}
+
 pub fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
