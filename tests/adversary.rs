@@ -299,16 +299,7 @@ fn a_keyring_rewrapped_under_another_kms_key_is_refused() {
     let name = unique("kms-foreign");
     let url = format!("s3://{}/{name}", bucket());
     let conn = ["--endpoint-url", &endpoint(), "--force-path-style"];
-    run(sealfs_kms(&kms_url)
-        .args([
-            "init",
-            &url,
-            "--encryption",
-            "client",
-            "--kms-key-id",
-            &mine,
-        ])
-        .args(conn));
+    init_kms(&kms_url, &url, &mine);
     // The attacker's keyring: data and prefix keys they know, wrapped under their KMS key with
     // the right encryption context, a valid MAC, and the user's key id written in the config.
     let context = HashMap::from([

@@ -438,16 +438,7 @@ fn a_disabled_kms_key_refuses_the_mount() {
     let key_id = localstack_key(&kms);
     let url = format!("s3://{}/{}", bucket(), unique("kms-disabled"));
     let conn = ["--endpoint-url", &endpoint(), "--force-path-style"];
-    run(sealfs_kms(&kms_url)
-        .args([
-            "init",
-            &url,
-            "--encryption",
-            "client",
-            "--kms-key-id",
-            &key_id,
-        ])
-        .args(conn));
+    init_kms(&kms_url, &url, &key_id);
     let dir = tempfile::tempdir().unwrap();
     let mount = || {
         sealfs_kms(&kms_url)

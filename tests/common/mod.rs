@@ -171,6 +171,13 @@ pub fn sealfs_kms(kms_url: &str) -> Command {
     c
 }
 
+/// `sealfs init URL --encryption client --kms-key-id KEY` with KMS at `kms_url`.
+pub fn init_kms(kms_url: &str, url: &str, key: &str) {
+    run(sealfs_kms(kms_url)
+        .args(["init", url, "--encryption", "client", "--kms-key-id", key])
+        .args(["--endpoint-url", &endpoint(), "--force-path-style"]));
+}
+
 pub fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
