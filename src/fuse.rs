@@ -70,6 +70,10 @@ fn kind(k: Kind) -> FileType {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
         Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -84,10 +88,10 @@ fn file_attr(ino: Ino, a: &Attr) -> FileAttr {
         crtime: a.mtime,
         kind: kind(a.kind),
         perm: a.perm,
-        nlink: if a.kind == Kind::Dir { 2 } else { 1 },
+        nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        rdev: a.rdev,
         blksize: 4096,
         flags: 0,
     }
@@ -251,6 +255,29 @@ impl Filesystem for FuseFs {
         });
     }
 
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let (who, ttl) = (caller(req), self.ttl);
+        self.spawn(move |fs| async move {
+            match fs.mknod(Ino(parent.0), &name, mode, rdev, who).await {
+                Ok(e) => reply.entry(&ttl, &file_attr(e.ino, &e.attr), Generation(0)),
+                Err(e) => reply.error(errno("mknod", &e)),
+            }
+        });
+    }
+
     fn symlink(
         &self,
         req: &Request,
@@ -355,6 +382,29 @@ impl Filesystem for FuseFs {
             match fs.write(Fh(fh.0), offset, &data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno("write", &e)),
+            }
+        });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            // Holes, zeroed and collapsed ranges have no S3 counterpart.
+            return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+        }
+        let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        self.spawn(move |fs| async move {
+            match fs.fallocate(Fh(fh.0), offset, length, keep_size).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("fallocate", &e)),
             }
         });
     }
@@ -535,15 +585,7 @@ impl Filesystem for FuseFs {
 }
 
 fn empty_attr() -> Attr {
-    Attr {
-        kind: Kind::File,
-        size: 0,
-        perm: 0,
-        uid: 0,
-        gid: 0,
-        mtime: UNIX_EPOCH,
-        ctime: UNIX_EPOCH,
-    }
+    Attr::new(Kind::File, 0, 0, 0, UNIX_EPOCH)
 }
 
 /// How to mount: the kernel-facing options.

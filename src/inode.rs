@@ -38,6 +38,19 @@ pub enum Kind {
     File,
     Dir,
     Symlink,
+    /// Special files (mknod): an empty object whose metadata carries the type and, for
+    /// devices, the device number. The kernel implements them; sealfs only stores them.
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl Kind {
+    /// The kinds whose object holds bytes to read (a file's data, a symlink's target).
+    pub fn has_body(self) -> bool {
+        matches!(self, Kind::File | Kind::Symlink)
+    }
 }
 
 /// Attributes as the filesystem sees them (no FUSE types here).
@@ -51,6 +64,28 @@ pub struct Attr {
     pub gid: u32,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
+    /// Device number (character and block devices; 0 otherwise).
+    pub rdev: u32,
+    /// Hard links as `stat` reports them: 1 for a file (0 once unlinked while open), 2 plus
+    /// the subdirectories this mount knows of for a directory.
+    pub nlink: u32,
+}
+
+impl Attr {
+    /// Attributes of a new object of `kind`, changed `now`.
+    pub fn new(kind: Kind, perm: u16, uid: u32, gid: u32, now: SystemTime) -> Self {
+        Self {
+            kind,
+            size: 0,
+            perm,
+            uid,
+            gid,
+            mtime: now,
+            ctime: now,
+            rdev: 0,
+            nlink: if kind == Kind::Dir { 2 } else { 1 },
+        }
+    }
 }
 
 /// Where an inode stands in the namespace.

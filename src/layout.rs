@@ -4,9 +4,10 @@
 //!
 //! The layout is s3fs's: a file at `PATH` is the object `PREFIX + PATH`; a directory is the
 //! common prefix `PREFIX + PATH + "/"`, plus an empty marker object of that name when it was
-//! made by mkdir; s3fs's older `PATH_$folder$` markers are read as directories too. Two names
-//! at the top of a mount are sealfs's own and never shown: the prefix's config object
-//! (`CONFIG_NAME`) and the directory attribute indexes (`INDEX_DIR`).
+//! made by mkdir; s3fs's older `PATH_$folder$` markers are read as directories too. Three
+//! names at the top of a mount are sealfs's own and never shown: the prefix's config object
+//! (`CONFIG_NAME`), the directory attribute indexes (`INDEX_DIR`) and the objects of files
+//! unlinked while open (`UNLINKED_DIR`).
 //!
 //! With encrypted names (client mode, format 2) every component of `PATH` is stored as its
 //! `crypto::names` form, bound to the plaintext path of its parent; legacy markers do not
@@ -23,6 +24,9 @@ use crate::crypto::names::NameCipher;
 pub const CONFIG_NAME: &str = ".sealfs";
 /// The directory attribute indexes (`dirindex`): under `PREFIX.sealfs-index/`.
 pub const INDEX_DIR: &str = ".sealfs-index";
+/// Files unlinked while open keep their bytes here until their last close:
+/// `PREFIX.sealfs-unlinked/RANDOM`.
+pub const UNLINKED_DIR: &str = ".sealfs-unlinked";
 /// s3fs's legacy directory marker suffix.
 const FOLDER_SUFFIX: &str = "_$folder$";
 
@@ -153,9 +157,14 @@ impl Layout {
         }
     }
 
+    /// Where a file unlinked while open keeps its bytes (`id`: random, unique per file).
+    pub fn unlinked_key(&self, id: &str) -> String {
+        format!("{}{UNLINKED_DIR}/{id}", self.prefix)
+    }
+
     /// Whether `name` at the top of the mount is sealfs's own (never shown, never created).
     pub fn is_reserved(in_root: bool, name: &str) -> bool {
-        in_root && (name == CONFIG_NAME || name == INDEX_DIR)
+        in_root && (name == CONFIG_NAME || name == INDEX_DIR || name == UNLINKED_DIR)
     }
 
     /// Whether `key` (under this prefix) is sealfs's own bookkeeping, not a user's file.
@@ -163,7 +172,9 @@ impl Layout {
         let Some(rel) = key.strip_prefix(&self.prefix) else {
             return false;
         };
-        rel == CONFIG_NAME || rel.starts_with(&format!("{INDEX_DIR}/"))
+        rel == CONFIG_NAME
+            || rel.starts_with(&format!("{INDEX_DIR}/"))
+            || rel.starts_with(&format!("{UNLINKED_DIR}/"))
     }
 
     /// What `key`, listed under `dir_prefix` (directory `dir`'s `dir_prefix`), is there.

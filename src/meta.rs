@@ -1,8 +1,10 @@
 //! Attributes in object metadata. Two encodings, one per prefix (`MetaCodec`):
 //! - plain (every mode but client format 2): s3fs's keys, so that sealfs and s3fs read each
 //!   other's files: `mode` (decimal st_mode, file type bits included), `uid`, `gid`, `mtime`
-//!   (seconds, or `seconds.nanoseconds` with nine digits when the time has a fractional part),
-//!   and in client mode `sealfs-id`, the file id (checked at open only when present);
+//!   and `ctime` (seconds, or `seconds.nanoseconds` with nine digits when the time has a
+//!   fractional part), `rdev` (a device's number, decimal), and in client mode `sealfs-id`,
+//!   the file id (checked at open only when present). An object without `ctime` (written
+//!   by another tool) shows the later of its LastModified and mtime;
 //! - sealed (client mode, format 2): one `sealfs-attr` value (`crypto::attrs`) holding all of
 //!   them and the file id, bound to the object's key; an object without one, or with one that
 //!   does not open, has no attributes to show (`AttrError`: EIO plus a log line).
@@ -21,6 +23,10 @@ pub const S_IFMT: u32 = 0o170000;
 pub const S_IFREG: u32 = 0o100000;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFIFO: u32 = 0o010000;
+pub const S_IFSOCK: u32 = 0o140000;
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFBLK: u32 = 0o060000;
 
 /// What a mount shows for objects that carry no attributes of their own.
 #[derive(Debug, Clone)]
@@ -52,12 +58,30 @@ pub fn parse_time(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
-fn kind_bits(kind: Kind) -> u32 {
+pub fn kind_bits(kind: Kind) -> u32 {
     match kind {
         Kind::File => S_IFREG,
         Kind::Dir => S_IFDIR,
         Kind::Symlink => S_IFLNK,
+        Kind::Fifo => S_IFIFO,
+        Kind::Socket => S_IFSOCK,
+        Kind::CharDevice => S_IFCHR,
+        Kind::BlockDevice => S_IFBLK,
     }
+}
+
+/// The kind `mode`'s file type bits name.
+pub fn kind_of_mode(mode: u32) -> Option<Kind> {
+    Some(match mode & S_IFMT {
+        S_IFREG => Kind::File,
+        S_IFDIR => Kind::Dir,
+        S_IFLNK => Kind::Symlink,
+        S_IFIFO => Kind::Fifo,
+        S_IFSOCK => Kind::Socket,
+        S_IFCHR => Kind::CharDevice,
+        S_IFBLK => Kind::BlockDevice,
+        _ => return None,
+    })
 }
 
 /// Metadata to store for `attr`.
@@ -70,19 +94,17 @@ pub fn to_meta(attr: &Attr) -> UserMeta {
     m.insert("uid".into(), attr.uid.to_string());
     m.insert("gid".into(), attr.gid.to_string());
     m.insert("mtime".into(), format_time(attr.mtime));
+    m.insert("ctime".into(), format_time(attr.ctime));
+    if attr.rdev != 0 {
+        m.insert("rdev".into(), attr.rdev.to_string());
+    }
     m
 }
 
-/// The kind an object's metadata declares (s3fs marks symlinks, and old-style directories,
-/// in `mode`), or `None` for a plain object.
+/// The kind an object's metadata declares (s3fs marks symlinks, special files and old-style
+/// directories in `mode`), or `None` for a plain object.
 pub fn declared_kind(meta: &UserMeta) -> Option<Kind> {
-    let mode: u32 = meta.get("mode")?.parse().ok()?;
-    match mode & S_IFMT {
-        S_IFLNK => Some(Kind::Symlink),
-        S_IFDIR => Some(Kind::Dir),
-        S_IFREG => Some(Kind::File),
-        _ => None,
-    }
+    kind_of_mode(meta.get("mode")?.parse().ok()?)
 }
 
 /// Attributes of an object of `kind` from its metadata, falling back to the defaults and to
@@ -94,12 +116,10 @@ pub fn from_meta(
     meta: &UserMeta,
     d: &Defaults,
 ) -> Attr {
-    let default_perm = if kind == Kind::Dir {
-        d.dir_mode
-    } else if kind == Kind::Symlink {
-        0o777
-    } else {
-        d.file_mode
+    let default_perm = match kind {
+        Kind::Dir => d.dir_mode,
+        Kind::Symlink => 0o777,
+        _ => d.file_mode,
     };
     let perm = meta
         .get("mode")
@@ -123,12 +143,19 @@ pub fn from_meta(
             .and_then(|s| s.parse().ok())
             .unwrap_or(d.gid),
         mtime,
-        ctime: last_modified.max(mtime),
+        ctime: meta
+            .get("ctime")
+            .and_then(|s| parse_time(s))
+            .unwrap_or(last_modified.max(mtime)),
+        rdev: meta.get("rdev").and_then(|s| s.parse().ok()).unwrap_or(0),
+        nlink: if kind == Kind::Dir { 2 } else { 1 },
     }
 }
 
 /// The metadata keys sealfs owns (replaced on every update; other tools' keys are kept).
-const OWN_KEYS: [&str; 6] = ["mode", "uid", "gid", "mtime", ID_KEY, ATTR_KEY];
+const OWN_KEYS: [&str; 8] = [
+    "mode", "uid", "gid", "mtime", "ctime", "rdev", ID_KEY, ATTR_KEY,
+];
 
 /// The file id of an object written with `codec`, in client mode.
 pub fn file_id_of(codec: Option<&FileCodec>) -> Option<[u8; 16]> {
@@ -217,6 +244,7 @@ impl MetaCodec {
             }
             Some(sealer) => {
                 let d = attr.mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
+                let c = attr.ctime.duration_since(UNIX_EPOCH).unwrap_or_default();
                 let file_id = file_id.unwrap_or_default();
                 let sealed = SealedAttrs {
                     mode,
@@ -225,6 +253,9 @@ impl MetaCodec {
                     mtime_secs: d.as_secs() as i64,
                     mtime_nanos: d.subsec_nanos(),
                     file_id,
+                    ctime: Some((c.as_secs() as i64, c.subsec_nanos())),
+                    rdev: attr.rdev,
+                    xattrs: Vec::new(),
                 };
                 m.insert(ATTR_KEY.into(), sealer.seal(self.rel(key), &sealed));
             }
@@ -254,17 +285,24 @@ impl MetaCodec {
         };
         let value = obj.user.get(ATTR_KEY).ok_or(AttrError::Missing)?;
         let a = sealer.open(self.rel(&obj.key), value)?;
-        let kind = match (marker, a.mode & S_IFMT) {
-            (true, S_IFDIR) => Kind::Dir,
-            (false, S_IFREG) => Kind::File,
-            (false, S_IFLNK) => Kind::Symlink,
+        // The type must fit the key's shape: only a marker is a directory.
+        let kind = match (marker, kind_of_mode(a.mode)) {
+            (true, Some(Kind::Dir)) => Kind::Dir,
+            (false, Some(k)) if k != Kind::Dir => k,
             _ => return Err(AttrError::Forged),
         };
-        let mtime = u64::try_from(a.mtime_secs)
-            .ok()
-            .filter(|_| a.mtime_nanos < 1_000_000_000)
-            .map(|s| UNIX_EPOCH + Duration::new(s, a.mtime_nanos))
-            .ok_or(AttrError::Forged)?;
+        let time = |secs: i64, nanos: u32| {
+            u64::try_from(secs)
+                .ok()
+                .filter(|_| nanos < 1_000_000_000)
+                .map(|s| UNIX_EPOCH + Duration::new(s, nanos))
+                .ok_or(AttrError::Forged)
+        };
+        let mtime = time(a.mtime_secs, a.mtime_nanos)?;
+        let ctime = match a.ctime {
+            Some((secs, nanos)) => time(secs, nanos)?,
+            None => obj.last_modified.max(mtime),
+        };
         let file_id = (kind != Kind::Dir).then(|| hex::encode(a.file_id));
         Ok(Decoded {
             attr: Attr {
@@ -274,7 +312,9 @@ impl MetaCodec {
                 uid: a.uid,
                 gid: a.gid,
                 mtime,
-                ctime: obj.last_modified.max(mtime),
+                ctime,
+                rdev: a.rdev,
+                nlink: if kind == Kind::Dir { 2 } else { 1 },
             },
             file_id,
         })

@@ -328,13 +328,15 @@ pub async fn put(
     let key = &t.object_key(key);
     let codec = t.keys.as_ref().map_or(FileCodec::Plain, |r| r.new_file());
     let attr = Attr {
-        kind: Kind::File,
         size: md.len(),
-        perm: (md.mode() & 0o7777) as u16,
-        uid: md.uid(),
-        gid: md.gid(),
         mtime: md.modified().map_err(local)?,
-        ctime: std::time::SystemTime::now(),
+        ..Attr::new(
+            Kind::File,
+            (md.mode() & 0o7777) as u16,
+            md.uid(),
+            md.gid(),
+            std::time::SystemTime::now(),
+        )
     };
     let meta = (t.meta).encode(key, &attr, crate::meta::file_id_of(Some(&codec)), None);
     let mut w = Writer::new(s, WriteConfig::default(), None, codec);

@@ -54,6 +54,21 @@ impl Default for WriteConfig {
     }
 }
 
+impl WriteConfig {
+    /// The largest file this configuration can store: S3's 10,000 parts of `part_size`.
+    pub fn max_plain_size(&self) -> u64 {
+        self.part_size.saturating_mul(store::MAX_PARTS)
+    }
+
+    /// `plain_size` bytes fit in one object, or `TooLarge` (EFBIG).
+    pub fn check_size(&self, plain_size: u64) -> Result<()> {
+        if plain_size > self.max_plain_size() {
+            return Err(WriteError::TooLarge(plain_size, store::MAX_PARTS));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error(transparent)]
@@ -169,6 +184,11 @@ impl Writer {
         self.base.as_ref()
     }
 
+    /// Whether a multipart upload is in flight (its object appears where it completes).
+    pub fn is_uploading(&self) -> bool {
+        self.upload.is_some()
+    }
+
     pub fn is_failed(&self) -> bool {
         self.state == WriterState::Failed
     }
@@ -198,11 +218,8 @@ impl Writer {
         data: &[u8],
     ) -> Result<()> {
         self.check()?;
-        let end = offset + data.len() as u64;
-        let max = self.cfg.part_size * store::MAX_PARTS;
-        if end > max {
-            return Err(WriteError::TooLarge(end, store::MAX_PARTS));
-        }
+        let end = offset.saturating_add(data.len() as u64);
+        self.cfg.check_size(end)?;
         if offset < self.committed_end {
             let r = self.checkpoint_inner(key, meta).await;
             self.guard(r).await?;
@@ -216,6 +233,9 @@ impl Writer {
 
     pub async fn truncate(&mut self, key: &str, meta: &UserMeta, new_size: u64) -> Result<()> {
         self.check()?;
+        // Refused before anything changes: an extension is zeros uploaded at the next
+        // checkpoint, and one past the limit would upload for hours before failing.
+        self.cfg.check_size(new_size)?;
         // At the boundary too: the part before it was sealed as "not last".
         if self.upload.is_some() && new_size <= self.committed_end {
             let r = self.checkpoint_inner(key, meta).await;

@@ -62,6 +62,9 @@ fn computed() -> Vec<(String, String)> {
         mtime_secs: 1_700_000_000,
         mtime_nanos: 500_000_000,
         file_id: seq(0xa0, 16).try_into().unwrap(),
+        ctime: Some((1_700_000_001, 250_000_000)),
+        rdev: 0,
+        xattrs: vec![("user.tag".into(), b"v".to_vec())],
     };
     let sealer = ring.attr_sealer().unwrap();
     let nonce: [u8; 12] = seq(0x80, 12).try_into().unwrap();
@@ -69,6 +72,17 @@ fn computed() -> Vec<(String, String)> {
         "sealfs-attr(docs/report.pdf)",
         sealer.seal_with_nonce(&rel_key, &attrs, nonce),
     );
+    // The 40-byte layout written before ctime, devices and extended attributes were stored
+    // (same inputs, same nonce) still opens, to the attributes it holds.
+    let legacy = "gIGCg4SFhoeIiYqLChfCMs6NaxF8B-bQ1aJFAepAGRek1qY5BT2YzVHFnod8ndHjWAOsz7nmznW9TV7HzTPnPuJ__jc";
+    let opened = sealer.open(&rel_key, legacy).unwrap();
+    let core = SealedAttrs {
+        ctime: None,
+        xattrs: Vec::new(),
+        ..attrs.clone()
+    };
+    assert_eq!(opened, core);
+    put("sealfs-attr-40(docs/report.pdf)", legacy.to_string());
     let data_nonce: [u8; 12] = seq(0x60, 12).try_into().unwrap();
     let prefix_nonce: [u8; 12] = seq(0x70, 12).try_into().unwrap();
     let config = PrefixConfig {

@@ -92,8 +92,12 @@ impl Fs {
         Ok(())
     }
 
-    /// Current key of an open inode ("" once unlinked: such a file is never uploaded).
-    fn key_of(&self, ino: Ino) -> String {
+    /// Where an open inode's object goes: its name's key, or once unlinked its private key
+    /// (`OpenFile::detached`).
+    fn key_of(&self, ino: Ino, of: &OpenFile) -> String {
+        if let Some(k) = &of.detached {
+            return k.clone();
+        }
         self.path(ino)
             .map(|p| self.layout.file_key(&p))
             .unwrap_or_default()
@@ -169,7 +173,7 @@ impl Fs {
                 continue;
             }
             if writable && flags & libc_flags::O_TRUNC != 0 {
-                let key = self.key_of(ino);
+                let key = self.key_of(ino, &of);
                 if of.writer.is_none() {
                     // Nothing of the old object survives, so new keys (and a foreign object
                     // in a client prefix can be overwritten).
@@ -177,7 +181,7 @@ impl Fs {
                     of.codec = Some(codec.clone());
                     of.writer = Some(self.new_writer(of.version.as_ref(), codec));
                 }
-                of.attr.mtime = SystemTime::now();
+                of.touch(SystemTime::now());
                 let m = self.write_meta(&key, &of);
                 let w = of.writer.as_mut().expect("set above");
                 w.truncate(&key, &m, 0).await?;
@@ -204,7 +208,7 @@ impl Fs {
         let h = self.handle(fh)?;
         let mut of = h.file.lock().await;
         if of.writer.as_ref().is_some_and(|w| w.is_pending()) {
-            let key = self.key_of(h.ino);
+            let key = self.key_of(h.ino, &of);
             let m = self.write_meta(&key, &of);
             let w = of.writer.as_mut().expect("checked above");
             return Ok(w.read(&key, &m, offset, u64::from(len)).await?);
@@ -230,15 +234,37 @@ impl Fs {
         }
         let mut of = h.file.lock().await;
         self.ensure_writer(&mut of).await?;
-        let now = SystemTime::now();
-        of.attr.mtime = now;
-        of.attr.ctime = now;
-        let key = self.key_of(h.ino);
+        of.touch(SystemTime::now());
+        let key = self.key_of(h.ino, &of);
         let m = self.write_meta(&key, &of);
         let w = of.writer.as_mut().expect("set above");
         w.write(&key, &m, offset, data).await?;
         of.attr.size = w.size();
         Ok(data.len() as u32)
+    }
+
+    /// fallocate(2): S3 objects have no preallocated space, so mode 0 (and
+    /// `FALLOC_FL_KEEP_SIZE`) only makes sure the range fits (EFBIG if it cannot) and, for
+    /// mode 0, extends the file to cover it (the zeros go up with the next upload). Punching
+    /// holes, zeroing, collapsing and inserting ranges are `EOPNOTSUPP`, as on filesystems
+    /// without them.
+    pub async fn fallocate(&self, fh: Fh, offset: u64, len: u64, keep_size: bool) -> Result<()> {
+        let h = self.handle(fh)?;
+        if !h.writable {
+            return Err(FsError::BadHandle);
+        }
+        let end = offset.saturating_add(len);
+        self.cfg.write.check_size(end)?;
+        let size = self.open_attr(h.ino).await.map_or(0, |a| a.size);
+        if keep_size || end <= size {
+            return Ok(());
+        }
+        let set = SetAttr {
+            size: Some(end),
+            ..Default::default()
+        };
+        self.setattr_open(h.ino, Some(fh), &set).await?;
+        Ok(())
     }
 
     /// close(2) of one descriptor: upload what is pending, report its outcome.
@@ -276,9 +302,14 @@ impl Fs {
     /// Upload what `of` has pending. Runs under the file's lock, so nothing can slip in
     /// between this flush and whatever the caller does next (release tears down under the
     /// same lock, or a chmod racing with an asynchronous release would be lost).
-    async fn flush_locked(&self, ino: Ino, of: &mut OpenFile) -> Result<()> {
+    pub(super) async fn flush_locked(&self, ino: Ino, of: &mut OpenFile) -> Result<()> {
+        // An unlinked file has nothing to publish: its bytes stay with its writer (and its
+        // private object) until the last release.
+        if of.is_unlinked() {
+            return Ok(());
+        }
         let path = self.path(ino);
-        if of.is_unlinked() || path.is_err() {
+        if path.is_err() {
             if let Some(w) = of.writer.as_mut() {
                 w.abort().await;
             }
@@ -346,10 +377,17 @@ impl Fs {
             if let Err(e) = self.flush_locked(h.ino, &mut of).await {
                 tracing::error!(ino = %h.ino, error = %e, "upload at release failed");
             }
+            let unlinked = of.is_unlinked();
             of.mark_closed();
             if let Some(w) = of.writer.as_mut() {
-                if w.is_pending() {
+                if w.is_pending() || unlinked {
                     w.abort().await;
+                }
+            }
+            if let Some(private) = of.detached.take() {
+                // The last close of an unlinked file: its bytes go now.
+                if let Err(e) = self.store.delete(&private).await {
+                    tracing::warn!(key = %private, error = %e, "could not delete an unlinked file's object");
                 }
             }
             self.open.remove_file(h.ino);
@@ -384,8 +422,8 @@ impl Fs {
         }
         if let Some(size) = set.size {
             self.ensure_writer(&mut of).await?;
-            of.attr.mtime = SystemTime::now();
-            let key = self.key_of(ino);
+            of.touch(SystemTime::now());
+            let key = self.key_of(ino, &of);
             let m = self.write_meta(&key, &of);
             let w = of.writer.as_mut().expect("set above");
             w.truncate(&key, &m, size).await?;

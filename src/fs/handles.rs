@@ -48,6 +48,9 @@ pub(super) struct OpenFile {
     /// How this file's bytes map to its object (loaded from the object's header on first use
     /// in client mode).
     pub codec: Option<FileCodec>,
+    /// Once unlinked while open: the private key (`Layout::unlinked_key`) its object lives
+    /// under and its uploads go to, deleted at the last release.
+    pub detached: Option<String>,
 }
 
 impl OpenFile {
@@ -60,6 +63,7 @@ impl OpenFile {
             handles: 0,
             codec: None,
             expect_id: None,
+            detached: None,
         }
     }
 
@@ -70,6 +74,12 @@ impl OpenFile {
             a.size = w.size();
         }
         a
+    }
+
+    /// The data changed at `now`: mtime and ctime follow.
+    pub fn touch(&mut self, now: std::time::SystemTime) {
+        self.attr.mtime = now;
+        self.attr.ctime = now;
     }
 
     pub fn is_closed(&self) -> bool {

@@ -69,6 +69,11 @@ impl Fs {
                 stored_of.insert(name, stored.to_string());
             }
             for p in &page.prefixes {
+                // sealfs's own directories at the top are neither names nor foreign.
+                let own = p.strip_prefix(&prefix).map(|n| n.trim_end_matches('/'));
+                if own.is_some_and(|n| Layout::is_reserved(ino == ROOT_INO, n)) {
+                    continue;
+                }
                 match self.layout.listed_dir(&path, &prefix, p) {
                     // A directory shadows a file of the same name (both cannot be shown).
                     Ok(name) => {

@@ -143,16 +143,8 @@ impl Fs {
         fetcher: Arc<crate::read::Fetcher>,
         cfg: FsConfig,
     ) -> Self {
-        let now = SystemTime::now();
-        let root_attr = Attr {
-            kind: Kind::Dir,
-            size: 0,
-            perm: cfg.defaults.dir_mode,
-            uid: cfg.defaults.uid,
-            gid: cfg.defaults.gid,
-            mtime: now,
-            ctime: now,
-        };
+        let d = &cfg.defaults;
+        let root_attr = Attr::new(Kind::Dir, d.dir_mode, d.uid, d.gid, SystemTime::now());
         Self {
             fetcher,
             store,
@@ -472,6 +464,10 @@ impl Fs {
 
     pub async fn setattr(&self, ino: Ino, fh: Option<Fh>, set: SetAttr) -> Result<Attr> {
         self.check_writable()?;
+        if let Some(size) = set.size {
+            // EFBIG before anything is opened or sent.
+            self.cfg.write.check_size(size)?;
+        }
         if ino == ROOT_INO {
             // The root has no object to hold attributes: changes last for this mount only.
             let mut root = self.root_attr.lock();
@@ -507,7 +503,9 @@ impl Fs {
         match (attr.kind, obj) {
             (Kind::Dir, _) => {
                 let marker = self.layout.dir_prefix(&path);
-                let new_meta = self.meta.encode(&marker, &attr, None, None);
+                // The marker's other metadata (another tool's keys) survives the rewrite.
+                let old = self.store.head(&marker).await?.map(|o| o.user);
+                let new_meta = self.meta.encode(&marker, &attr, None, old.as_ref());
                 self.store
                     .put(&marker, bytes::Bytes::new(), &new_meta)
                     .await?;
@@ -612,5 +610,7 @@ mod tests;
 mod tests_dirattrs;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_posix;
 #[cfg(test)]
 mod tests_sealed;

@@ -29,16 +29,8 @@ pub struct RenameFlags {
 
 impl Fs {
     pub(super) fn new_attr(&self, kind: Kind, perm: u32, caller: Caller) -> Attr {
-        let now = SystemTime::now();
-        Attr {
-            kind,
-            size: 0,
-            perm: (perm & 0o7777) as u16,
-            uid: caller.uid,
-            gid: caller.gid,
-            mtime: now,
-            ctime: now,
-        }
+        let perm = (perm & 0o7777) as u16;
+        Attr::new(kind, perm, caller.uid, caller.gid, SystemTime::now())
     }
 
     /// Create and open a new regular file. Nothing is sent to S3 until it is flushed: until
@@ -107,18 +99,57 @@ impl Fs {
         target: &str,
         caller: Caller,
     ) -> Result<Entry> {
-        self.check_writable()?;
-        let path = self.child_path(parent, name)?;
         let mut attr = self.new_attr(Kind::Symlink, 0o777, caller);
         attr.size = target.len() as u64;
+        let entry = self.put_new(parent, name, attr, target.as_bytes()).await?;
+        self.known.set_symlink_target(entry.ino, target);
+        Ok(entry)
+    }
+
+    /// mknod(2): a regular file (stored at once, empty, as s3fs does) or a special file: an
+    /// empty object whose `mode` carries the type (FIFO, socket, character or block device)
+    /// and whose `rdev` the device number, s3fs's convention. The kernel implements special
+    /// files; the mount only stores them, so `cp -a`, `tar` and `rsync -a` can copy trees
+    /// holding them and they survive a remount.
+    pub async fn mknod(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<Entry> {
+        // A type of 0 is a regular file, as mknod(2) says.
+        let kind = match mode & meta::S_IFMT {
+            0 => Kind::File,
+            bits => meta::kind_of_mode(bits).ok_or(FsError::Invalid("file type"))?,
+        };
+        if kind == Kind::Dir || kind == Kind::Symlink {
+            return Err(FsError::Invalid("mknod of a directory or symlink"));
+        }
+        let mut attr = self.new_attr(kind, mode, caller);
+        if matches!(kind, Kind::CharDevice | Kind::BlockDevice) {
+            attr.rdev = rdev;
+        }
+        self.put_new(parent, name, attr, &[]).await
+    }
+
+    /// Store a new object at (parent, name) holding `body` with `attr`, unless the name is
+    /// taken (EEXIST).
+    async fn put_new(&self, parent: Ino, name: &str, attr: Attr, body: &[u8]) -> Result<Entry> {
+        self.check_writable()?;
+        let path = self.child_path(parent, name)?;
+        if self.stat_at(parent, name).await?.is_some() {
+            return Err(FsError::Exists);
+        }
         let codec = self.new_codec();
         let key = self.layout.file_key(&path);
         let m = (self.meta).encode(&key, &attr, meta::file_id_of(Some(&codec)), None);
-        let body = codec.encode(0, target.as_bytes(), target.len() as u64);
+        let body = codec.encode(0, body, body.len() as u64);
         let etag = self.store.put(&key, body, &m).await?;
-        let ino = self.inodes.lock().link(parent, name, Kind::Symlink);
+        let ino = self.inodes.lock().link(parent, name, attr.kind);
+        self.listed_changed(parent, name);
         self.cache_attr(ino, &attr, Some(etag));
-        self.known.set_symlink_target(ino, target);
         Ok(Entry { ino, attr })
     }
 
@@ -154,16 +185,12 @@ impl Fs {
         if kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        let (ino, pending) = {
-            let inodes = self.inodes.lock();
-            let ino = inodes.child(parent, name);
-            (ino, ino.is_some_and(|i| inodes.is_pending(i)))
-        };
+        let ino = self.inodes.lock().child(parent, name);
         if let Some(ino) = ino {
-            if let Some(file) = self.open.file(ino) {
-                file.lock().await.mark_unlinked();
-            }
+            self.detach_if_open(ino).await?;
         }
+        // Checked after the detach, whose flush may have made the object.
+        let pending = ino.is_some_and(|i| self.inodes.lock().is_pending(i));
         if !pending {
             self.store.delete(&self.layout.file_key(&path)).await?;
         }
@@ -172,6 +199,62 @@ impl Fs {
         if let Some(gone) = gone {
             self.forget_if_gone(gone);
         }
+        Ok(())
+    }
+
+    /// `ino` loses its name (unlink, or a rename over it). If it is open here, its handles
+    /// keep reading and writing it until the last close, as on a local filesystem: its bytes
+    /// move to a private key no listing shows (`Layout::unlinked_key`, CopyObject), later
+    /// uploads go there too, and the last release deletes it. The caller then removes the
+    /// name's object (or a rename overwrites it).
+    async fn detach_if_open(&self, ino: Ino) -> Result<()> {
+        let Some(file) = self.open.file(ino) else {
+            return Ok(());
+        };
+        let mut of = file.lock().await;
+        if of.is_closed() || of.is_unlinked() {
+            return Ok(());
+        }
+        let pending = self.inodes.lock().is_pending(ino);
+        let uploading = of.writer.as_ref().is_some_and(|w| w.is_uploading());
+        if !pending || uploading {
+            // What this mount wrote goes into the object before the object moves (a part
+            // already sent cannot be moved; a failed upload stays failed for the handles).
+            if let Err(e) = self.flush_locked(ino, &mut of).await {
+                tracing::warn!(%ino, error = %e, "flush before unlinking an open file failed");
+            }
+        }
+        let mut id = [0u8; 16];
+        aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut id);
+        let private = self.layout.unlinked_key(&hex::encode(id));
+        let stored = match &of.version {
+            Some(v) => self.store.head(&v.key).await?.filter(|o| o.etag == v.etag),
+            None => None,
+        };
+        if let Some(obj) = stored {
+            let m = renamed_meta(
+                &self.meta,
+                &obj,
+                &private,
+                &self.cfg.defaults,
+                of.attr.ctime,
+            )?;
+            let etag =
+                store::copy_any_size(&*self.store, &obj, &private, &m, self.cfg.write.part_size)
+                    .await?;
+            if let Some(v) = of.version.as_mut() {
+                v.key = private.clone();
+                v.etag = etag;
+            }
+            if of.writer.as_ref().is_some_and(|w| !w.is_failed()) {
+                // Flushed above: the writer starts again over the moved object.
+                of.writer = None;
+            }
+        }
+        tracing::debug!(%ino, key = %private, "open file unlinked: kept until its last close");
+        of.detached = Some(private);
+        of.attr.nlink = 0;
+        of.mark_unlinked();
         Ok(())
     }
 
@@ -226,7 +309,7 @@ impl Fs {
         if src == dst {
             return Ok(());
         }
-        let (kind, src_obj) = self.stat_at(parent, name).await?.ok_or(FsError::NotFound)?;
+        let kind = self.kind_at(parent, name).await?.ok_or(FsError::NotFound)?;
         if kind == Kind::Dir && dst.starts_with(&format!("{src}/")) {
             return Err(FsError::Invalid("rename of a directory into itself"));
         }
@@ -245,19 +328,18 @@ impl Fs {
             (_, Some(Kind::Dir)) => return Err(FsError::IsDir),
             _ => {}
         }
+        let replaced = self.inodes.lock().child(new_parent, new_name);
+        if let Some(ino) = replaced.filter(|_| kind != Kind::Dir) {
+            // An open file being replaced stays readable through its handles.
+            self.detach_if_open(ino).await?;
+        }
         if kind == Kind::Dir {
             self.flush_under(&src).await?;
             self.move_dir(&src, &dst).await?;
         } else {
-            self.move_file(parent, name, &src, &dst, src_obj).await?;
+            self.move_file(parent, name, &src, &dst).await?;
         }
         let moved_dir = kind == Kind::Dir;
-        let replaced = self.inodes.lock().child(new_parent, new_name);
-        if let Some(ino) = replaced {
-            if let Some(file) = self.open.file(ino) {
-                file.lock().await.mark_unlinked();
-            }
-        }
         self.listed_changed(parent, name);
         self.listed_changed(new_parent, new_name);
         self.inodes
@@ -303,18 +385,11 @@ impl Fs {
         Ok(())
     }
 
-    /// `known`: the source's HEAD from the checks before, reused unless the file is open (a
-    /// flush may just have replaced the object).
-    async fn move_file(
-        &self,
-        parent: Ino,
-        name: &str,
-        src: &str,
-        dst: &str,
-        known: Option<ObjectMeta>,
-    ) -> Result<()> {
+    /// Move a file's object: copy (its metadata from a fresh HEAD, so a metadata update made
+    /// since the checks is not undone, with the ctime of the rename and, sealed, resealed for
+    /// the new key), then delete the source.
+    async fn move_file(&self, parent: Ino, name: &str, src: &str, dst: &str) -> Result<()> {
         let ino = self.inodes.lock().child(parent, name);
-        let mut known = known;
         if let Some(ino) = ino {
             let pending = self.inodes.lock().is_pending(ino);
             if pending {
@@ -323,37 +398,16 @@ impl Fs {
             }
             if self.open.is_open(ino) {
                 self.flush_ino(ino).await?;
-                known = None;
             }
         }
         let src_key = self.layout.file_key(src);
-        let obj = match known {
-            Some(obj) => obj,
-            None => self.store.head(&src_key).await?.ok_or(FsError::NotFound)?,
-        };
         let dst_key = self.layout.file_key(dst);
-        // Up to 5 GiB the copy keeps the metadata the source has when it is copied: `known`
-        // may predate a metadata update (a chmod applied at release) that must not be undone.
-        // Sealed attributes are bound to the key, so they are resealed for the new one, from
-        // a fresh HEAD for the same reason.
-        let etag = if self.meta.is_sealed() {
-            let fresh = self.store.head(&src_key).await?.ok_or(FsError::NotFound)?;
-            let m = resealed(&self.meta, &fresh, &dst_key, &self.cfg.defaults)?;
+        let now = SystemTime::now();
+        let fresh = self.store.head(&src_key).await?.ok_or(FsError::NotFound)?;
+        let m = renamed_meta(&self.meta, &fresh, &dst_key, &self.cfg.defaults, now)?;
+        let etag =
             store::copy_any_size(&*self.store, &fresh, &dst_key, &m, self.cfg.write.part_size)
-                .await?
-        } else if obj.size <= store::MAX_SINGLE_COPY {
-            self.store.copy(&src_key, &dst_key, None).await?
-        } else {
-            let fresh = self.store.head(&src_key).await?.ok_or(FsError::NotFound)?;
-            store::copy_any_size(
-                &*self.store,
-                &fresh,
-                &dst_key,
-                &fresh.user,
-                self.cfg.write.part_size,
-            )
-            .await?
-        };
+                .await?;
         self.store.delete(&src_key).await?;
         if let Some(ino) = ino {
             let file = self.open.file(ino);
@@ -363,11 +417,14 @@ impl Fs {
                     v.key = dst_key;
                     v.etag = etag.clone();
                 }
+                of.attr.ctime = now;
                 if of.writer.is_some() {
                     // The writer's base moved: start again from the new object.
                     of.writer = None;
                 }
             }
+            // The cached attributes predate the new ctime.
+            self.known.forget_version(ino);
             self.known.set_etag(ino, etag);
         }
         Ok(())
@@ -428,6 +485,34 @@ fn resealed(meta: &MetaCodec, obj: &ObjectMeta, to: &str, d: &Defaults) -> Resul
         })?;
     let id = meta::id_bytes(decoded.file_id.as_deref());
     Ok(meta.encode(to, &decoded.attr, id, Some(&obj.user)))
+}
+
+/// `obj`'s metadata for its copy at `to` made by a rename at `now`: ctime is the rename's
+/// (as on a local filesystem); the rest is kept (sealed values resealed for `to`).
+fn renamed_meta(
+    meta: &MetaCodec,
+    obj: &ObjectMeta,
+    to: &str,
+    d: &Defaults,
+    now: SystemTime,
+) -> Result<UserMeta> {
+    if !meta.is_sealed() {
+        let mut m = obj.user.clone();
+        m.insert("ctime".into(), meta::format_time(now));
+        return Ok(m);
+    }
+    let decoded = meta
+        .decode(obj, false, 0, d)
+        .map_err(|error| FsError::BadAttrs {
+            key: obj.key.clone(),
+            error,
+        })?;
+    let attr = Attr {
+        ctime: now,
+        ..decoded.attr
+    };
+    let id = meta::id_bytes(decoded.file_id.as_deref());
+    Ok(meta.encode(to, &attr, id, Some(&obj.user)))
 }
 
 /// Copy `from` to `to` with its metadata (resealed for `to` when sealed). An object whose

@@ -353,13 +353,14 @@ impl Prefix {
                 let meta = match ring.attr_sealer() {
                     Some(sealer) => {
                         let attr = sealfs::inode::Attr {
-                            kind: sealfs::inode::Kind::File,
                             size: data.len() as u64,
-                            perm: 0o644,
-                            uid: 0,
-                            gid: 0,
-                            mtime: std::time::SystemTime::now(),
-                            ctime: std::time::SystemTime::now(),
+                            ..sealfs::inode::Attr::new(
+                                sealfs::inode::Kind::File,
+                                0o644,
+                                0,
+                                0,
+                                std::time::SystemTime::now(),
+                            )
                         };
                         let id = sealfs::meta::file_id_of(Some(&codec));
                         sealfs::meta::MetaCodec::sealed(&format!("{}/", self.name), sealer)

@@ -1,0 +1,325 @@
+//! POSIX behaviours over the in-memory store, each in plain and in client (format 2) mode:
+//! EFBIG before any upload, unlinked open files, special files, ctime, metadata other tools
+//! own.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::tests::{fs_on, new_fs, write_file, ME};
+use super::*;
+use crate::crypto::keys::{Keyring, Names};
+use crate::store::mem::MemStore;
+
+/// The two ways objects carry attributes: plain (s3fs keys) and sealed.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Plain,
+    Sealed,
+}
+
+const MODES: [Mode; 2] = [Mode::Plain, Mode::Sealed];
+
+/// A mount of `mem` in `mode` (the keyring is derived from a fixed key, so a second mount of
+/// the same store in the same mode reads what the first wrote).
+fn mount(mem: &Arc<MemStore>, mode: Mode, ring: &Arc<Keyring>) -> Fs {
+    let mut cfg = fs_on(mem.clone(), Duration::ZERO).cfg.clone();
+    if let Mode::Sealed = mode {
+        cfg.keys = Some(ring.clone());
+        // Client-mode parts are whole 64 KiB blocks.
+        cfg.write.part_size = 2 * 65536;
+        cfg.write.max_dirty = 4 * 65536;
+    }
+    new_fs(mem.clone(), cfg)
+}
+
+fn setup(mode: Mode) -> (Arc<MemStore>, Arc<Keyring>, Fs) {
+    let mem = Arc::new(MemStore::new());
+    let ring = Arc::new(Keyring::new_v2(Names::Encrypted));
+    let fs = mount(&mem, mode, &ring);
+    (mem, ring, fs)
+}
+
+async fn keys(mem: &MemStore) -> Vec<String> {
+    let all = crate::store::list_all(mem, "").await.unwrap();
+    all.into_iter().map(|o| o.key).collect()
+}
+
+/// Set the stored mtime and ctime of the object at `path` to `PAST`, as an older write would
+/// have left them.
+async fn backdate(fs: &Fs, mem: &MemStore, path: &str) {
+    let key = fs.layout.file_key(path);
+    let obj = mem.head(&key).await.unwrap().unwrap();
+    let d = fs.decode(&obj, false).unwrap();
+    let attr = Attr {
+        mtime: PAST,
+        ctime: PAST,
+        ..d.attr
+    };
+    let m = fs.meta.encode(
+        &key,
+        &attr,
+        meta::id_bytes(d.file_id.as_deref()),
+        Some(&obj.user),
+    );
+    crate::store::copy_any_size(mem, &obj, &key, &m, 1 << 20)
+        .await
+        .unwrap();
+}
+
+const PAST: SystemTime = UNIX_EPOCH;
+
+async fn read_at(fs: &Fs, fh: Fh, len: u32) -> Vec<u8> {
+    fs.read(fh, 0, len).await.unwrap().to_vec()
+}
+
+#[tokio::test(start_paused = true)]
+async fn sizes_past_the_largest_object_are_efbig_before_anything_is_sent() {
+    for mode in MODES {
+        let (mem, _, fs) = setup(mode);
+        let ino = write_file(&fs, ROOT_INO, "f", b"abc").await;
+        let before = keys(&mem).await;
+        let huge = SetAttr {
+            size: Some(999_999_999_999_999),
+            ..Default::default()
+        };
+        let e = fs.setattr(ino, None, huge.clone()).await.unwrap_err();
+        assert_eq!(e.errno(), libc::EFBIG, "{mode:?} truncate: {e}");
+        let fh = fs.open(ino, libc_flags::O_WRONLY, ME.pid).await.unwrap();
+        let e = fs.setattr(ino, Some(fh), huge).await.unwrap_err();
+        assert_eq!(e.errno(), libc::EFBIG, "{mode:?} ftruncate");
+        let e = fs.write(fh, 1 << 50, b"x").await.unwrap_err();
+        assert_eq!(e.errno(), libc::EFBIG, "{mode:?} pwrite");
+        let e = fs.write(fh, u64::MAX - 1, b"xyz").await.unwrap_err();
+        assert_eq!(e.errno(), libc::EFBIG, "{mode:?} pwrite at the end of u64");
+        let e = fs.fallocate(fh, 1 << 50, 1, false).await.unwrap_err();
+        assert_eq!(e.errno(), libc::EFBIG, "{mode:?} fallocate");
+        // The largest size that fits is accepted (64-byte parts here: 640,000 bytes).
+        let max = fs.cfg.write.max_plain_size();
+        fs.fallocate(fh, 0, max, true).await.unwrap();
+        fs.fallocate(fh, 0, 10, false).await.unwrap();
+        assert_eq!(fs.getattr(ino).await.unwrap().size, 10);
+        fs.flush(fh, ME.pid).await.unwrap();
+        fs.release(fh).await;
+        assert_eq!(keys(&mem).await, before, "{mode:?}: nothing new was stored");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unlinked_open_file_stays_readable_and_writable_until_its_last_close() {
+    for mode in MODES {
+        let (mem, _, fs) = setup(mode);
+        let before = keys(&mem).await;
+        // A new file, made durable, then unlinked (an editor's swap file, sqlite's journal).
+        let (e, fh) = fs
+            .create(ROOT_INO, "new", 0o600, libc::O_RDWR, ME)
+            .await
+            .unwrap();
+        fs.write(fh, 0, b"written before").await.unwrap();
+        fs.fsync(fh).await.unwrap();
+        fs.unlink(ROOT_INO, "new").await.unwrap();
+        assert_eq!(
+            fs.lookup(ROOT_INO, "new").await.unwrap_err().errno(),
+            libc::ENOENT
+        );
+        assert_eq!(read_at(&fs, fh, 100).await, b"written before", "{mode:?}");
+        fs.write(fh, 0, b"WRITTEN").await.unwrap();
+        fs.fsync(fh).await.unwrap();
+        assert_eq!(read_at(&fs, fh, 100).await, b"WRITTEN before", "{mode:?}");
+        let a = fs.getattr(e.ino).await.unwrap();
+        assert_eq!((a.nlink, a.size), (0, 14), "{mode:?}");
+        // Created and unlinked at once, written after (sqlite's temporary files), past a part.
+        let (_, tmp) = fs
+            .create(ROOT_INO, "tmp", 0o600, libc::O_RDWR, ME)
+            .await
+            .unwrap();
+        fs.unlink(ROOT_INO, "tmp").await.unwrap();
+        let big: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        fs.write(tmp, 0, &big).await.unwrap();
+        assert_eq!(fs.read(tmp, 0, 2000).await.unwrap().to_vec(), big);
+        // An existing file opened for reading, then unlinked and replaced by a rename.
+        write_file(&fs, ROOT_INO, "old", b"old contents").await;
+        write_file(&fs, ROOT_INO, "other", b"replacement").await;
+        let old = fs.lookup(ROOT_INO, "old").await.unwrap();
+        let rd = fs
+            .open(old.ino, libc_flags::O_RDONLY, ME.pid)
+            .await
+            .unwrap();
+        fs.rename(ROOT_INO, "other", ROOT_INO, "old", RenameFlags::default())
+            .await
+            .unwrap();
+        assert_eq!(read_at(&fs, rd, 100).await, b"old contents", "{mode:?}");
+        let now = fs.lookup(ROOT_INO, "old").await.unwrap();
+        let fh2 = fs
+            .open(now.ino, libc_flags::O_RDONLY, ME.pid)
+            .await
+            .unwrap();
+        assert_eq!(read_at(&fs, fh2, 100).await, b"replacement");
+        fs.release(fh2).await;
+        for h in [fh, tmp, rd] {
+            fs.flush(h, ME.pid).await.unwrap();
+            fs.release(h).await;
+        }
+        // Only the replacement is left: the unlinked files' bytes went at their last close.
+        let mut left = keys(&mem).await;
+        left.retain(|k| !before.contains(k));
+        assert_eq!(left.len(), 1, "{mode:?}: {left:?}");
+        assert_eq!(mem.pending_uploads(), 0);
+        assert!(!left[0].contains(crate::layout::UNLINKED_DIR));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn special_files_keep_type_mode_and_device_across_a_remount() {
+    for mode in MODES {
+        let (mem, ring, fs) = setup(mode);
+        let fifo = fs
+            .mknod(ROOT_INO, "pipe", libc::S_IFIFO | 0o640, 0, ME)
+            .await
+            .unwrap();
+        assert_eq!(fifo.attr.kind, Kind::Fifo);
+        let dev = libc::makedev(8, 1) as u32;
+        fs.mknod(ROOT_INO, "sda1", libc::S_IFBLK | 0o600, dev, ME)
+            .await
+            .unwrap();
+        fs.mknod(ROOT_INO, "tty", libc::S_IFCHR | 0o620, 0x0501, ME)
+            .await
+            .unwrap();
+        fs.mknod(ROOT_INO, "sock", libc::S_IFSOCK | 0o755, 0, ME)
+            .await
+            .unwrap();
+        let reg = fs.mknod(ROOT_INO, "plain", 0o644, 0, ME).await.unwrap();
+        assert_eq!(reg.attr.kind, Kind::File);
+        let e = fs
+            .mknod(ROOT_INO, "plain", libc::S_IFIFO | 0o644, 0, ME)
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno(), libc::EEXIST);
+        let again = mount(&mem, mode, &ring);
+        let want = [
+            ("pipe", Kind::Fifo, 0o640, 0),
+            ("sda1", Kind::BlockDevice, 0o600, dev),
+            ("tty", Kind::CharDevice, 0o620, 0x0501),
+            ("sock", Kind::Socket, 0o755, 0),
+            ("plain", Kind::File, 0o644, 0),
+        ];
+        for (name, kind, perm, rdev) in want {
+            let a = again.lookup(ROOT_INO, name).await.unwrap().attr;
+            assert_eq!(
+                (a.kind, a.perm, a.rdev, a.size),
+                (kind, perm, rdev, 0),
+                "{name}"
+            );
+        }
+        // Renamed and unlinked like any file.
+        again
+            .rename(ROOT_INO, "pipe", ROOT_INO, "pipe2", RenameFlags::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            again.lookup(ROOT_INO, "pipe2").await.unwrap().attr.kind,
+            Kind::Fifo
+        );
+        again.unlink(ROOT_INO, "pipe2").await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ctime_is_stored_and_follows_every_change() {
+    for mode in MODES {
+        let (mem, ring, fs) = setup(mode);
+        let later = |a: &Attr| a.ctime > PAST + Duration::from_secs(1);
+        write_file(&fs, ROOT_INO, "f", b"data").await;
+        // utimens: mtime goes where it is told, ctime to now, and both are stored.
+        backdate(&fs, &mem, "f").await;
+        let ino = mount(&mem, mode, &ring)
+            .lookup(ROOT_INO, "f")
+            .await
+            .unwrap();
+        assert_eq!((ino.attr.mtime, ino.attr.ctime), (PAST, PAST), "{mode:?}");
+        let ino = fs.lookup(ROOT_INO, "f").await.unwrap().ino;
+        let when = PAST + Duration::new(1_000_000_000, 5);
+        let set = SetAttr {
+            mtime: Some(when),
+            ..Default::default()
+        };
+        let a = fs.setattr(ino, None, set).await.unwrap();
+        assert!(a.mtime == when && later(&a), "{mode:?}");
+        let stored = mount(&mem, mode, &ring)
+            .lookup(ROOT_INO, "f")
+            .await
+            .unwrap();
+        assert_eq!(
+            (stored.attr.mtime, stored.attr.ctime),
+            (when, a.ctime),
+            "{mode:?}"
+        );
+        // A rename changes ctime, not mtime.
+        backdate(&fs, &mem, "f").await;
+        fs.rename(ROOT_INO, "f", ROOT_INO, "g", RenameFlags::default())
+            .await
+            .unwrap();
+        let moved = mount(&mem, mode, &ring)
+            .lookup(ROOT_INO, "g")
+            .await
+            .unwrap();
+        assert!(moved.attr.mtime == PAST && later(&moved.attr), "{mode:?}");
+        // chmod, chown, truncate and a write each change it.
+        let changes = [
+            SetAttr {
+                perm: Some(0o600),
+                ..Default::default()
+            },
+            SetAttr {
+                uid: Some(7),
+                ..Default::default()
+            },
+            SetAttr {
+                size: Some(2),
+                ..Default::default()
+            },
+        ];
+        for set in changes {
+            backdate(&fs, &mem, "g").await;
+            let g = mount(&mem, mode, &ring);
+            let e = g.lookup(ROOT_INO, "g").await.unwrap();
+            g.setattr(e.ino, None, set.clone()).await.unwrap();
+            let after = mount(&mem, mode, &ring)
+                .lookup(ROOT_INO, "g")
+                .await
+                .unwrap();
+            assert!(later(&after.attr), "{mode:?} {set:?}");
+        }
+        backdate(&fs, &mem, "g").await;
+        let g = mount(&mem, mode, &ring);
+        let e = g.lookup(ROOT_INO, "g").await.unwrap();
+        let fh = g.open(e.ino, libc_flags::O_WRONLY, ME.pid).await.unwrap();
+        g.write(fh, 0, b"x").await.unwrap();
+        g.flush(fh, ME.pid).await.unwrap();
+        g.release(fh).await;
+        let after = mount(&mem, mode, &ring)
+            .lookup(ROOT_INO, "g")
+            .await
+            .unwrap();
+        assert!(
+            later(&after.attr) && after.attr.mtime > PAST,
+            "{mode:?} write"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn chmod_of_a_directory_keeps_metadata_sealfs_does_not_own() {
+    let (mem, _, fs) = setup(Mode::Plain);
+    let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.unwrap();
+    let mut m = mem.head("d/").await.unwrap().unwrap().user;
+    m.insert("other-tool".into(), "keep me".into());
+    mem.put("d/", bytes::Bytes::new(), &m).await.unwrap();
+    let set = SetAttr {
+        perm: Some(0o700),
+        ..Default::default()
+    };
+    fs.setattr(d.ino, None, set).await.unwrap();
+    let after = mem.head("d/").await.unwrap().unwrap().user;
+    assert_eq!(after.get("other-tool").map(String::as_str), Some("keep me"));
+    assert_eq!(after.get("mode").unwrap(), &(0o040700).to_string());
+}
