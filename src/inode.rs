@@ -113,6 +113,9 @@ pub struct Inode {
     /// A directory's complete contents as of a listing (or its creation here), kept up to date
     /// with this mount's own changes, so that within the TTL a missing name costs no request.
     pub listing: Option<Listing>,
+    /// When this mount last created, removed or renamed an entry of this directory: its
+    /// mtime and ctime as `stat` shows them are at least this.
+    pub entries_changed: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +135,7 @@ impl Inode {
             open_count: 0,
             link: Link::Stored,
             listing: None,
+            entries_changed: None,
         }
     }
 }
@@ -242,6 +246,26 @@ impl InodeTable {
                 None => l.names.remove(name),
             };
         }
+    }
+
+    /// This mount created, removed or renamed an entry of directory `ino` at `now`.
+    pub fn entries_changed(&mut self, ino: Ino, now: std::time::SystemTime) {
+        if let Some(n) = self.inodes.get_mut(&ino) {
+            n.entries_changed = Some(now);
+        }
+    }
+
+    /// What this table adds to directory `ino`'s attributes: when this mount last changed its
+    /// entries, and how many subdirectories its listing (of any age) holds.
+    pub fn dir_shown(&self, ino: Ino) -> (Option<std::time::SystemTime>, Option<usize>) {
+        let Some(n) = self.inodes.get(&ino) else {
+            return (None, None);
+        };
+        let subdirs = n
+            .listing
+            .as_ref()
+            .map(|l| l.names.values().filter(|k| **k == Kind::Dir).count());
+        (n.entries_changed, subdirs)
     }
 
     /// Record the complete contents of directory `ino` (just listed, or just created empty).

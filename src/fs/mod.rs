@@ -368,6 +368,41 @@ impl Fs {
     /// known inode, a name a fresh listing lacks, a listed file whose attributes the
     /// directory's index or a finished lookahead holds. `None`: call `lookup`.
     pub fn lookup_cached(&self, parent: Ino, name: &str) -> Option<Result<Entry>> {
+        let res = self.lookup_memory(parent, name)?;
+        Some(res.map(|e| self.shown_entry(e)))
+    }
+
+    /// `attr` of `ino` as `stat` shows it: a directory's link count is 2 plus the
+    /// subdirectories its listing holds, and its mtime and ctime are no older than this
+    /// mount's last change of its entries (other mounts see the marker's stored times).
+    fn shown(&self, ino: Ino, mut attr: Attr) -> Attr {
+        if attr.kind != Kind::Dir {
+            return attr;
+        }
+        let (changed, subdirs) = self.inodes.lock().dir_shown(ino);
+        if let Some(n) = subdirs {
+            attr.nlink = u32::try_from(n).unwrap_or(u32::MAX).saturating_add(2);
+        }
+        if let Some(t) = changed {
+            attr.mtime = attr.mtime.max(t);
+            attr.ctime = attr.ctime.max(t);
+        }
+        attr
+    }
+
+    fn shown_entry(&self, e: Entry) -> Entry {
+        Entry {
+            attr: self.shown(e.ino, e.attr),
+            ino: e.ino,
+        }
+    }
+
+    /// This mount created, removed or renamed an entry of `dir`: its times move now.
+    pub(super) fn entries_changed(&self, dir: Ino) {
+        self.inodes.lock().entries_changed(dir, SystemTime::now());
+    }
+
+    fn lookup_memory(&self, parent: Ino, name: &str) -> Option<Result<Entry>> {
         let path = match self.child_path(parent, name) {
             Ok(p) => p,
             Err(e) => return Some(Err(e)),
@@ -419,6 +454,11 @@ impl Fs {
     }
 
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<Entry> {
+        let e = self.lookup_inner(parent, name).await?;
+        Ok(self.shown_entry(e))
+    }
+
+    async fn lookup_inner(&self, parent: Ino, name: &str) -> Result<Entry> {
         let path = self.child_path(parent, name)?;
         let local = self.inodes.lock().child(parent, name);
         if let Some(ino) = local {
@@ -444,6 +484,11 @@ impl Fs {
     }
 
     pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let attr = self.getattr_inner(ino).await?;
+        Ok(self.shown(ino, attr))
+    }
+
+    async fn getattr_inner(&self, ino: Ino) -> Result<Attr> {
         if ino == ROOT_INO {
             return Ok(self.root_attr.lock().clone());
         }
@@ -463,6 +508,11 @@ impl Fs {
     }
 
     pub async fn setattr(&self, ino: Ino, fh: Option<Fh>, set: SetAttr) -> Result<Attr> {
+        let attr = self.setattr_inner(ino, fh, set).await?;
+        Ok(self.shown(ino, attr))
+    }
+
+    async fn setattr_inner(&self, ino: Ino, fh: Option<Fh>, set: SetAttr) -> Result<Attr> {
         self.check_writable()?;
         if let Some(size) = set.size {
             // EFBIG before anything is opened or sent.

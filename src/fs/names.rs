@@ -66,6 +66,7 @@ impl Fs {
         }
         let writable = flags & super::libc_flags::O_ACCMODE != super::libc_flags::O_RDONLY;
         let fh = self.add_handle(ino, file, writable, caller.pid);
+        self.entries_changed(parent);
         Ok((Entry { ino, attr }, fh))
     }
 
@@ -86,6 +87,7 @@ impl Fs {
             inodes.set_listing(ino, Default::default());
             ino
         };
+        self.entries_changed(parent);
         self.cache_attr(ino, &attr, None);
         Ok(Entry { ino, attr })
     }
@@ -149,6 +151,7 @@ impl Fs {
         let etag = self.store.put(&key, body, &m).await?;
         let ino = self.inodes.lock().link(parent, name, attr.kind);
         self.listed_changed(parent, name);
+        self.entries_changed(parent);
         self.cache_attr(ino, &attr, Some(etag));
         Ok(Entry { ino, attr })
     }
@@ -199,6 +202,7 @@ impl Fs {
         if let Some(gone) = gone {
             self.forget_if_gone(gone);
         }
+        self.entries_changed(parent);
         Ok(())
     }
 
@@ -289,6 +293,7 @@ impl Fs {
         if let Some(gone) = gone {
             self.forget_if_gone(gone);
         }
+        self.entries_changed(parent);
         Ok(())
     }
 
@@ -345,6 +350,8 @@ impl Fs {
         self.inodes
             .lock()
             .rename(parent, name, new_parent, new_name);
+        self.entries_changed(parent);
+        self.entries_changed(new_parent);
         if let Some(gone) = replaced {
             self.forget_if_gone(gone);
         }

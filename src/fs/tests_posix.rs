@@ -323,3 +323,59 @@ async fn chmod_of_a_directory_keeps_metadata_sealfs_does_not_own() {
     assert_eq!(after.get("other-tool").map(String::as_str), Some("keep me"));
     assert_eq!(after.get("mode").unwrap(), &(0o040700).to_string());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_directory_shows_its_entries_changing_and_counts_its_subdirectories() {
+    for mode in MODES {
+        let (mem, ring, fs) = setup(mode);
+        fs.mkdir(ROOT_INO, "d", 0o755, ME).await.unwrap();
+        let marker = fs.layout.dir_prefix("d");
+        let backdate_dir = || async {
+            let obj = mem.head(&marker).await.unwrap().unwrap();
+            let d = fs.decode(&obj, true).unwrap();
+            let attr = Attr {
+                mtime: PAST,
+                ctime: PAST,
+                ..d.attr
+            };
+            let m = fs.meta.encode(&marker, &attr, None, Some(&obj.user));
+            mem.put(&marker, bytes::Bytes::new(), &m).await.unwrap();
+        };
+        let later = |a: &Attr| a.mtime > PAST + Duration::from_secs(1) && a.ctime >= a.mtime;
+        // Each change runs on a fresh mount that read the marker's (old) times first.
+        for step in 0..5 {
+            backdate_dir().await;
+            let m = mount(&mem, mode, &ring);
+            let d = m.lookup(ROOT_INO, "d").await.unwrap();
+            assert_eq!(d.attr.mtime, PAST, "{mode:?} step {step}");
+            match step {
+                0 => drop(write_file(&m, d.ino, "f", b"x").await),
+                1 => drop(m.mkdir(d.ino, "sub", 0o755, ME).await.unwrap()),
+                2 => m
+                    .rename(d.ino, "f", d.ino, "g", RenameFlags::default())
+                    .await
+                    .unwrap(),
+                3 => m.unlink(d.ino, "g").await.unwrap(),
+                _ => m.rmdir(d.ino, "sub").await.unwrap(),
+            }
+            let a = m.getattr(d.ino).await.unwrap();
+            assert!(later(&a), "{mode:?} step {step}: {a:?}");
+        }
+        // Link counts: 2 plus the subdirectories the listing shows.
+        let m = mount(&mem, mode, &ring);
+        let d = m.lookup(ROOT_INO, "d").await.unwrap();
+        for name in ["a", "b", "c"] {
+            m.mkdir(d.ino, name, 0o755, ME).await.unwrap();
+        }
+        write_file(&m, d.ino, "file", b"").await;
+        let fresh = mount(&mem, mode, &ring);
+        let d = fresh.lookup(ROOT_INO, "d").await.unwrap();
+        let fh = fresh.opendir(d.ino);
+        fresh.readdir(d.ino, fh, 0).await.unwrap();
+        fresh.releasedir(fh);
+        assert_eq!(fresh.getattr(d.ino).await.unwrap().nlink, 5, "{mode:?}");
+        fresh.rmdir(d.ino, "c").await.unwrap();
+        assert_eq!(fresh.getattr(d.ino).await.unwrap().nlink, 4, "{mode:?}");
+        assert_eq!(fresh.getattr(ROOT_INO).await.unwrap().nlink, 2);
+    }
+}
