@@ -16,7 +16,7 @@ use fuser::{
 };
 use tokio::runtime::Handle;
 
-use crate::fs::{Caller, Fh, Fs, FsError, Ino, RenameFlags, SetAttr};
+use crate::fs::{Caller, Fh, Fs, FsError, Ino, RenameFlags, SetAttr, SetMode};
 use crate::inode::{Attr, Kind};
 
 /// Largest write the kernel may send in one request (its own ceiling is 1 MiB); large writes
@@ -188,6 +188,7 @@ impl Filesystem for FuseFs {
             gid,
             size,
             mtime: mtime.map(time),
+            xattrs: None,
         };
         let ttl = self.ttl;
         self.spawn(move |fs| async move {
@@ -506,45 +507,73 @@ impl Filesystem for FuseFs {
         reply.ok();
     }
 
-    // Extended attributes are not stored (S3 metadata is too small and too costly to update
-    // for them): reads find none, writes are refused with ENOTSUP, as on filesystems without
-    // xattr support, which tools such as cp -a and rsync -X handle.
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        // No extended attributes are stored. ENOSYS (unlike ENODATA) makes the kernel answer
-        // every later getxattr itself (EOPNOTSUPP): `ls -l` asks two per file.
-        reply.error(Errno::from_i32(libc::ENOSYS));
+    // Extended attributes: `user.` names are stored with the object (`fs::xattr`). Other
+    // namespaces are answered here, without a hop to the runtime: the kernel asks for
+    // `security.capability` before every write and `ls` for ACLs and labels of every file.
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = match name_str(name) {
+            Ok(n) if crate::fs::xattr_supported(&n) => n,
+            Ok(_) => return reply.error(Errno::from_i32(libc::ENODATA)),
+            Err(e) => return reply.error(e),
+        };
+        self.spawn(move |fs| async move {
+            match fs.getxattr(Ino(ino.0), &name).await {
+                Ok(v) => sized_reply(reply, size, &v),
+                Err(e) => reply.error(errno("getxattr", &e)),
+            }
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn(move |fs| async move {
+            match fs.listxattr(Ino(ino.0)).await {
+                Ok(v) => sized_reply(reply, size, &v),
+                Err(e) => reply.error(errno("listxattr", &e)),
+            }
+        });
     }
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::from_i32(libc::ENOTSUP));
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let how = if flags & libc::XATTR_CREATE != 0 {
+            SetMode::Create
+        } else if flags & libc::XATTR_REPLACE != 0 {
+            SetMode::Replace
+        } else {
+            SetMode::Any
+        };
+        let value = value.to_vec();
+        self.spawn(move |fs| async move {
+            match fs.setxattr(Ino(ino.0), &name, &value, how).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("setxattr", &e)),
+            }
+        });
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::from_i32(libc::ENODATA));
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        self.spawn(move |fs| async move {
+            match fs.removexattr(Ino(ino.0), &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("removexattr", &e)),
+            }
+        });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -581,6 +610,18 @@ impl Filesystem for FuseFs {
                 Err(e) => reply.error(errno("create", &e)),
             }
         });
+    }
+}
+
+/// getxattr/listxattr's reply: the size when asked for it (`size` 0), the bytes when they
+/// fit, ERANGE when they do not.
+fn sized_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::from_i32(libc::ERANGE));
+    } else {
+        reply.data(value);
     }
 }
 

@@ -69,7 +69,12 @@ pub struct Attr {
     /// Hard links as `stat` reports them: 1 for a file (0 once unlinked while open), 2 plus
     /// the subdirectories this mount knows of for a directory.
     pub nlink: u32,
+    /// Extended attributes (`user.` names), stored with the object's metadata.
+    pub xattrs: Xattrs,
 }
+
+/// Extended attributes by name; shared, since attributes are cloned into every cache.
+pub type Xattrs = std::sync::Arc<std::collections::BTreeMap<String, Vec<u8>>>;
 
 impl Attr {
     /// Attributes of a new object of `kind`, changed `now`.
@@ -84,6 +89,7 @@ impl Attr {
             ctime: now,
             rdev: 0,
             nlink: if kind == Kind::Dir { 2 } else { 1 },
+            xattrs: Xattrs::default(),
         }
     }
 }

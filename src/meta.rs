@@ -3,8 +3,9 @@
 //!   other's files: `mode` (decimal st_mode, file type bits included), `uid`, `gid`, `mtime`
 //!   and `ctime` (seconds, or `seconds.nanoseconds` with nine digits when the time has a
 //!   fractional part), `rdev` (a device's number, decimal), and in client mode `sealfs-id`,
-//!   the file id (checked at open only when present). An object without `ctime` (written
-//!   by another tool) shows the later of its LastModified and mtime;
+//!   the file id (checked at open only when present), and `xattr`, the extended attributes
+//!   as s3fs writes them (a JSON object of name to base64 value, URL-encoded). An object
+//!   without `ctime` (written by another tool) shows the later of its LastModified and mtime;
 //! - sealed (client mode, format 2): one `sealfs-attr` value (`crypto::attrs`) holding all of
 //!   them and the file id, bound to the object's key; an object without one, or with one that
 //!   does not open, has no attributes to show (`AttrError`: EIO plus a log line).
@@ -13,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::crypto::attrs::{AttrError, AttrSealer, SealedAttrs, ATTR_KEY};
 use crate::crypto::codec::FileCodec;
-use crate::inode::{Attr, Kind};
+use crate::inode::{Attr, Kind, Xattrs};
 use crate::store::{ObjectMeta, UserMeta};
 
 /// Metadata key holding a client-mode object's file id (hex), bound to its header.
@@ -98,7 +99,52 @@ pub fn to_meta(attr: &Attr) -> UserMeta {
     if attr.rdev != 0 {
         m.insert("rdev".into(), attr.rdev.to_string());
     }
+    if !attr.xattrs.is_empty() {
+        m.insert(XATTR_KEY.into(), encode_xattrs(&attr.xattrs));
+    }
     m
+}
+
+/// s3fs's metadata key for extended attributes.
+const XATTR_KEY: &str = "xattr";
+
+/// Bytes S3 allows for an object's user metadata, keys and values together.
+pub const USER_META_BUDGET: usize = 2048;
+
+/// The size S3 counts for `meta` against `USER_META_BUDGET`.
+pub fn meta_size(meta: &UserMeta) -> usize {
+    meta.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+/// s3fs's spelling of extended attributes: `{"NAME":"BASE64",...}`, URL-encoded.
+fn encode_xattrs(x: &Xattrs) -> String {
+    use base64::Engine;
+    let map: std::collections::BTreeMap<&str, String> = x
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                base64::engine::general_purpose::STANDARD.encode(v),
+            )
+        })
+        .collect();
+    let json = serde_json::to_string(&map).unwrap_or_default();
+    percent_encoding::utf8_percent_encode(&json, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The extended attributes `value` (s3fs's spelling) holds; what does not parse is no
+/// attribute at all (plain metadata is the bucket's to write).
+fn decode_xattrs(value: &str) -> Xattrs {
+    use base64::Engine;
+    let json = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+    let map: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&json).unwrap_or_default();
+    let engine = base64::engine::general_purpose::STANDARD;
+    let x = map
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, engine.decode(v).ok()?)))
+        .collect();
+    std::sync::Arc::new(x)
 }
 
 /// The kind an object's metadata declares (s3fs marks symlinks, special files and old-style
@@ -149,12 +195,16 @@ pub fn from_meta(
             .unwrap_or(last_modified.max(mtime)),
         rdev: meta.get("rdev").and_then(|s| s.parse().ok()).unwrap_or(0),
         nlink: if kind == Kind::Dir { 2 } else { 1 },
+        xattrs: meta
+            .get(XATTR_KEY)
+            .map(|v| decode_xattrs(v))
+            .unwrap_or_default(),
     }
 }
 
 /// The metadata keys sealfs owns (replaced on every update; other tools' keys are kept).
-const OWN_KEYS: [&str; 8] = [
-    "mode", "uid", "gid", "mtime", "ctime", "rdev", ID_KEY, ATTR_KEY,
+const OWN_KEYS: [&str; 9] = [
+    "mode", "uid", "gid", "mtime", "ctime", "rdev", XATTR_KEY, ID_KEY, ATTR_KEY,
 ];
 
 /// The file id of an object written with `codec`, in client mode.
@@ -255,7 +305,9 @@ impl MetaCodec {
                     file_id,
                     ctime: Some((c.as_secs() as i64, c.subsec_nanos())),
                     rdev: attr.rdev,
-                    xattrs: Vec::new(),
+                    xattrs: (attr.xattrs.iter())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                 };
                 m.insert(ATTR_KEY.into(), sealer.seal(self.rel(key), &sealed));
             }
@@ -315,6 +367,7 @@ impl MetaCodec {
                 ctime,
                 rdev: a.rdev,
                 nlink: if kind == Kind::Dir { 2 } else { 1 },
+                xattrs: std::sync::Arc::new(a.xattrs.into_iter().collect()),
             },
             file_id,
         })

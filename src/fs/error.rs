@@ -37,6 +37,10 @@ pub enum FsError {
     BadAttrs { key: String, error: AttrError },
     #[error("the name is reserved for sealfs's own use")]
     Reserved,
+    #[error("no such extended attribute")]
+    NoAttr,
+    #[error("extended attributes exceed the {0} bytes S3 allows for an object's metadata")]
+    MetaTooBig(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -69,6 +73,8 @@ impl FsError {
             FsError::Stale(_) => libc::ESTALE,
             FsError::Corrupt { .. } | FsError::BadAttrs { .. } => libc::EIO,
             FsError::Reserved => libc::EACCES,
+            FsError::NoAttr => libc::ENODATA,
+            FsError::MetaTooBig(_) => libc::E2BIG,
             FsError::Write(WriteError::Corrupt { .. }) => libc::EIO,
             FsError::Store(e) => store_errno(e),
             FsError::Write(WriteError::Store(e)) => store_errno(e),
@@ -91,6 +97,8 @@ impl FsError {
                 | FsError::NameTooLong
                 | FsError::Invalid(_)
                 | FsError::NotSupported(_)
+                | FsError::NoAttr
+                | FsError::MetaTooBig(_)
         )
     }
 }

@@ -437,6 +437,7 @@ impl Fs {
             || only_size.uid.is_some()
             || only_size.gid.is_some()
             || only_size.mtime.is_some()
+            || only_size.xattrs.is_some()
         {
             super::apply(&mut of.attr, &only_size);
             of.mark_meta_dirty();

@@ -28,8 +28,10 @@ mod handles;
 mod known;
 mod listing;
 mod names;
+mod xattr;
 
 pub use names::{RenameFlags, StatFs};
+pub use xattr::{supported as xattr_supported, SetMode};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -113,6 +115,8 @@ pub struct SetAttr {
     pub gid: Option<u32>,
     pub size: Option<u64>,
     pub mtime: Option<SystemTime>,
+    /// The complete new set of extended attributes (setxattr, removexattr).
+    pub xattrs: Option<crate::inode::Xattrs>,
 }
 
 pub struct Fs {
@@ -650,6 +654,9 @@ fn apply(attr: &mut Attr, set: &SetAttr) {
     }
     if let Some(m) = set.mtime {
         attr.mtime = m;
+    }
+    if let Some(x) = &set.xattrs {
+        attr.xattrs = x.clone();
     }
     attr.ctime = SystemTime::now();
 }

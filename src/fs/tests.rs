@@ -308,7 +308,7 @@ async fn chmod_chown_utimens_persist_and_truncate_works_on_closed_files() {
         uid: Some(5),
         gid: Some(6),
         mtime: Some(t),
-        size: None,
+        ..Default::default()
     };
     fs.setattr(ino, None, set).await.unwrap();
     let head = mem.head("f").await.unwrap().unwrap();

@@ -379,3 +379,75 @@ async fn a_directory_shows_its_entries_changing_and_counts_its_subdirectories() 
         assert_eq!(fresh.getattr(ROOT_INO).await.unwrap().nlink, 2);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn user_extended_attributes_are_stored_with_the_object_within_its_budget() {
+    for mode in MODES {
+        let (mem, ring, fs) = setup(mode);
+        let ino = write_file(&fs, ROOT_INO, "f", b"data").await;
+        let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.unwrap();
+        fs.setxattr(ino, "user.origin", b"https://example.com", SetMode::Any)
+            .await
+            .unwrap();
+        fs.setxattr(ino, "user.empty", b"", SetMode::Create)
+            .await
+            .unwrap();
+        fs.setxattr(d.ino, "user.dir", &[0, 255, 1], SetMode::Any)
+            .await
+            .unwrap();
+        let errno = |r: Result<()>| r.unwrap_err().errno();
+        let e = fs.setxattr(ino, "user.empty", b"x", SetMode::Create).await;
+        assert_eq!(errno(e), libc::EEXIST);
+        let e = fs.setxattr(ino, "user.none", b"x", SetMode::Replace).await;
+        assert_eq!(errno(e), libc::ENODATA);
+        let e = fs.setxattr(ino, "trusted.x", b"x", SetMode::Any).await;
+        assert_eq!(errno(e), libc::ENOTSUP);
+        let e = fs.setxattr(ino, "user.big", &[7; 3000], SetMode::Any).await;
+        assert_eq!(errno(e), libc::E2BIG, "{mode:?}");
+        // A rename keeps them; a new mount reads them back.
+        fs.rename(ROOT_INO, "f", ROOT_INO, "g", RenameFlags::default())
+            .await
+            .unwrap();
+        let m = mount(&mem, mode, &ring);
+        let g = m.lookup(ROOT_INO, "g").await.unwrap().ino;
+        assert_eq!(
+            m.getxattr(g, "user.origin").await.unwrap(),
+            b"https://example.com"
+        );
+        assert_eq!(m.getxattr(g, "user.empty").await.unwrap(), b"");
+        assert_eq!(m.listxattr(g).await.unwrap(), b"user.empty\0user.origin\0");
+        let md = m.lookup(ROOT_INO, "d").await.unwrap().ino;
+        assert_eq!(m.getxattr(md, "user.dir").await.unwrap(), [0, 255, 1]);
+        // Set on an open file: stored at its close with its data.
+        let fh = m.open(g, libc_flags::O_WRONLY, ME.pid).await.unwrap();
+        m.write(fh, 0, b"DA").await.unwrap();
+        m.setxattr(g, "user.origin", b"changed", SetMode::Replace)
+            .await
+            .unwrap();
+        m.removexattr(g, "user.empty").await.unwrap();
+        let e = m.removexattr(g, "user.empty").await.unwrap_err();
+        assert_eq!(e.errno(), libc::ENODATA);
+        m.flush(fh, ME.pid).await.unwrap();
+        m.release(fh).await;
+        let again = mount(&mem, mode, &ring);
+        let g = again.lookup(ROOT_INO, "g").await.unwrap().ino;
+        assert_eq!(again.listxattr(g).await.unwrap(), b"user.origin\0");
+        assert_eq!(again.getxattr(g, "user.origin").await.unwrap(), b"changed");
+        let e = again.getxattr(g, "user.empty").await.unwrap_err();
+        assert_eq!(e.errno(), libc::ENODATA);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn extended_attributes_written_by_s3fs_are_read() {
+    let (mem, _, fs) = setup(Mode::Plain);
+    let mut m = crate::store::UserMeta::new();
+    m.insert("mode".into(), "33188".into());
+    // {"user.k":"dg=="} URL-encoded, as s3fs writes it ("dg==" is base64 of "v").
+    m.insert("xattr".into(), "%7B%22user.k%22%3A%22dg%3D%3D%22%7D".into());
+    mem.put("s", bytes::Bytes::from_static(b"x"), &m)
+        .await
+        .unwrap();
+    let ino = fs.lookup(ROOT_INO, "s").await.unwrap().ino;
+    assert_eq!(fs.getxattr(ino, "user.k").await.unwrap(), b"v");
+}
