@@ -153,6 +153,14 @@ pub fn declared_kind(meta: &UserMeta) -> Option<Kind> {
     kind_of_mode(meta.get("mode")?.parse().ok()?)
 }
 
+/// Whether `obj` is an s3fs old-style directory object (a key without the trailing '/',
+/// `Content-Type: application/x-directory`) that no `mode` says otherwise of.
+pub fn is_old_style_dir(obj: &ObjectMeta) -> bool {
+    let typed = (obj.content_type.as_deref())
+        .is_some_and(|t| t.trim().starts_with("application/x-directory"));
+    typed && !obj.key.ends_with('/') && declared_kind(&obj.user).is_none_or(|k| k == Kind::Dir)
+}
+
 /// Attributes of an object of `kind` from its metadata, falling back to the defaults and to
 /// the object's LastModified time.
 pub fn from_meta(
@@ -325,9 +333,11 @@ impl MetaCodec {
         d: &Defaults,
     ) -> Result<Decoded, AttrError> {
         let Some(sealer) = &self.sealer else {
-            // s3fs's old-style directories are objects whose mode says S_IFDIR.
+            // s3fs's old-style directories are objects whose mode says S_IFDIR, or (without
+            // a mode) whose Content-Type says so.
             let kind = match marker {
                 true => Kind::Dir,
+                false if is_old_style_dir(obj) => Kind::Dir,
                 false => declared_kind(&obj.user).unwrap_or(Kind::File),
             };
             return Ok(Decoded {

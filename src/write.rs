@@ -332,6 +332,7 @@ impl Writer {
                 user: up.meta.clone(),
                 sse: None,
                 sse_c_key_md5: None,
+                content_type: None,
             };
             // Metadata is fixed when the upload starts; a chmod/utimens/rename since then is
             // applied with one server-side copy.

@@ -187,6 +187,7 @@ impl DirAttrs {
             user: e.user.clone(),
             sse: None,
             sse_c_key_md5: None,
+            content_type: None,
         })
     }
 
@@ -269,6 +270,10 @@ impl DirAttrs {
     }
 
     fn learn(self: &Arc<Self>, name: String, listed: &Listed, obj: &ObjectMeta) {
+        if crate::meta::is_old_style_dir(obj) {
+            // The index keeps metadata, not Content-Type, which alone makes this a directory.
+            return;
+        }
         let entry = IndexEntry {
             etag: listed.etag.clone(),
             size: listed.size,

@@ -348,6 +348,7 @@ impl Fs {
                 user: m.clone(),
                 sse: None,
                 sse_c_key_md5: None,
+                content_type: None,
             };
             tracing::debug!(key, ?m, "metadata update of an open file");
             let etag = store::copy_any_size(&*self.store, &src, &key, &m, self.cfg.write.part_size)

@@ -277,17 +277,19 @@ impl Fs {
     pub async fn rmdir(&self, parent: Ino, name: &str) -> Result<()> {
         self.check_writable()?;
         let path = self.child_path(parent, name)?;
-        match self.kind_at(parent, name).await? {
+        let old_style = match self.stat_at(parent, name).await? {
             None => return Err(FsError::NotFound),
-            Some(Kind::Dir) => {}
+            // An s3fs old-style directory is an object of the directory's own name.
+            Some((Kind::Dir, obj)) => obj.map(|o| o.key),
             Some(_) => return Err(FsError::NotDir),
-        }
+        };
         let ino = self.inodes.lock().child(parent, name);
         if self.dir_has_entries(ino, &path).await? {
             return Err(FsError::NotEmpty);
         }
         let mut doomed = self.layout.dir_markers(&path);
         doomed.push(self.layout.index_key(&path));
+        doomed.extend(old_style);
         self.store.delete_many(&doomed).await?;
         let gone = self.inodes.lock().unlink(parent, name);
         if let Some(gone) = gone {
@@ -314,7 +316,7 @@ impl Fs {
         if src == dst {
             return Ok(());
         }
-        let kind = self.kind_at(parent, name).await?.ok_or(FsError::NotFound)?;
+        let (kind, src_obj) = self.stat_at(parent, name).await?.ok_or(FsError::NotFound)?;
         if kind == Kind::Dir && dst.starts_with(&format!("{src}/")) {
             return Err(FsError::Invalid("rename of a directory into itself"));
         }
@@ -341,6 +343,14 @@ impl Fs {
         if kind == Kind::Dir {
             self.flush_under(&src).await?;
             self.move_dir(&src, &dst).await?;
+            if let Some(old) = src_obj {
+                // An s3fs old-style directory object becomes a marker at its new name.
+                let marker = self.layout.dir_prefix(&dst);
+                let attr = self.decode(&old, false)?.attr;
+                let m = self.meta.encode(&marker, &attr, None, Some(&old.user));
+                self.store.put(&marker, Bytes::new(), &m).await?;
+                self.store.delete(&old.key).await?;
+            }
         } else {
             self.move_file(parent, name, &src, &dst).await?;
         }

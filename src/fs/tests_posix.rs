@@ -451,3 +451,44 @@ async fn extended_attributes_written_by_s3fs_are_read() {
     let ino = fs.lookup(ROOT_INO, "s").await.unwrap().ino;
     assert_eq!(fs.getxattr(ino, "user.k").await.unwrap(), b"v");
 }
+
+#[tokio::test(start_paused = true)]
+async fn s3fs_old_style_directory_objects_are_directories() {
+    let (mem, _, fs) = setup(Mode::Plain);
+    let dir = crate::store::UserMeta::new();
+    mem.put_typed(
+        "old",
+        bytes::Bytes::new(),
+        dir.clone(),
+        "application/x-directory",
+    );
+    mem.put("old/inside", bytes::Bytes::from_static(b"x"), &dir)
+        .await
+        .unwrap();
+    mem.put_typed("empty", bytes::Bytes::new(), dir, "application/x-directory");
+    let old = fs.lookup(ROOT_INO, "old").await.unwrap();
+    assert_eq!(old.attr.kind, Kind::Dir);
+    assert_eq!(
+        fs.lookup(old.ino, "inside").await.unwrap().attr.kind,
+        Kind::File
+    );
+    let empty = fs.lookup(ROOT_INO, "empty").await.unwrap();
+    assert_eq!(empty.attr.kind, Kind::Dir);
+    // rmdir removes the object; a rename leaves a marker at the new name.
+    fs.rmdir(ROOT_INO, "empty").await.unwrap();
+    assert!(mem.raw("empty").is_none());
+    fs.rename(ROOT_INO, "old", ROOT_INO, "new", RenameFlags::default())
+        .await
+        .unwrap();
+    assert!(mem.raw("old").is_none() && mem.raw("new/").is_some());
+    assert_eq!(&mem.raw("new/inside").unwrap()[..], b"x");
+    let fresh = fs_on(mem.clone(), Duration::ZERO);
+    assert_eq!(
+        fresh.lookup(ROOT_INO, "new").await.unwrap().attr.kind,
+        Kind::Dir
+    );
+    assert_eq!(
+        fresh.lookup(ROOT_INO, "old").await.unwrap_err().errno(),
+        libc::ENOENT
+    );
+}

@@ -21,6 +21,7 @@ struct Obj {
     etag: String,
     meta: UserMeta,
     modified: SystemTime,
+    content_type: Option<String>,
 }
 
 struct Upload {
@@ -57,6 +58,14 @@ impl MemStore {
         }
     }
 
+    /// Store an object with a Content-Type, as another tool would (`put` sends none).
+    pub fn put_typed(&self, key: &str, data: Bytes, meta: UserMeta, content_type: &str) {
+        self.insert(key, data, meta);
+        if let Some(o) = self.objects.lock().get_mut(key) {
+            o.content_type = Some(content_type.to_string());
+        }
+    }
+
     /// Number of multipart uploads started and neither completed nor aborted.
     pub fn pending_uploads(&self) -> usize {
         self.uploads.lock().len()
@@ -69,6 +78,7 @@ impl MemStore {
             etag: etag.clone(),
             meta,
             modified: SystemTime::now(),
+            content_type: None,
         };
         self.objects.lock().insert(key.to_string(), obj);
         etag
@@ -102,6 +112,7 @@ impl ObjectStore for MemStore {
             user: o.meta.clone(),
             sse: None,
             sse_c_key_md5: None,
+            content_type: o.content_type.clone(),
         }))
     }
 

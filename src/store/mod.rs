@@ -143,6 +143,8 @@ pub struct ObjectMeta {
     pub sse: Option<String>,
     /// With SSE-C: the MD5 (base64) of the customer key the object is encrypted under.
     pub sse_c_key_md5: Option<String>,
+    /// The object's Content-Type (s3fs's old-style directories say `application/x-directory`).
+    pub content_type: Option<String>,
 }
 
 /// One object in a listing. Listings carry no user metadata.

@@ -400,6 +400,7 @@ impl ObjectStore for S3Store {
                 .unwrap_or_default(),
             sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
             sse_c_key_md5: out.sse_customer_key_md5().map(str::to_string),
+            content_type: out.content_type().map(str::to_string),
         }))
     }
 
