@@ -256,6 +256,18 @@ impl Filesystem for FuseFs {
         });
     }
 
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        // S3 objects have one name each; link(2) says EPERM for filesystems without links.
+        reply.error(Errno::from_i32(libc::EPERM));
+    }
+
     fn mknod(
         &self,
         req: &Request,

@@ -254,10 +254,11 @@ impl InodeTable {
         }
     }
 
-    /// This mount created, removed or renamed an entry of directory `ino` at `now`.
-    pub fn entries_changed(&mut self, ino: Ino, now: std::time::SystemTime) {
+    /// This mount created, removed or renamed an entry of directory `ino` at `now` (`None`:
+    /// its times were just set explicitly, and those are what it shows).
+    pub fn entries_changed(&mut self, ino: Ino, now: Option<std::time::SystemTime>) {
         if let Some(n) = self.inodes.get_mut(&ino) {
-            n.entries_changed = Some(now);
+            n.entries_changed = now;
         }
     }
 

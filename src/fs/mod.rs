@@ -403,7 +403,9 @@ impl Fs {
 
     /// This mount created, removed or renamed an entry of `dir`: its times move now.
     pub(super) fn entries_changed(&self, dir: Ino) {
-        self.inodes.lock().entries_changed(dir, SystemTime::now());
+        self.inodes
+            .lock()
+            .entries_changed(dir, Some(SystemTime::now()));
     }
 
     fn lookup_memory(&self, parent: Ino, name: &str) -> Option<Result<Entry>> {
@@ -518,6 +520,10 @@ impl Fs {
 
     async fn setattr_inner(&self, ino: Ino, fh: Option<Fh>, set: SetAttr) -> Result<Attr> {
         self.check_writable()?;
+        if set.mtime.is_some() {
+            // utimens of a directory: the times set win over its entries' last change.
+            self.inodes.lock().entries_changed(ino, None);
+        }
         if let Some(size) = set.size {
             // EFBIG before anything is opened or sent.
             self.cfg.write.check_size(size)?;
