@@ -574,31 +574,12 @@ fn exclusive_create_and_permissions_of_new_files() {
 }
 
 #[test]
-fn hard_links_xattrs_and_locks_behave_as_documented() {
+fn hard_links_are_eperm_and_locks_are_local() {
     use std::os::fd::AsRawFd;
     let m = Mount::new(&unique("misc"), &[]);
     fs::write(m.p("f"), b"x").unwrap();
     assert_eq!(errno_of(fs::hard_link(m.p("f"), m.p("g"))), libc::EPERM);
-    let path = std::ffi::CString::new(m.p("f").to_str().unwrap()).unwrap();
-    let name = c"user.test";
-    // SAFETY: valid C strings and buffer.
-    let set = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"v".as_ptr().cast(), 1, 0) };
-    assert_eq!(set, -1);
-    assert_eq!(
-        std::io::Error::last_os_error().raw_os_error(),
-        Some(libc::ENOTSUP)
-    );
-    let mut buf = [0u8; 16];
-    // No extended attributes at all: the kernel itself answers after sealfs's first ENOSYS.
-    for _ in 0..2 {
-        let got =
-            unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), 16) };
-        assert_eq!(got, -1);
-        assert_eq!(
-            std::io::Error::last_os_error().raw_os_error(),
-            Some(libc::ENOTSUP)
-        );
-    }
+    // Extended attributes: tests/posix.rs.
     // Locks work within the mount (the kernel keeps them locally).
     let a = File::open(m.p("f")).unwrap();
     let b = File::open(m.p("f")).unwrap();

@@ -436,3 +436,42 @@ fn sealfs_limits() {
     );
     assert_eq!(fs::read(m.p("f")).unwrap(), b"x");
 }
+
+/// A chmod, chown, utimens or xattr change rewrites an object's metadata: keys another tool
+/// put there survive it, on files and on directory markers.
+#[test]
+fn metadata_updates_keep_what_other_tools_wrote() {
+    use sealfs::store::ObjectStore;
+    let m = Mount::new(&unique("foreign-meta"), &[]);
+    fs::create_dir(m.p("d")).unwrap();
+    fs::write(m.p("d/f"), b"x").unwrap();
+    let s3 = m.s3();
+    for rel in ["d/", "d/f"] {
+        let key = m.key(rel);
+        let obj = rt().block_on(s3.head(&key)).unwrap().unwrap();
+        let mut meta = obj.user.clone();
+        meta.insert("other-tool".into(), "keep".into());
+        rt().block_on(sealfs::store::copy_any_size(
+            &s3,
+            &obj,
+            &key,
+            &meta,
+            8 << 20,
+        ))
+        .unwrap();
+    }
+    let m = m.remount(&[]);
+    fs::set_permissions(m.p("d"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(m.p("d/f"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(setxattr(&m.p("d/f"), "user.k", b"v", 0), Ok("ok".into()));
+    for rel in ["d/", "d/f"] {
+        let obj = rt().block_on(s3.head(&m.key(rel))).unwrap().unwrap();
+        assert_eq!(
+            obj.user.get("other-tool").map(String::as_str),
+            Some("keep"),
+            "{rel}"
+        );
+    }
+    assert_eq!(stat(&m.p("d")).unwrap(), "dir 700 uid=0 size=0 rdev=0");
+    assert_eq!(getxattr(&m.p("d/f"), "user.k"), Ok("v".into()));
+}
