@@ -46,13 +46,6 @@ pub enum Kind {
     BlockDevice,
 }
 
-impl Kind {
-    /// The kinds whose object holds bytes to read (a file's data, a symlink's target).
-    pub fn has_body(self) -> bool {
-        matches!(self, Kind::File | Kind::Symlink)
-    }
-}
-
 /// Attributes as the filesystem sees them (no FUSE types here).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attr {

@@ -236,13 +236,7 @@ impl Fs {
             None => None,
         };
         if let Some(obj) = stored {
-            let m = renamed_meta(
-                &self.meta,
-                &obj,
-                &private,
-                &self.cfg.defaults,
-                of.attr.ctime,
-            )?;
+            let m = resealed(&self.meta, &obj, &private, &self.cfg.defaults, None)?;
             let etag =
                 store::copy_any_size(&*self.store, &obj, &private, &m, self.cfg.write.part_size)
                     .await?;
@@ -421,7 +415,7 @@ impl Fs {
         let dst_key = self.layout.file_key(dst);
         let now = SystemTime::now();
         let fresh = self.store.head(&src_key).await?.ok_or(FsError::NotFound)?;
-        let m = renamed_meta(&self.meta, &fresh, &dst_key, &self.cfg.defaults, now)?;
+        let m = resealed(&self.meta, &fresh, &dst_key, &self.cfg.defaults, Some(now))?;
         let etag =
             store::copy_any_size(&*self.store, &fresh, &dst_key, &m, self.cfg.write.part_size)
                 .await?;
@@ -488,10 +482,21 @@ async fn join(tasks: &mut tokio::task::JoinSet<Result<()>>) -> Result<()> {
 }
 
 /// `obj`'s metadata for a copy of it at `to`: its sealed attributes (which must open) resealed
-/// for the new key; plain metadata as it is.
-fn resealed(meta: &MetaCodec, obj: &ObjectMeta, to: &str, d: &Defaults) -> Result<UserMeta> {
+/// for the new key, plain metadata as it is; with `ctime` (a rename's time, as on a local
+/// filesystem) that time replaces the stored ctime.
+fn resealed(
+    meta: &MetaCodec,
+    obj: &ObjectMeta,
+    to: &str,
+    d: &Defaults,
+    ctime: Option<SystemTime>,
+) -> Result<UserMeta> {
     if !meta.is_sealed() {
-        return Ok(obj.user.clone());
+        let mut m = obj.user.clone();
+        if let Some(t) = ctime {
+            m.insert("ctime".into(), meta::format_time(t));
+        }
+        return Ok(m);
     }
     let marker = obj.key.ends_with('/');
     let decoded = meta
@@ -500,32 +505,8 @@ fn resealed(meta: &MetaCodec, obj: &ObjectMeta, to: &str, d: &Defaults) -> Resul
             key: obj.key.clone(),
             error,
         })?;
-    let id = meta::id_bytes(decoded.file_id.as_deref());
-    Ok(meta.encode(to, &decoded.attr, id, Some(&obj.user)))
-}
-
-/// `obj`'s metadata for its copy at `to` made by a rename at `now`: ctime is the rename's
-/// (as on a local filesystem); the rest is kept (sealed values resealed for `to`).
-fn renamed_meta(
-    meta: &MetaCodec,
-    obj: &ObjectMeta,
-    to: &str,
-    d: &Defaults,
-    now: SystemTime,
-) -> Result<UserMeta> {
-    if !meta.is_sealed() {
-        let mut m = obj.user.clone();
-        m.insert("ctime".into(), meta::format_time(now));
-        return Ok(m);
-    }
-    let decoded = meta
-        .decode(obj, false, 0, d)
-        .map_err(|error| FsError::BadAttrs {
-            key: obj.key.clone(),
-            error,
-        })?;
     let attr = Attr {
-        ctime: now,
+        ctime: ctime.unwrap_or(decoded.attr.ctime),
         ..decoded.attr
     };
     let id = meta::id_bytes(decoded.file_id.as_deref());
@@ -547,7 +528,7 @@ async fn copy_keep_meta(
         .head(from)
         .await?
         .ok_or_else(|| store::StoreError::NotFound(from.to_string()))?;
-    let m = resealed(meta, &obj, to, d).unwrap_or_else(|_| obj.user.clone());
+    let m = resealed(meta, &obj, to, d, None).unwrap_or_else(|_| obj.user.clone());
     store::copy_any_size(s, &obj, to, &m, part).await?;
     Ok(())
 }
