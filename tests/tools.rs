@@ -42,52 +42,69 @@ fn set_mtime(path: &Path, secs: u64, nanos: u32) {
 /// empty to 300 KB, modes 600/640/644/755), a file symlink and a directory symlink in each,
 /// an empty directory, and one 101 MiB file. Every mtime has a nanosecond part.
 fn tree() -> &'static Path {
-    static TREE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &TREE
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let root = dir.path().join("src");
-            let mut rng = Rng(0x5ea1f5);
-            let sizes = [0usize, 1, 100, 1000, 1500, 2000, 70_000, 300_000];
-            let modes = [0o600, 0o640, 0o644, 0o755];
-            let mut dirs = Vec::new();
-            for a in 0..10 {
-                for b in 0..10 {
-                    let d = root.join(format!("d{a}/s{b}"));
-                    fs::create_dir_all(&d).unwrap();
-                    for f in 0..18 {
-                        let p = d.join(format!("f{f}.dat"));
-                        let n = sizes[(rng.next() % sizes.len() as u64) as usize];
-                        fs::write(&p, rng.bytes(n)).unwrap();
-                        let mode = modes[(rng.next() % 4) as usize];
-                        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-                        set_mtime(&p, 1_500_000_000 + rng.next() % 100_000_000, 123_456_789);
-                    }
-                    std::os::unix::fs::symlink("f0.dat", d.join("link")).unwrap();
-                    std::os::unix::fs::symlink("../../d0", d.join("dirlink")).unwrap();
-                    dirs.push(d);
+    static TREE: OnceLock<PathBuf> = OnceLock::new();
+    TREE.get_or_init(|| {
+        let root = tree_dir().join("src");
+        let mut rng = Rng(0x5ea1f5);
+        let sizes = [0usize, 1, 100, 1000, 1500, 2000, 70_000, 300_000];
+        let modes = [0o600, 0o640, 0o644, 0o755];
+        let mut dirs = Vec::new();
+        for a in 0..10 {
+            for b in 0..10 {
+                let d = root.join(format!("d{a}/s{b}"));
+                fs::create_dir_all(&d).unwrap();
+                for f in 0..18 {
+                    let p = d.join(format!("f{f}.dat"));
+                    let n = sizes[(rng.next() % sizes.len() as u64) as usize];
+                    fs::write(&p, rng.bytes(n)).unwrap();
+                    let mode = modes[(rng.next() % 4) as usize];
+                    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+                    set_mtime(&p, 1_500_000_000 + rng.next() % 100_000_000, 123_456_789);
                 }
-                dirs.push(root.join(format!("d{a}")));
+                std::os::unix::fs::symlink("f0.dat", d.join("link")).unwrap();
+                std::os::unix::fs::symlink("../../d0", d.join("dirlink")).unwrap();
+                dirs.push(d);
             }
-            fs::create_dir_all(root.join("empty/inner")).unwrap();
-            let big = root.join("big.bin");
-            let mut f = fs::File::create(&big).unwrap();
-            let chunk = rng.bytes(1 << 20);
-            for i in 0..BIG >> 20 {
-                let mut c = chunk.clone();
-                c[0] = i as u8;
-                std::io::Write::write_all(&mut f, &c).unwrap();
+            dirs.push(root.join(format!("d{a}")));
+        }
+        fs::create_dir_all(root.join("empty/inner")).unwrap();
+        let big = root.join("big.bin");
+        let mut f = fs::File::create(&big).unwrap();
+        let chunk = rng.bytes(1 << 20);
+        for i in 0..BIG >> 20 {
+            let mut c = chunk.clone();
+            c[0] = i as u8;
+            std::io::Write::write_all(&mut f, &c).unwrap();
+        }
+        drop(f);
+        set_mtime(&big, 1_700_000_000, 1);
+        dirs.extend([root.join("empty/inner"), root.join("empty"), root.clone()]);
+        // Directory mtimes last: creating entries changes them.
+        for (i, d) in dirs.iter().enumerate() {
+            set_mtime(d, 1_600_000_000 + i as u64, 987_654_321);
+        }
+        root
+    })
+}
+
+/// Where this process makes the tree (~200 MB). A static is never dropped, so a temporary
+/// directory would outlive the process: each process removes the trees of test processes
+/// that are gone, and at most the last one's stays behind.
+fn tree_dir() -> PathBuf {
+    let tmp = std::env::temp_dir();
+    const NAME: &str = "sealfs-tools-tree-";
+    for e in fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(NAME) {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = fs::remove_dir_all(e.path());
             }
-            drop(f);
-            set_mtime(&big, 1_700_000_000, 1);
-            dirs.extend([root.join("empty/inner"), root.join("empty"), root.clone()]);
-            // Directory mtimes last: creating entries changes them.
-            for (i, d) in dirs.iter().enumerate() {
-                set_mtime(d, 1_600_000_000 + i as u64, 987_654_321);
-            }
-            (dir, root)
-        })
-        .1
+        }
+    }
+    let dir = tmp.join(format!("{NAME}{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir(&dir).unwrap();
+    dir
 }
 
 #[derive(Debug, PartialEq, Eq)]
