@@ -234,6 +234,10 @@ pub struct MountArgs {
     /// Let users other than the mounting one use the mount.
     #[arg(long)]
     pub allow_other: bool,
+    /// Store no extended attributes: every xattr call gets EOPNOTSUPP, and `ls -l` saves the
+    /// two round trips per file it spends asking for ACLs and SELinux labels.
+    #[arg(long)]
+    pub no_xattr: bool,
     /// Stay in the foreground (default: return once the mount is ready).
     #[arg(short, long)]
     pub foreground: bool,
@@ -470,6 +474,7 @@ impl MountArgs {
                 },
                 metadata_ttl: Duration::from_secs_f64(self.metadata_ttl),
                 read_only: self.read_only,
+                xattrs: !self.no_xattr,
                 write,
                 read: ReadConfig {
                     cache_bytes: self.cache_size_mib << 20,

@@ -475,3 +475,18 @@ fn metadata_updates_keep_what_other_tools_wrote() {
     assert_eq!(stat(&m.p("d")).unwrap(), "dir 700 uid=0 size=0 rdev=0");
     assert_eq!(getxattr(&m.p("d/f"), "user.k"), Ok("v".into()));
 }
+
+/// `--no-xattr`: no extended attributes, and the kernel stops asking after one ENOSYS.
+#[test]
+fn no_xattr_mounts_answer_eopnotsupp() {
+    let m = Mount::new(&unique("no-xattr"), &["--no-xattr"]);
+    fs::write(m.p("f"), b"x").unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            setxattr(&m.p("f"), "user.k", b"v", 0),
+            Err(libc::EOPNOTSUPP)
+        );
+        assert_eq!(getxattr(&m.p("f"), "user.k"), Err(libc::EOPNOTSUPP));
+    }
+    assert_eq!(fs::read(m.p("f")).unwrap(), b"x");
+}

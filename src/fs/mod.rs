@@ -73,6 +73,9 @@ pub struct FsConfig {
     pub read: ReadConfig,
     /// Client-side encryption: the prefix's unwrapped keyring (`None`: objects are plaintext).
     pub keys: Option<Arc<Keyring>>,
+    /// Extended attributes are stored. Off (`--no-xattr`), the kernel is told once that there
+    /// are none and stops asking: `ls -l` then costs two round trips less per file.
+    pub xattrs: bool,
 }
 
 /// Who is asking: new files and directories are owned by the caller.

@@ -55,6 +55,7 @@ fn small_cfg(metadata_ttl: Duration) -> FsConfig {
             cache_bytes: 1 << 20,
         },
         keys: None,
+        xattrs: true,
     }
 }
 

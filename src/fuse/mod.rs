@@ -30,12 +30,21 @@ pub struct FuseFs {
     fs: Arc<Fs>,
     rt: Handle,
     ttl: Duration,
+    /// Extended attributes are stored (`FsConfig::xattrs`); if not, ENOSYS tells the kernel to
+    /// stop asking.
+    xattrs: bool,
 }
 
 impl FuseFs {
     pub fn new(fs: Arc<Fs>, rt: Handle) -> Self {
         let ttl = fs.config().metadata_ttl;
-        Self { fs, rt, ttl }
+        let xattrs = fs.config().xattrs;
+        Self {
+            fs,
+            rt,
+            ttl,
+            xattrs,
+        }
     }
 
     /// Run `f` on the runtime; it owns the reply.
@@ -526,6 +535,9 @@ impl Filesystem for FuseFs {
     // namespaces are answered here, without a hop to the runtime: the kernel asks for
     // `security.capability` before every write and `ls` for ACLs and labels of every file.
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if !self.xattrs {
+            return reply.error(Errno::from_i32(libc::ENOSYS));
+        }
         let name = match name_str(name) {
             Ok(n) if crate::fs::xattr_supported(&n) => n,
             Ok(_) => return reply.error(Errno::from_i32(libc::ENODATA)),
@@ -540,6 +552,9 @@ impl Filesystem for FuseFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if !self.xattrs {
+            return reply.error(Errno::from_i32(libc::ENOSYS));
+        }
         self.spawn(move |fs| async move {
             match fs.listxattr(Ino(ino.0)).await {
                 Ok(v) => sized_reply(reply, size, &v),
@@ -558,6 +573,9 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        if !self.xattrs {
+            return reply.error(Errno::from_i32(libc::ENOSYS));
+        }
         let name = match name_str(name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -579,6 +597,9 @@ impl Filesystem for FuseFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if !self.xattrs {
+            return reply.error(Errno::from_i32(libc::ENOSYS));
+        }
         let name = match name_str(name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
