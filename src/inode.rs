@@ -46,6 +46,18 @@ pub enum Kind {
     BlockDevice,
 }
 
+impl Kind {
+    /// The link count of an object of this kind before anything else is known: a
+    /// directory's entry in its parent plus its own `.`, or a file's one name.
+    pub fn links(self) -> u32 {
+        if self == Kind::Dir {
+            2
+        } else {
+            1
+        }
+    }
+}
+
 /// Attributes as the filesystem sees them (no FUSE types here).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attr {
@@ -81,7 +93,7 @@ impl Attr {
             mtime: now,
             ctime: now,
             rdev: 0,
-            nlink: if kind == Kind::Dir { 2 } else { 1 },
+            nlink: kind.links(),
             xattrs: Xattrs::default(),
         }
     }

@@ -59,7 +59,7 @@ pub fn parse_time(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
-pub fn kind_bits(kind: Kind) -> u32 {
+fn kind_bits(kind: Kind) -> u32 {
     match kind {
         Kind::File => S_IFREG,
         Kind::Dir => S_IFDIR,
@@ -202,7 +202,7 @@ pub fn from_meta(
             .and_then(|s| parse_time(s))
             .unwrap_or(last_modified.max(mtime)),
         rdev: meta.get("rdev").and_then(|s| s.parse().ok()).unwrap_or(0),
-        nlink: if kind == Kind::Dir { 2 } else { 1 },
+        nlink: kind.links(),
         xattrs: meta
             .get(XATTR_KEY)
             .map(|v| decode_xattrs(v))
@@ -376,7 +376,7 @@ impl MetaCodec {
                 mtime,
                 ctime,
                 rdev: a.rdev,
-                nlink: if kind == Kind::Dir { 2 } else { 1 },
+                nlink: kind.links(),
                 xattrs: std::sync::Arc::new(a.xattrs.into_iter().collect()),
             },
             file_id,
