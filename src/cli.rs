@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::crypto::keys::Names;
 use crate::crypto::mode::Mode;
@@ -12,7 +12,7 @@ use crate::mount::MountPlan;
 use crate::read::ReadConfig;
 use crate::setup::EncryptionConfig;
 use crate::store::s3::S3Config;
-use crate::write::WriteConfig;
+use crate::write::{OnConflict, WriteConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -222,6 +222,13 @@ pub struct KeygenArgs {
     pub out: PathBuf,
 }
 
+/// `--on-conflict`'s values (`write::OnConflict` below the CLI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConflictPolicy {
+    KeepBoth,
+    Overwrite,
+}
+
 #[derive(Debug, Args)]
 pub struct MountArgs {
     /// s3://BUCKET or s3://BUCKET/PREFIX
@@ -261,6 +268,11 @@ pub struct MountArgs {
     /// Parts uploading at once per file.
     #[arg(long, default_value_t = 4)]
     pub upload_concurrency: usize,
+    /// When another host changed a file this mount is replacing: keep both versions (the
+    /// losing one as NAME.conflict-HOST-TIME, and the losing close/fsync gets ESTALE), or
+    /// overwrite (no conditional requests: the last upload wins).
+    #[arg(long, value_enum, default_value_t = ConflictPolicy::KeepBoth)]
+    pub on_conflict: ConflictPolicy,
     /// Memory for decrypted (authenticated) blocks of files read, shared by all files, MiB.
     #[arg(long, default_value_t = 256)]
     pub cache_size_mib: u64,
@@ -412,6 +424,9 @@ impl MountArgs {
                 "request_timeout" | "request-timeout" => {
                     self.request_timeout = v.parse().map_err(|_| bad())?
                 }
+                "on_conflict" | "on-conflict" => {
+                    self.on_conflict = ConflictPolicy::from_str(v, true).map_err(|_| bad())?
+                }
                 "key_file" | "key-file" => self.enc.key_file = Some(v.into()),
                 "sse_c_key_file" | "sse-c-key-file" => self.enc.sse_c_key_file = Some(v.into()),
                 "kms_key_id" | "kms-key-id" => self.enc.kms_key_id = Some(v.to_string()),
@@ -452,6 +467,10 @@ impl MountArgs {
         let part_size = self.part_size_mib * 1024 * 1024;
         let write = WriteConfig {
             part_size,
+            on_conflict: match self.on_conflict {
+                ConflictPolicy::KeepBoth => OnConflict::KeepBoth,
+                ConflictPolicy::Overwrite => OnConflict::Overwrite,
+            },
             max_inflight: self.upload_concurrency.max(1),
             max_dirty: WriteConfig::default().max_dirty.max(2 * part_size),
             ..WriteConfig::default()
@@ -482,6 +501,7 @@ impl MountArgs {
                     ..ReadConfig::default()
                 },
                 keys: None,
+                enforced: crate::store::probe::Enforced::ALL,
             },
             mountpoint: self.mountpoint,
             foreground: self.foreground,

@@ -188,9 +188,14 @@ impl Target {
             &to,
             &meta,
             crate::write::WriteConfig::default().part_size,
+            // A run cut short between copy and delete copies again: no condition here.
+            &store::Expect::Anything,
         )
         .await?;
-        s.delete(&obj.key).await?;
+        // The source goes only as it was copied: a change made meanwhile stays (and the
+        // migration reports it).
+        s.delete_if(&obj.key, &store::Expect::Version(obj.etag.clone()))
+            .await?;
         Ok(())
     }
 

@@ -12,9 +12,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::fs::{Fs, FsConfig};
 use crate::fuse::{self, FuseFs, MountOptions};
+use crate::layout::Layout;
 use crate::read::Fetcher;
 use crate::setup::{self, EncryptionConfig};
 use crate::store::counted::{Counted, Counters};
+use crate::store::probe::{self, Enforced};
 use crate::store::s3::{S3Config, S3Store};
 use crate::store::{ObjectStore, Sse, StoreError};
 use crate::sys;
@@ -103,6 +105,33 @@ fn explain(e: &StoreError, s3: &S3Config) -> String {
     }
 }
 
+/// What the server enforces of conditional writes (one probe on a scratch key in the prefix's
+/// reserved area), said in one log line. A read-only mount, or one that sends no conditions
+/// (`--on-conflict overwrite`), does not ask. A probe that fails (no delete permission, say)
+/// assumes S3's behaviour: the headers cost nothing where they are ignored.
+async fn probe_conditions(store: &dyn ObjectStore, plan: &MountPlan) -> Enforced {
+    if plan.fs.read_only || !plan.fs.write.on_conflict.is_conditional() {
+        return Enforced::ALL;
+    }
+    let mut id = [0u8; 8];
+    aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut id);
+    let scratch = Layout::new(&plan.fs.prefix).unlinked_key(&format!("probe-{}", hex::encode(id)));
+    match probe::probe(store, &scratch).await {
+        Ok(found) if found == Enforced::ALL => {
+            tracing::info!("{}", found.describe());
+            found
+        }
+        Ok(found) => {
+            tracing::warn!("{}", found.describe());
+            found
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not probe the server's conditional writes");
+            Enforced::ALL
+        }
+    }
+}
+
 /// FUSE worker threads reading requests from the kernel. Each only decodes a request and
 /// hands it to the async runtime (or answers a cached lookup), so a few keep the kernel's
 /// queue drained; more would just contend for the 2-4 cores a mount typically has.
@@ -130,12 +159,14 @@ pub async fn build(plan: &MountPlan, connect: &dyn Connect) -> std::result::Resu
     )
     .await
     .map_err(|e| e.to_string())?;
+    let enforced = probe_conditions(&*store, plan).await;
     let counted = Counted::new(store);
     let counters = counted.counters();
     let store: Arc<dyn ObjectStore> = Arc::new(counted);
     let fetcher = Fetcher::new(store.clone(), plan.fs.read.clone());
     let fs_cfg = FsConfig {
         keys,
+        enforced,
         ..plan.fs.clone()
     };
     Ok(Built {

@@ -159,6 +159,18 @@ pub fn unmount(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// This machine's host name (for names that say where something came from), "host" if unknown.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; the kernel NUL-terminates within it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(h) if rc == 0 && !h.is_empty() => h.to_string(),
+        _ => "host".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -381,8 +381,10 @@ pub async fn rekey(
         let res = match s.head(&o.key).await {
             Ok(Some(m)) if m.sse_c_key_md5.as_deref() == Some(current_md5) => continue,
             Ok(Some(m)) => {
-                store::copy_any_size(&*s, &m, &m.key, &m.user, WriteConfig::default().part_size)
-                    .await
+                // In place, on the version just read: a concurrent change is not undone.
+                let expected = store::Expect::Version(m.etag.clone());
+                let part = WriteConfig::default().part_size;
+                store::copy_any_size(&*s, &m, &m.key, &m.user, part, &expected).await
             }
             Ok(None) => continue,
             Err(e) => Err(e),

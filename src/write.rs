@@ -17,6 +17,11 @@
 //! - The object becomes visible only when the upload completes (a checkpoint); any failure
 //!   aborts the multipart upload, so no partial object is ever visible, and leaves the writer
 //!   failed (a terminal state): every later call returns the error.
+//! - With `OnConflict::KeepBoth`, every upload names what it replaces: `If-None-Match: *` for a new file,
+//!   `If-Match: ETAG` of the base otherwise. When the server says the object is no longer that
+//!   (another host wrote it), the writer fails with `WriteError::Conflict`, which hands over
+//!   what this writer would have stored (the PUT body, or the multipart upload, still
+//!   pending) so the caller can keep it: nothing is aborted or dropped for a conflict.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -27,7 +32,10 @@ use tokio::task::JoinSet;
 
 use crate::crypto::codec::FileCodec;
 use crate::crypto::format::FormatError;
-use crate::store::{self, CompletedPart, ObjectMeta, ObjectStore, StoreError, UserMeta};
+mod conflict;
+pub use conflict::{Lost, LostData, OnConflict};
+
+use crate::store::{self, CompletedPart, Expect, ObjectMeta, ObjectStore, StoreError, UserMeta};
 
 #[derive(Debug, Clone)]
 pub struct WriteConfig {
@@ -39,6 +47,8 @@ pub struct WriteConfig {
     pub max_dirty: u64,
     /// Smallest part copied server-side (S3 refuses smaller non-final parts).
     pub min_copy_part: u64,
+    /// What an upload does about other writers of its object.
+    pub on_conflict: OnConflict,
 }
 
 impl Default for WriteConfig {
@@ -50,6 +60,7 @@ impl Default for WriteConfig {
             max_inflight: 4,
             max_dirty: 64 * 1024 * 1024,
             min_copy_part: store::MIN_PART_SIZE,
+            on_conflict: OnConflict::default(),
         }
     }
 }
@@ -81,6 +92,8 @@ pub enum WriteError {
     Changed(String),
     #[error("{key}: {error}")]
     Corrupt { key: String, error: FormatError },
+    #[error("{}: another writer changed the object since this file was opened", .0.key)]
+    Conflict(Box<Lost>),
 }
 
 impl From<crate::read::ReadError> for WriteError {
@@ -294,12 +307,39 @@ impl Writer {
         self.committed_end = 0;
     }
 
+    /// What an upload to `key` must find there: nothing for a new file, the base otherwise.
+    fn expect_at(&self, key: &str) -> Expect {
+        match &self.base {
+            _ if !self.cfg.on_conflict.is_conditional() => Expect::Anything,
+            None => Expect::Absent,
+            Some(b) if b.key == key => Expect::Version(b.etag.clone()),
+            // A base elsewhere (a file renamed before its first upload completed): the new
+            // name's object is not one this writer read, so it gets no condition.
+            Some(_) => Expect::Anything,
+        }
+    }
+
     async fn checkpoint_inner(&mut self, key: &str, meta: &UserMeta) -> Result<Base> {
         let p = self.cfg.part_size;
         let etag = if self.upload.is_none() && self.size <= p {
             let body = self.assemble(0..self.size).await?;
             let body = self.codec.encode(0, &body, self.size);
-            self.store.put(key, body, meta).await?
+            let expected = self.expect_at(key);
+            match self.store.put_if(key, body.clone(), meta, &expected).await {
+                Ok(etag) => etag,
+                // Some servers answer an If-Match on a deleted key with 404: a conflict too.
+                Err(StoreError::PreconditionFailed(_)) | Err(StoreError::NotFound(_))
+                    if expected != Expect::Anything =>
+                {
+                    return Err(WriteError::Conflict(Box::new(Lost {
+                        key: key.to_string(),
+                        expected,
+                        data: LostData::Body(body),
+                        meta: meta.clone(),
+                    })));
+                }
+                Err(e) => return Err(e.into()),
+            }
         } else {
             self.start_upload(key, meta).await?;
             while self.committed_end < self.size {
@@ -313,12 +353,25 @@ impl Writer {
                 return Err(e.into());
             }
             up.parts.sort_by_key(|p| p.number);
+            let expected = self.expect_at(&up.key);
             let etag = match self
                 .store
-                .complete_multipart(&up.key, &up.id, &up.parts)
+                .complete_multipart_if(&up.key, &up.id, &up.parts, &expected)
                 .await
             {
                 Ok(etag) => etag,
+                Err(StoreError::PreconditionFailed(_)) => {
+                    // Handed over, not aborted: the parts are this writer's bytes.
+                    return Err(WriteError::Conflict(Box::new(Lost {
+                        key: up.key,
+                        expected,
+                        data: LostData::Upload {
+                            id: up.id,
+                            parts: up.parts,
+                        },
+                        meta: up.meta,
+                    })));
+                }
                 Err(e) => {
                     self.upload = Some(up);
                     return Err(e.into());
@@ -337,7 +390,17 @@ impl Writer {
             // Metadata is fixed when the upload starts; a chmod/utimens/rename since then is
             // applied with one server-side copy.
             if up.key != key || up.meta != *meta {
-                let etag = store::copy_any_size(&*self.store, &done, key, meta, p).await?;
+                let expected = match up.key == key {
+                    true => Expect::Version(done.etag.clone()),
+                    false => self.expect_at(key),
+                };
+                let expected = if self.cfg.on_conflict.is_conditional() {
+                    expected
+                } else {
+                    Expect::Anything
+                };
+                let etag =
+                    store::copy_any_size(&*self.store, &done, key, meta, p, &expected).await?;
                 if up.key != key {
                     self.store.delete(&up.key).await?;
                 }

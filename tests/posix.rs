@@ -457,6 +457,7 @@ fn metadata_updates_keep_what_other_tools_wrote() {
             &key,
             &meta,
             8 << 20,
+            &sealfs::store::Expect::Anything,
         ))
         .unwrap();
     }

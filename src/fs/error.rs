@@ -79,7 +79,7 @@ impl FsError {
             FsError::Store(e) => store_errno(e),
             FsError::Write(WriteError::Store(e)) => store_errno(e),
             FsError::Write(WriteError::TooLarge(..)) => libc::EFBIG,
-            FsError::Write(WriteError::Changed(_)) => libc::ESTALE,
+            FsError::Write(WriteError::Changed(_) | WriteError::Conflict(_)) => libc::ESTALE,
             FsError::Write(WriteError::Failed) => libc::EIO,
         }
     }

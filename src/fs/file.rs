@@ -19,8 +19,8 @@ use crate::crypto::codec::FileCodec;
 use crate::inode::{Attr, Kind};
 use crate::meta;
 use crate::read::{open_object, Reader, Version};
-use crate::store::{self, ObjectMeta};
-use crate::write::{Base, Writer};
+use crate::store::{self, Expect, ObjectMeta};
+use crate::write::{Base, WriteError, Writer};
 
 /// Client-mode objects up to this size are read whole when opened (header and blocks).
 const SMALL_OBJECT: u64 = 256 * 1024;
@@ -184,7 +184,9 @@ impl Fs {
                 of.touch(SystemTime::now());
                 let m = self.write_meta(&key, &of);
                 let w = of.writer.as_mut().expect("set above");
-                w.truncate(&key, &m, 0).await?;
+                if let Err(e) = w.truncate(&key, &m, 0).await {
+                    return Err(self.write_failed(ino, &mut of, e).await);
+                }
                 of.attr.size = 0;
             }
             // The kernel never reads an empty file (it knows the size): its one block is
@@ -211,7 +213,10 @@ impl Fs {
             let key = self.key_of(h.ino, &of);
             let m = self.write_meta(&key, &of);
             let w = of.writer.as_mut().expect("checked above");
-            return Ok(w.read(&key, &m, offset, u64::from(len)).await?);
+            return match w.read(&key, &m, offset, u64::from(len)).await {
+                Ok(b) => Ok(b),
+                Err(e) => Err(self.write_failed(h.ino, &mut of, e).await),
+            };
         }
         let version = of.version.clone().ok_or(FsError::BadHandle)?;
         // The codec first, even at the end of the file: opening an empty object authenticates
@@ -238,8 +243,10 @@ impl Fs {
         let key = self.key_of(h.ino, &of);
         let m = self.write_meta(&key, &of);
         let w = of.writer.as_mut().expect("set above");
-        w.write(&key, &m, offset, data).await?;
-        of.attr.size = w.size();
+        if let Err(e) = w.write(&key, &m, offset, data).await {
+            return Err(self.write_failed(h.ino, &mut of, e).await);
+        }
+        of.attr.size = of.writer.as_ref().map_or(of.attr.size, |w| w.size());
         Ok(data.len() as u32)
     }
 
@@ -322,21 +329,16 @@ impl Fs {
             self.file_codec(of).await?;
         }
         let m = self.write_meta(&key, of);
-        if let Some(w) = of.writer.as_mut() {
-            if let Some(base) = w.checkpoint(&key, &m).await? {
-                of.version = Some(Version {
-                    key: base.key,
-                    etag: base.etag.clone(),
-                    size: base.size,
-                });
-                of.meta_stored();
-                of.expect_id = meta::id_hex(meta::file_id_of(of.codec.as_ref()));
-                let attr = of.current_attr();
-                self.inodes.lock().set_pending(ino, false);
-                self.known.set_file_id(ino, of.expect_id.clone());
-                self.ino_changed(ino);
-                self.cache_attr(ino, &attr, Some(base.etag));
-            }
+        let checkpoint = match of.writer.as_mut() {
+            Some(w) => w.checkpoint(&key, &m).await,
+            None => Ok(None),
+        };
+        let stored = match checkpoint {
+            Err(WriteError::Conflict(lost)) => Some(self.keep_both_open(ino, of, *lost).await?),
+            other => other?,
+        };
+        if let Some(base) = stored {
+            self.stored(ino, of, base);
         }
         if of.meta_dirty() {
             let v = of.version.clone().ok_or(FsError::NotFound)?;
@@ -351,8 +353,12 @@ impl Fs {
                 content_type: None,
             };
             tracing::debug!(key, ?m, "metadata update of an open file");
-            let etag = store::copy_any_size(&*self.store, &src, &key, &m, self.cfg.write.part_size)
-                .await?;
+            let expected = match v.key == key {
+                true => self.expect(Expect::Version(v.etag.clone())),
+                false => Expect::Anything,
+            };
+            let part = self.cfg.write.part_size;
+            let etag = store::copy_any_size(&*self.store, &src, &key, &m, part, &expected).await?;
             of.version = Some(Version {
                 key,
                 etag: etag.clone(),
@@ -364,6 +370,60 @@ impl Fs {
             self.cache_attr(ino, &attr, Some(etag));
         }
         Ok(())
+    }
+
+    /// `of`'s writer made `base` the object at its name: reads come from it now.
+    pub(super) fn stored(&self, ino: Ino, of: &mut OpenFile, base: Base) {
+        of.version = Some(Version {
+            key: base.key,
+            etag: base.etag.clone(),
+            size: base.size,
+        });
+        of.meta_stored();
+        of.expect_id = meta::id_hex(meta::file_id_of(of.codec.as_ref()));
+        let attr = of.current_attr();
+        self.inodes.lock().set_pending(ino, false);
+        self.known.set_file_id(ino, of.expect_id.clone());
+        self.ino_changed(ino);
+        self.cache_attr(ino, &attr, Some(base.etag));
+    }
+
+    /// The error of a writer call (write, read, truncate) made on behalf of the application.
+    /// A conflict met by the checkpoint inside it is settled here (nothing lost, see
+    /// `keep_both`) and reported as ESTALE: the call itself did not happen.
+    pub(super) async fn write_failed(
+        &self,
+        ino: Ino,
+        of: &mut OpenFile,
+        e: crate::write::WriteError,
+    ) -> FsError {
+        let WriteError::Conflict(lost) = e else {
+            return e.into();
+        };
+        let key = lost.key.clone();
+        match self.keep_both_open(ino, of, *lost).await {
+            Ok(base) => {
+                self.stored(ino, of, base);
+                FsError::Stale(format!(
+                    "{key}: changed by another writer; what was written before is stored"
+                ))
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// `keep_both` for an open file: a writer whose bytes took the name is done (the next
+    /// write starts a new one over the new version); one whose bytes went to a sibling stays
+    /// failed, so every later call reports the conflict too.
+    async fn keep_both_open(
+        &self,
+        ino: Ino,
+        of: &mut OpenFile,
+        lost: crate::write::Lost,
+    ) -> Result<Base> {
+        let base = self.keep_both(ino, of, lost).await?;
+        of.writer = None;
+        Ok(base)
     }
 
     /// The last close of a handle. Errors here cannot reach the application (close already
@@ -427,7 +487,9 @@ impl Fs {
             let key = self.key_of(ino, &of);
             let m = self.write_meta(&key, &of);
             let w = of.writer.as_mut().expect("set above");
-            w.truncate(&key, &m, size).await?;
+            if let Err(e) = w.truncate(&key, &m, size).await {
+                return Err(self.write_failed(ino, &mut of, e).await);
+            }
             of.attr.size = size;
         }
         let only_size = SetAttr {

@@ -21,6 +21,7 @@
 //! `FileState`) is behind an async mutex; take it before any of the others, never the other
 //! way round. Timers read tokio's clock, so tests control time.
 
+mod conflict;
 mod dirattrs;
 mod error;
 mod file;
@@ -76,6 +77,8 @@ pub struct FsConfig {
     /// Extended attributes are stored. Off (`--no-xattr`), the kernel is told once that there
     /// are none and stops asking: `ls -l` then costs two round trips less per file.
     pub xattrs: bool,
+    /// Which conditional requests the server enforces (`store::probe`; S3's set by default).
+    pub enforced: crate::store::probe::Enforced,
 }
 
 /// Who is asking: new files and directories are owned by the caller.
@@ -576,15 +579,24 @@ impl Fs {
             (_, Some(obj)) => {
                 let new_meta = self.meta.encode(&obj.key, &attr, file_id, Some(&obj.user));
                 tracing::debug!(key = %obj.key, meta = ?new_meta, "metadata update of a closed file");
-                let etag = crate::store::copy_any_size(
+                // On the version just read: a change another host made since is not undone
+                // (ESTALE, and the next try reads it afresh).
+                let expected = self.expect_seen(Some(&obj));
+                let part = self.cfg.write.part_size;
+                let copied = crate::store::copy_any_size(
                     &*self.store,
                     &obj,
                     &obj.key,
                     &new_meta,
-                    self.cfg.write.part_size,
+                    part,
+                    &expected,
                 )
-                .await?;
+                .await;
                 self.ino_changed(ino);
+                if copied.is_err() {
+                    self.known.forget_version(ino);
+                }
+                let etag = copied?;
                 self.cache_attr(ino, &attr, Some(etag));
                 return Ok(attr);
             }
@@ -646,6 +658,7 @@ pub mod libc_flags {
     pub const O_RDONLY: i32 = libc::O_RDONLY;
     pub const O_WRONLY: i32 = libc::O_WRONLY;
     pub const O_TRUNC: i32 = libc::O_TRUNC;
+    pub const O_EXCL: i32 = libc::O_EXCL;
 }
 
 fn apply(attr: &mut Attr, set: &SetAttr) {
@@ -676,6 +689,8 @@ mod tests;
 mod tests_dirattrs;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_hosts;
 #[cfg(test)]
 mod tests_posix;
 #[cfg(test)]

@@ -14,7 +14,7 @@ use super::handles::OpenFile;
 use super::{Caller, Entry, Fh, Fs, FsError, Ino, Result};
 use crate::inode::{Attr, Kind};
 use crate::meta::{self, Defaults, MetaCodec};
-use crate::store::{self, ObjectMeta, ObjectStore, UserMeta};
+use crate::store::{self, Expect, ObjectMeta, ObjectStore, UserMeta};
 
 /// Copies in flight while moving a directory: enough to hide request latency, few enough not
 /// to swamp a small server.
@@ -44,19 +44,34 @@ impl Fs {
         caller: Caller,
     ) -> Result<(Entry, Fh)> {
         self.check_writable()?;
-        self.child_path(parent, name)?;
+        let path = self.child_path(parent, name)?;
         let attr = self.new_attr(Kind::File, mode, caller);
+        let codec = self.new_codec();
+        let exclusive = flags & super::libc_flags::O_EXCL != 0
+            && self.cfg.enforced.put
+            && self.cfg.write.on_conflict.is_conditional();
+        // O_EXCL claims the name on the server at once (If-None-Match), so it is exclusive
+        // across hosts, not only in this mount: lock files rely on it.
+        let claimed = match exclusive {
+            true => Some(self.claim(parent, name, &path, &attr, &codec).await?),
+            false => None,
+        };
         let ino = {
             let mut inodes = self.inodes.lock();
             let ino = inodes.link(parent, name, Kind::File);
-            inodes.set_pending(ino, true);
+            inodes.set_pending(ino, claimed.is_none());
             ino
         };
         self.known.remove(ino);
-        let codec = self.new_codec();
-        let mut writer = self.new_writer(None, codec.clone());
-        writer.mark_changed();
-        let mut of = OpenFile::new(attr.clone(), None, Some(writer));
+        let mut writer = self.new_writer(claimed.as_ref(), codec.clone());
+        if claimed.is_none() {
+            writer.mark_changed();
+        }
+        if let Some(v) = &claimed {
+            self.listed_changed(parent, name);
+            self.cache_attr(ino, &attr, Some(v.etag.clone()));
+        }
+        let mut of = OpenFile::new(attr.clone(), claimed, Some(writer));
         of.codec = Some(codec);
         of.handles = 1;
         let file = Arc::new(AsyncMutex::new(of));
@@ -68,6 +83,30 @@ impl Fs {
         let fh = self.add_handle(ino, file, writable, caller.pid);
         self.entries_changed(parent);
         Ok((Entry { ino, attr }, fh))
+    }
+
+    /// Store an empty file at `path` if nothing is there (EEXIST otherwise, whoever made it).
+    async fn claim(
+        &self,
+        parent: Ino,
+        name: &str,
+        path: &str,
+        attr: &Attr,
+        codec: &crate::crypto::codec::FileCodec,
+    ) -> Result<crate::read::Version> {
+        let key = self.layout.file_key(path);
+        let m = self
+            .meta
+            .encode(&key, attr, meta::file_id_of(Some(codec)), None);
+        let body = codec.encode(0, &[], 0);
+        match self.store.put_if(&key, body, &m, &Expect::Absent).await {
+            Ok(etag) => Ok(crate::read::Version { key, etag, size: 0 }),
+            Err(store::StoreError::PreconditionFailed(_)) => {
+                self.changed_elsewhere(parent, name);
+                Err(FsError::Exists)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn mkdir(&self, parent: Ino, name: &str, mode: u32, caller: Caller) -> Result<Entry> {
@@ -148,7 +187,18 @@ impl Fs {
         let key = self.layout.file_key(&path);
         let m = (self.meta).encode(&key, &attr, meta::file_id_of(Some(&codec)), None);
         let body = codec.encode(0, body, body.len() as u64);
-        let etag = self.store.put(&key, body, &m).await?;
+        // Created only if still absent: another host may have made the name since the check.
+        let etag = match self
+            .store
+            .put_if(&key, body, &m, &self.expect(Expect::Absent))
+            .await
+        {
+            Err(store::StoreError::PreconditionFailed(_)) => {
+                self.changed_elsewhere(parent, name);
+                return Err(FsError::Exists);
+            }
+            other => other?,
+        };
         let ino = self.inodes.lock().link(parent, name, attr.kind);
         self.listed_changed(parent, name);
         self.entries_changed(parent);
@@ -162,7 +212,11 @@ impl Fs {
     }
 
     /// Kind of what is at (parent, name), with the object's HEAD when one was made.
-    async fn stat_at(&self, parent: Ino, name: &str) -> Result<Option<(Kind, Option<ObjectMeta>)>> {
+    pub(super) async fn stat_at(
+        &self,
+        parent: Ino,
+        name: &str,
+    ) -> Result<Option<(Kind, Option<ObjectMeta>)>> {
         let known = {
             let inodes = self.inodes.lock();
             inodes
@@ -189,13 +243,21 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         let ino = self.inodes.lock().child(parent, name);
-        if let Some(ino) = ino {
+        if let Some(ino) = ino.filter(|&i| self.open.is_open(i)) {
             self.detach_if_open(ino).await?;
         }
-        // Checked after the detach, whose flush may have made the object.
+        // Checked after the detach, whose flush may have made or changed the object.
         let pending = ino.is_some_and(|i| self.inodes.lock().is_pending(i));
         if !pending {
-            self.store.delete(&self.layout.file_key(&path)).await?;
+            // Only the version this mount saw: another host's newer one stays (ESTALE).
+            let expected = match self.seen_version(parent, name).await? {
+                Expect::Absent => Expect::Anything,
+                e => e,
+            };
+            let key = self.layout.file_key(&path);
+            if let Err(e) = self.store.delete_if(&key, &expected).await {
+                return Err(self.refused(parent, name, &path, e, "not deleted"));
+            }
         }
         self.listed_changed(parent, name);
         let gone = self.inodes.lock().unlink(parent, name);
@@ -237,8 +299,10 @@ impl Fs {
         };
         if let Some(obj) = stored {
             let m = resealed(&self.meta, &obj, &private, &self.cfg.defaults, None)?;
+            // A fresh random key: nothing there to protect.
+            let part = self.cfg.write.part_size;
             let etag =
-                store::copy_any_size(&*self.store, &obj, &private, &m, self.cfg.write.part_size)
+                store::copy_any_size(&*self.store, &obj, &private, &m, part, &Expect::Anything)
                     .await?;
             if let Some(v) = of.version.as_mut() {
                 v.key = private.clone();
@@ -346,7 +410,17 @@ impl Fs {
                 self.store.delete(&old.key).await?;
             }
         } else {
-            self.move_file(parent, name, &src, &dst).await?;
+            // What the copy may replace: nothing, or the version this mount sees now (after
+            // the detach above, whose flush may have changed it).
+            let dst_expect = match dst_kind {
+                None => self.expect(Expect::Absent),
+                Some(_) => self.seen_version(new_parent, new_name).await?,
+            };
+            let moved = self.move_file(parent, name, &src, &dst, &dst_expect).await;
+            if let Err(e) = moved {
+                self.changed_elsewhere(new_parent, new_name);
+                return Err(self.refused(parent, name, &src, e, "not renamed"));
+            }
         }
         let moved_dir = kind == Kind::Dir;
         self.listed_changed(parent, name);
@@ -399,7 +473,14 @@ impl Fs {
     /// Move a file's object: copy (its metadata from a fresh HEAD, so a metadata update made
     /// since the checks is not undone, with the ctime of the rename and, sealed, resealed for
     /// the new key), then delete the source.
-    async fn move_file(&self, parent: Ino, name: &str, src: &str, dst: &str) -> Result<()> {
+    async fn move_file(
+        &self,
+        parent: Ino,
+        name: &str,
+        src: &str,
+        dst: &str,
+        dst_expect: &Expect,
+    ) -> Result<()> {
         let ino = self.inodes.lock().child(parent, name);
         if let Some(ino) = ino {
             let pending = self.inodes.lock().is_pending(ino);
@@ -416,10 +497,13 @@ impl Fs {
         let now = SystemTime::now();
         let fresh = self.store.head(&src_key).await?.ok_or(FsError::NotFound)?;
         let m = resealed(&self.meta, &fresh, &dst_key, &self.cfg.defaults, Some(now))?;
+        let part = self.cfg.write.part_size;
         let etag =
-            store::copy_any_size(&*self.store, &fresh, &dst_key, &m, self.cfg.write.part_size)
-                .await?;
-        self.store.delete(&src_key).await?;
+            store::copy_any_size(&*self.store, &fresh, &dst_key, &m, part, dst_expect).await?;
+        // The source goes only as it was copied; a change made since stays under its name.
+        self.store
+            .delete_if(&src_key, &self.expect_seen(Some(&fresh)))
+            .await?;
         if let Some(ino) = ino {
             let file = self.open.file(ino);
             if let Some(file) = file {
@@ -447,11 +531,16 @@ impl Fs {
         let objects = store::list_all(&*self.store, &src_prefix).await?;
         let store = self.store.clone();
         let part_size = self.cfg.write.part_size;
+        // Each source goes only as it was copied (If-Match, one DELETE each) where the server
+        // enforces it; otherwise in batches of 1,000, as before (DeleteObjects has no
+        // per-key condition on general purpose buckets).
+        let one_by_one = self.cfg.enforced.delete && self.cfg.write.on_conflict.is_conditional();
         let mut tasks = tokio::task::JoinSet::new();
         let mut keys = Vec::with_capacity(objects.len());
+        let mut kept = Vec::new();
         for o in objects {
             while tasks.len() >= RENAME_CONCURRENCY {
-                join(&mut tasks).await?;
+                kept.extend(join(&mut tasks).await?);
             }
             // Encrypted names are bound to their parents: every name below is re-encrypted.
             let to = self.layout.moved(src, dst, &o.key);
@@ -459,13 +548,38 @@ impl Fs {
             let (store, meta) = (store.clone(), self.meta.clone());
             let defaults = self.cfg.defaults.clone();
             tasks.spawn(async move {
-                copy_keep_meta(&*store, &meta, &defaults, &o.key, &to, part_size).await
+                let etag =
+                    copy_keep_meta(&*store, &meta, &defaults, &o.key, &to, part_size).await?;
+                if !one_by_one {
+                    return Ok(None);
+                }
+                match store.delete_if(&o.key, &Expect::Version(etag)).await {
+                    Ok(()) => Ok(None),
+                    Err(store::StoreError::PreconditionFailed(_)) => Ok(Some(o.key)),
+                    Err(e) => Err(e.into()),
+                }
             });
         }
         while !tasks.is_empty() {
-            join(&mut tasks).await?;
+            kept.extend(join(&mut tasks).await?);
         }
-        store::delete_all(&*self.store, &keys).await?;
+        if !one_by_one {
+            store::delete_all(&*self.store, &keys).await?;
+        }
+        if !kept.is_empty() {
+            tracing::warn!(
+                from = src,
+                to = dst,
+                changed = ?kept,
+                "directory rename: these objects changed on the server while they were being \
+                 copied; the changed versions stay under the old name"
+            );
+            return Err(FsError::Stale(format!(
+                "{src}: {} file(s) changed by another writer during the rename stay under the \
+                 old name",
+                kept.len()
+            )));
+        }
         Ok(())
     }
 
@@ -474,17 +588,18 @@ impl Fs {
     }
 }
 
-async fn join(tasks: &mut tokio::task::JoinSet<Result<()>>) -> Result<()> {
-    if let Some(res) = tasks.join_next().await {
-        res.map_err(store::StoreError::from)??;
+/// The next finished copy: the key it had to leave in place (changed meanwhile), if any.
+async fn join(tasks: &mut tokio::task::JoinSet<Result<Option<String>>>) -> Result<Option<String>> {
+    match tasks.join_next().await {
+        Some(res) => res.map_err(store::StoreError::from)?,
+        None => Ok(None),
     }
-    Ok(())
 }
 
 /// `obj`'s metadata for a copy of it at `to`: its sealed attributes (which must open) resealed
 /// for the new key, plain metadata as it is; with `ctime` (a rename's time, as on a local
 /// filesystem) that time replaces the stored ctime.
-fn resealed(
+pub(super) fn resealed(
     meta: &MetaCodec,
     obj: &ObjectMeta,
     to: &str,
@@ -515,7 +630,7 @@ fn resealed(
 
 /// Copy `from` to `to` with its metadata (resealed for `to` when sealed). An object whose
 /// sealed attributes do not open (not this prefix's) is copied as it is: it stays as
-/// unreadable under its new name as under its old one.
+/// unreadable under its new name as under its old one. Returns the source version copied.
 async fn copy_keep_meta(
     s: &dyn ObjectStore,
     meta: &MetaCodec,
@@ -523,14 +638,14 @@ async fn copy_keep_meta(
     from: &str,
     to: &str,
     part: u64,
-) -> Result<()> {
+) -> Result<String> {
     let obj = s
         .head(from)
         .await?
         .ok_or_else(|| store::StoreError::NotFound(from.to_string()))?;
     let m = resealed(meta, &obj, to, d, None).unwrap_or_else(|_| obj.user.clone());
-    store::copy_any_size(s, &obj, to, &m, part).await?;
-    Ok(())
+    store::copy_any_size(s, &obj, to, &m, part, &Expect::Anything).await?;
+    Ok(obj.etag)
 }
 
 /// What statfs reports: S3 has no capacity, so a large fixed size that tools (df, installers

@@ -46,6 +46,7 @@ fn small_cfg(metadata_ttl: Duration) -> FsConfig {
             max_inflight: 2,
             max_dirty: 128,
             min_copy_part: 0,
+            ..WriteConfig::default()
         },
         read: ReadConfig {
             min_window: 16,
@@ -56,6 +57,7 @@ fn small_cfg(metadata_ttl: Duration) -> FsConfig {
         },
         keys: None,
         xattrs: true,
+        enforced: crate::store::probe::Enforced::ALL,
     }
 }
 
@@ -402,6 +404,7 @@ fn client_fs() -> (Arc<MemStore>, Fs) {
         max_inflight: 2,
         max_dirty: 4 * 65536,
         min_copy_part: 0,
+        ..WriteConfig::default()
     };
     (mem.clone(), new_fs(mem, cfg))
 }

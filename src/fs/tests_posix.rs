@@ -61,7 +61,7 @@ async fn backdate(fs: &Fs, mem: &MemStore, path: &str) {
         meta::id_bytes(d.file_id.as_deref()),
         Some(&obj.user),
     );
-    crate::store::copy_any_size(mem, &obj, &key, &m, 1 << 20)
+    crate::store::copy_any_size(mem, &obj, &key, &m, 1 << 20, &Default::default())
         .await
         .unwrap();
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{CompletedPart, ListPage, ObjectMeta, ObjectStore, Op, Result, UserMeta};
+use super::{CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Op, Result, UserMeta};
 
 #[derive(Default)]
 pub struct Counters {
@@ -109,12 +109,18 @@ impl ObjectStore for Counted {
         Ok(body)
     }
 
-    async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &UserMeta,
+        expect: &Expect,
+    ) -> Result<String> {
         self.counters.add(Op::Put);
         self.counters
             .bytes_out
             .fetch_add(body.len() as u64, Ordering::Relaxed);
-        self.inner.put(key, body, meta).await
+        self.inner.put_if(key, body, meta, expect).await
     }
 
     async fn create_multipart(&self, key: &str, meta: &UserMeta) -> Result<String> {
@@ -151,14 +157,17 @@ impl ObjectStore for Counted {
             .await
     }
 
-    async fn complete_multipart(
+    async fn complete_multipart_if(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        expect: &Expect,
     ) -> Result<String> {
         self.counters.add(Op::CompleteMultipart);
-        self.inner.complete_multipart(key, upload_id, parts).await
+        self.inner
+            .complete_multipart_if(key, upload_id, parts, expect)
+            .await
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
@@ -166,14 +175,21 @@ impl ObjectStore for Counted {
         self.inner.abort_multipart(key, upload_id).await
     }
 
-    async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {
+    async fn copy_if(
+        &self,
+        src: &str,
+        dst: &str,
+        meta: Option<&UserMeta>,
+        src_etag: Option<&str>,
+        expect: &Expect,
+    ) -> Result<String> {
         self.counters.add(Op::Copy);
-        self.inner.copy(src, dst, meta).await
+        self.inner.copy_if(src, dst, meta, src_etag, expect).await
     }
 
-    async fn delete(&self, key: &str) -> Result<()> {
+    async fn delete_if(&self, key: &str, expect: &Expect) -> Result<()> {
         self.counters.add(Op::Delete);
-        self.inner.delete(key).await
+        self.inner.delete_if(key, expect).await
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::{CompletedPart, ListPage, ObjectMeta, ObjectStore, Op, Result, StoreError, UserMeta};
+use super::{
+    CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Op, Result, StoreError, UserMeta,
+};
 
 type Rule = Box<dyn FnMut(Op, &str) -> bool + Send>;
 
@@ -82,9 +84,9 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         self.check(Op::Get, key)?;
         self.inner.get_range(key, range, if_match).await
     }
-    async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
+    async fn put_if(&self, key: &str, body: Bytes, meta: &UserMeta, e: &Expect) -> Result<String> {
         self.check(Op::Put, key)?;
-        self.inner.put(key, body, meta).await
+        self.inner.put_if(key, body, meta, e).await
     }
     async fn create_multipart(&self, key: &str, meta: &UserMeta) -> Result<String> {
         self.check(Op::CreateMultipart, key)?;
@@ -108,26 +110,34 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
             .upload_part_copy(key, id, n, src, etag, range)
             .await
     }
-    async fn complete_multipart(
+    async fn complete_multipart_if(
         &self,
         key: &str,
         id: &str,
         parts: &[CompletedPart],
+        e: &Expect,
     ) -> Result<String> {
         self.check(Op::CompleteMultipart, key)?;
-        self.inner.complete_multipart(key, id, parts).await
+        self.inner.complete_multipart_if(key, id, parts, e).await
     }
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
         self.check(Op::AbortMultipart, key)?;
         self.inner.abort_multipart(key, id).await
     }
-    async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {
+    async fn copy_if(
+        &self,
+        src: &str,
+        dst: &str,
+        meta: Option<&UserMeta>,
+        src_etag: Option<&str>,
+        e: &Expect,
+    ) -> Result<String> {
         self.check(Op::Copy, dst)?;
-        self.inner.copy(src, dst, meta).await
+        self.inner.copy_if(src, dst, meta, src_etag, e).await
     }
-    async fn delete(&self, key: &str) -> Result<()> {
+    async fn delete_if(&self, key: &str, e: &Expect) -> Result<()> {
         self.check(Op::Delete, key)?;
-        self.inner.delete(key).await
+        self.inner.delete_if(key, e).await
     }
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
         for k in keys {

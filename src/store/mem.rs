@@ -1,6 +1,8 @@
 //! An in-memory `ObjectStore` with S3's semantics (ranged reads clamp at the end, multipart
 //! parts stay invisible until completed, CopyObject can replace metadata), for unit tests that
-//! need no server. It never replaces the real-server tests.
+//! need no server. It never replaces the real-server tests. Conditional writes are enforced as
+//! S3 enforces them (a 412 on CompleteMultipartUpload keeps the upload), unless
+//! `ignore_conditions` makes it behave like a server that ignores them (Garage).
 
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +14,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    CompletedPart, ListObject, ListPage, ObjectMeta, ObjectStore, Result, StoreError, UserMeta,
+    CompletedPart, Expect, ListObject, ListPage, ObjectMeta, ObjectStore, Result, StoreError,
+    UserMeta,
 };
 
 #[derive(Clone)]
@@ -35,6 +38,7 @@ pub struct MemStore {
     objects: Mutex<BTreeMap<String, Obj>>,
     uploads: Mutex<HashMap<String, Upload>>,
     counter: AtomicU64,
+    ignore_conditions: std::sync::atomic::AtomicBool,
 }
 
 impl MemStore {
@@ -66,12 +70,28 @@ impl MemStore {
         }
     }
 
-    /// Number of multipart uploads started and neither completed nor aborted.
-    pub fn pending_uploads(&self) -> usize {
-        self.uploads.lock().len()
+    /// Behave like a server that ignores conditional write headers (Garage today).
+    pub fn ignore_conditions(&self) {
+        self.ignore_conditions.store(true, Ordering::Relaxed);
     }
 
-    fn insert(&self, key: &str, data: Bytes, meta: UserMeta) -> String {
+    /// `PreconditionFailed` unless `expect` holds for `key` now (or conditions are ignored).
+    fn check(&self, objects: &BTreeMap<String, Obj>, key: &str, expect: &Expect) -> Result<()> {
+        let current = objects.get(key).map(|o| o.etag.as_str());
+        if self.ignore_conditions.load(Ordering::Relaxed) || expect.holds(current) {
+            Ok(())
+        } else {
+            Err(StoreError::PreconditionFailed(format!(
+                "{key}: expected {expect:?}"
+            )))
+        }
+    }
+
+    /// Store `data` at `key` if `expect` holds, checked and written under one lock (as the
+    /// server does, so two racing writers cannot both pass).
+    fn insert_if(&self, key: &str, data: Bytes, meta: UserMeta, expect: &Expect) -> Result<String> {
+        let mut objects = self.objects.lock();
+        self.check(&objects, key, expect)?;
         let etag = self.next_tag();
         let obj = Obj {
             data,
@@ -80,8 +100,23 @@ impl MemStore {
             modified: SystemTime::now(),
             content_type: None,
         };
-        self.objects.lock().insert(key.to_string(), obj);
-        etag
+        objects.insert(key.to_string(), obj);
+        Ok(etag)
+    }
+
+    /// Every key stored, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.objects.lock().keys().cloned().collect()
+    }
+
+    /// Number of multipart uploads started and neither completed nor aborted.
+    pub fn pending_uploads(&self) -> usize {
+        self.uploads.lock().len()
+    }
+
+    fn insert(&self, key: &str, data: Bytes, meta: UserMeta) -> String {
+        self.insert_if(key, data, meta, &Expect::Anything)
+            .expect("no condition to fail")
     }
 
     fn get(&self, key: &str) -> Result<Obj> {
@@ -132,8 +167,14 @@ impl ObjectStore for MemStore {
         slice(&obj.data, range, key)
     }
 
-    async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
-        Ok(self.insert(key, body, meta.clone()))
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &UserMeta,
+        expect: &Expect,
+    ) -> Result<String> {
+        self.insert_if(key, body, meta.clone(), expect)
     }
 
     async fn create_multipart(&self, key: &str, meta: &UserMeta) -> Result<String> {
@@ -179,12 +220,15 @@ impl ObjectStore for MemStore {
         self.upload_part(key, upload_id, number, body).await
     }
 
-    async fn complete_multipart(
+    async fn complete_multipart_if(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        expect: &Expect,
     ) -> Result<String> {
+        // A 412 leaves the upload in place (S3 does the same), so it can be completed again.
+        self.check(&self.objects.lock(), key, expect)?;
         let up = self
             .uploads
             .lock()
@@ -201,7 +245,7 @@ impl ObjectStore for MemStore {
                 .ok_or_else(|| StoreError::Other(format!("missing part {}", p.number)))?;
             data.extend_from_slice(body);
         }
-        Ok(self.insert(key, data.freeze(), up.meta))
+        self.insert_if(key, data.freeze(), up.meta, expect)
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<()> {
@@ -209,14 +253,28 @@ impl ObjectStore for MemStore {
         Ok(())
     }
 
-    async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {
+    async fn copy_if(
+        &self,
+        src: &str,
+        dst: &str,
+        meta: Option<&UserMeta>,
+        src_etag: Option<&str>,
+        expect: &Expect,
+    ) -> Result<String> {
         let obj = self.get(src)?;
+        if src_etag.is_some_and(|e| e != obj.etag) {
+            return Err(StoreError::PreconditionFailed(src.to_string()));
+        }
         let meta = meta.cloned().unwrap_or(obj.meta);
-        Ok(self.insert(dst, obj.data, meta))
+        self.insert_if(dst, obj.data, meta, expect)
     }
 
-    async fn delete(&self, key: &str) -> Result<()> {
-        self.objects.lock().remove(key);
+    async fn delete_if(&self, key: &str, expect: &Expect) -> Result<()> {
+        let mut objects = self.objects.lock();
+        if objects.contains_key(key) && *expect != Expect::Absent {
+            self.check(&objects, key, expect)?;
+        }
+        objects.remove(key);
         Ok(())
     }
 

@@ -10,6 +10,11 @@
 //!   ENOENT; every other failure keeps the server's code and message for the log.
 //! - Conditional reads (`if_match`) fail with `PreconditionFailed` when the object changed, so a
 //!   reader never splices bytes from two versions of an object.
+//! - Conditional writes (`Expect`, S3's `If-None-Match: *` / `If-Match: ETAG` on PutObject,
+//!   CompleteMultipartUpload, CopyObject's destination and DeleteObject) fail with
+//!   `PreconditionFailed` when the server enforces them and the object is not as expected (412,
+//!   and 409 ConditionalRequestConflict). Servers that ignore the headers just write (see
+//!   `probe`).
 //! - Store errors never carry request bodies or key material: only codes, messages, keys.
 
 #[cfg(any(test, feature = "test-doubles"))]
@@ -19,6 +24,7 @@ pub mod counted;
 pub mod fault;
 #[cfg(any(test, feature = "test-doubles"))]
 pub mod mem;
+pub mod probe;
 pub mod s3;
 pub mod sse;
 pub use sse::{CustomerKey, CustomerKeys, Sse};
@@ -46,7 +52,7 @@ pub enum StoreError {
     NotFound(String),
     #[error("bucket not found: {0}")]
     NoSuchBucket(String),
-    #[error("object changed while it was being read: {0}")]
+    #[error("the object is not the version this request expected (changed on the server): {0}")]
     PreconditionFailed(String),
     #[error("access denied: {0}")]
     AccessDenied(String),
@@ -164,6 +170,38 @@ pub struct ListPage {
     pub next_token: Option<String>,
 }
 
+/// What a write expects to find at its key: S3's conditional writes. The default is no
+/// condition (the last writer wins).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Expect {
+    #[default]
+    Anything,
+    /// `If-None-Match: *`: the key must not exist (a create).
+    Absent,
+    /// `If-Match: ETAG`: the key must hold this version (an overwrite of what was read).
+    Version(String),
+}
+
+impl Expect {
+    /// Whether an object whose current ETag is `current` (None: no object) satisfies this.
+    pub fn holds(&self, current: Option<&str>) -> bool {
+        match self {
+            Expect::Anything => true,
+            Expect::Absent => current.is_none(),
+            Expect::Version(e) => current == Some(e.as_str()),
+        }
+    }
+
+    /// `If-Match` and `If-None-Match` header values.
+    pub fn headers(&self) -> (Option<String>, Option<String>) {
+        match self {
+            Expect::Anything => (None, None),
+            Expect::Absent => (None, Some("*".into())),
+            Expect::Version(e) => (Some(e.clone()), None),
+        }
+    }
+}
+
 /// A completed part of a multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedPart {
@@ -183,7 +221,17 @@ pub trait ObjectStore: Send + Sync + 'static {
         if_match: Option<&str>,
     ) -> Result<Bytes>;
     /// Single PUT; returns the new ETag.
-    async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String>;
+    async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
+        self.put_if(key, body, meta, &Expect::Anything).await
+    }
+    /// PUT on the condition `expect` (`PreconditionFailed` when enforced and not met).
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &UserMeta,
+        expect: &Expect,
+    ) -> Result<String>;
     async fn create_multipart(&self, key: &str, meta: &UserMeta) -> Result<String>;
     async fn upload_part(
         &self,
@@ -207,13 +255,41 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+    ) -> Result<String> {
+        self.complete_multipart_if(key, upload_id, parts, &Expect::Anything)
+            .await
+    }
+    /// CompleteMultipartUpload on the condition `expect`. On a 412 the upload stays and can be
+    /// completed again; on a 409 (ConditionalRequestConflict) S3 has dropped it.
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        expect: &Expect,
     ) -> Result<String>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
     /// Single CopyObject (objects up to `MAX_SINGLE_COPY`). `meta: Some` replaces the metadata,
     /// `None` keeps the source's.
-    async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String>;
+    async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {
+        self.copy_if(src, dst, meta, None, &Expect::Anything).await
+    }
+    /// CopyObject of the source version `src_etag` (when given: `x-amz-copy-source-if-match`)
+    /// onto a destination that must be as `expect` says.
+    async fn copy_if(
+        &self,
+        src: &str,
+        dst: &str,
+        meta: Option<&UserMeta>,
+        src_etag: Option<&str>,
+        expect: &Expect,
+    ) -> Result<String>;
     /// DELETE; deleting a missing key is not an error (S3 semantics).
-    async fn delete(&self, key: &str) -> Result<()>;
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.delete_if(key, &Expect::Anything).await
+    }
+    /// DELETE on the condition `expect` (`If-Match`; `Absent` makes no sense and is ignored).
+    async fn delete_if(&self, key: &str, expect: &Expect) -> Result<()>;
     /// Batch delete (up to 1000 keys per call; callers chunk).
     async fn delete_many(&self, keys: &[String]) -> Result<()>;
     /// One page of ListObjectsV2.
@@ -227,16 +303,20 @@ pub trait ObjectStore: Send + Sync + 'static {
 }
 
 /// Copy an object of any size: one CopyObject up to 5 GiB, UploadPartCopy above. Metadata is
-/// replaced by `meta` (the multipart path cannot copy it, so callers always pass it).
+/// replaced by `meta` (the multipart path cannot copy it, so callers always pass it). The
+/// source is pinned to `src.etag`; the destination must be as `expect` says.
 pub async fn copy_any_size(
     store: &dyn ObjectStore,
     src: &ObjectMeta,
     dst: &str,
     meta: &UserMeta,
     part_size: u64,
+    expect: &Expect,
 ) -> Result<String> {
     if src.size <= MAX_SINGLE_COPY {
-        return store.copy(&src.key, dst, Some(meta)).await;
+        return store
+            .copy_if(&src.key, dst, Some(meta), Some(&src.etag), expect)
+            .await;
     }
     // Server-side copies are cheap per byte; large parts keep the part count far from 10,000.
     let part = part_size
@@ -261,7 +341,10 @@ pub async fn copy_any_size(
         start = end;
         number += 1;
     }
-    match store.complete_multipart(dst, &upload_id, &parts).await {
+    match store
+        .complete_multipart_if(dst, &upload_id, &parts, expect)
+        .await
+    {
         Ok(etag) => Ok(etag),
         Err(e) => {
             let _ = store.abort_multipart(dst, &upload_id).await;

@@ -24,7 +24,8 @@ use bytes::Bytes;
 
 use super::sse::{CustomerKey, Sse};
 use super::{
-    CompletedPart, ListObject, ListPage, ObjectMeta, ObjectStore, Result, StoreError, UserMeta,
+    CompletedPart, Expect, ListObject, ListPage, ObjectMeta, ObjectStore, Result, StoreError,
+    UserMeta,
 };
 
 /// Where and how to reach the bucket; `None` fields fall back to the AWS chain.
@@ -183,17 +184,28 @@ impl S3Store {
         })
     }
 
-    async fn copy_once(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {
+    async fn copy_once(
+        &self,
+        src: &str,
+        dst: &str,
+        meta: Option<&UserMeta>,
+        src_etag: Option<&str>,
+        expect: &Expect,
+    ) -> Result<String> {
         if src == dst {
             self.settle(dst).await;
         }
+        let (if_match, if_none_match) = &expect.headers();
         self.with_read_keys(|k| async move {
             let mut req = self
                 .client
                 .copy_object()
                 .bucket(&self.bucket)
                 .key(dst)
-                .copy_source(self.copy_source(src));
+                .copy_source(self.copy_source(src))
+                .set_copy_source_if_match(src_etag.map(str::to_string))
+                .set_if_match(if_match.clone())
+                .set_if_none_match(if_none_match.clone());
             if let Some(meta) = meta {
                 req = req
                     .metadata_directive(MetadataDirective::Replace)
@@ -334,7 +346,9 @@ where
     match (status, code.as_str()) {
         (_, "NoSuchBucket") => StoreError::NoSuchBucket(detail),
         (_, "NoSuchKey") | (Some(404), _) => StoreError::NotFound(detail),
-        (Some(412), _) | (_, "PreconditionFailed") => StoreError::PreconditionFailed(detail),
+        (Some(412), _) | (_, "PreconditionFailed") | (_, "ConditionalRequestConflict") => {
+            StoreError::PreconditionFailed(detail)
+        }
         (Some(416), _) => StoreError::InvalidRange(detail),
         (Some(400), _) => StoreError::BadRequest(detail),
         (Some(403), _)
@@ -437,13 +451,22 @@ impl ObjectStore for S3Store {
         Ok(body.into_bytes())
     }
 
-    async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &UserMeta,
+        expect: &Expect,
+    ) -> Result<String> {
         self.settle(key).await;
+        let (if_match, if_none_match) = expect.headers();
         let req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_if_match(if_match)
+            .set_if_none_match(if_none_match)
             .set_metadata(Some(to_map(meta)))
             .body(ByteStream::from(body));
         let out = sse_write!(&self.sse, req)
@@ -538,12 +561,14 @@ impl ObjectStore for S3Store {
         .await
     }
 
-    async fn complete_multipart(
+    async fn complete_multipart_if(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        expect: &Expect,
     ) -> Result<String> {
+        let (if_match, if_none_match) = expect.headers();
         let parts = parts
             .iter()
             .map(|p| {
@@ -559,6 +584,8 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
+            .set_if_match(if_match)
+            .set_if_none_match(if_none_match)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
@@ -585,15 +612,24 @@ impl ObjectStore for S3Store {
 
     /// CopyObject; with SSE-C the source is opened with whichever key it was written with and
     /// the copy is written with the current key (so a rename also rekeys).
-    async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {
-        self.copy_once(src, dst, meta).await
+    async fn copy_if(
+        &self,
+        src: &str,
+        dst: &str,
+        meta: Option<&UserMeta>,
+        src_etag: Option<&str>,
+        expect: &Expect,
+    ) -> Result<String> {
+        self.copy_once(src, dst, meta, src_etag, expect).await
     }
-    async fn delete(&self, key: &str) -> Result<()> {
+    async fn delete_if(&self, key: &str, expect: &Expect) -> Result<()> {
+        let (if_match, _) = expect.headers();
         match self
             .client
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_if_match(if_match)
             .send()
             .await
         {

@@ -20,6 +20,7 @@ fn small_cfg() -> WriteConfig {
         max_inflight: 2,
         max_dirty: 40,
         min_copy_part: 0,
+        ..WriteConfig::default()
     }
 }
 
@@ -204,6 +205,7 @@ async fn run_client(initial: Option<Vec<u8>>, ops: Vec<Op>) {
         max_inflight: 2,
         max_dirty: 5 * BLOCK_PLAIN,
         min_copy_part: 0,
+        ..WriteConfig::default()
     };
     let codec = ring.new_file();
     let base = match &initial {
@@ -288,6 +290,7 @@ async fn client_mode_part_boundaries_seal_the_right_last_block() {
         max_inflight: 2,
         max_dirty: 8 * BLOCK_PLAIN,
         min_copy_part: 0,
+        ..WriteConfig::default()
     };
     for (write_len, truncate_to) in [
         (2 * p, None),
