@@ -41,12 +41,23 @@ impl Fs {
         })
     }
 
-    /// The version of (parent, name) this mount last showed, while its attributes are fresh;
-    /// else a HEAD's. What a delete or a rename over it may remove: nothing newer.
-    pub(super) async fn seen_version(&self, parent: Ino, name: &str) -> Result<Expect> {
-        let ino = self.inodes.lock().child(parent, name);
-        let fresh = ino.and_then(|i| self.known.fresh_version(i, self.cfg.metadata_ttl));
-        if let Some((_, etag)) = fresh {
+    /// The version of (parent, name) this mount last showed, while its attributes are fresh
+    /// (no request). Taken before anything looks at the bucket again: what a delete or a
+    /// rename over the name may remove, and nothing newer.
+    pub(super) fn shown_version(&self, parent: Ino, name: &str) -> Option<String> {
+        let ino = self.inodes.lock().child(parent, name)?;
+        Some(self.known.fresh_version(ino, self.cfg.metadata_ttl)?.1)
+    }
+
+    /// The condition for removing or replacing (parent, name): the version `shown`, or when
+    /// none was shown (or this mount has just changed it), what is there now.
+    pub(super) async fn seen_version(
+        &self,
+        parent: Ino,
+        name: &str,
+        shown: Option<String>,
+    ) -> Result<Expect> {
+        if let Some(etag) = shown.or_else(|| self.shown_version(parent, name)) {
             return Ok(self.expect(Expect::Version(etag)));
         }
         Ok(match self.stat_at(parent, name).await? {
@@ -65,7 +76,7 @@ impl Fs {
     }
 
     /// `e` from a delete or rename of (parent, name) at `path`: a refused condition (another
-    /// host changed the object since this mount saw it) becomes ESTALE with a log line and a
+    /// host changed the object since this mount saw it) becomes EBUSY with a log line and a
     /// fresh look next time; anything else passes through.
     pub(super) fn refused(
         &self,
@@ -91,7 +102,7 @@ impl Fs {
             path,
             "conflict: another writer changed the object since this mount saw it; {what}"
         );
-        FsError::Stale(format!("{path}: changed by another writer; {what}"))
+        FsError::Busy(format!("{path}: {what}"))
     }
 
     /// An upload of `ino` lost to another writer (`lost`, from the writer). Keeps both

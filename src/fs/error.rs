@@ -31,6 +31,11 @@ pub enum FsError {
     NotSupported(&'static str),
     #[error("file changed on the server: {0}")]
     Stale(String),
+    /// A delete or rename refused because another host changed the object since this mount
+    /// saw it. Not ESTALE: the kernel retries unlink and rename once on ESTALE, after a fresh
+    /// lookup, which would remove the very change the condition protected.
+    #[error("changed by another writer: {0}")]
+    Busy(String),
     #[error("{key}: {error}")]
     Corrupt { key: String, error: FormatError },
     #[error("{key}: {error}")]
@@ -71,6 +76,7 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::NotSupported(_) => libc::ENOTSUP,
             FsError::Stale(_) => libc::ESTALE,
+            FsError::Busy(_) => libc::EBUSY,
             FsError::Corrupt { .. } | FsError::BadAttrs { .. } => libc::EIO,
             FsError::Reserved => libc::EACCES,
             FsError::NoAttr => libc::ENODATA,

@@ -482,6 +482,14 @@ impl Fs {
             return Ok(None);
         }
         if let Some(size) = set.size {
+            if size == 0 && of.writer.is_none() {
+                // open(O_TRUNC) arrives as open + truncate to 0: as in `open_keep`, nothing of
+                // the old object survives, so new keys and no read of its header (which
+                // another host may have replaced since: that is the upload's business).
+                let codec = self.new_codec();
+                of.codec = Some(codec.clone());
+                of.writer = Some(self.new_writer(of.version.as_ref(), codec));
+            }
             self.ensure_writer(&mut of).await?;
             of.touch(SystemTime::now());
             let key = self.key_of(ino, &of);

@@ -549,7 +549,10 @@ impl Fs {
             if attr.kind != Kind::File {
                 return Err(FsError::IsDir);
             }
-            // truncate(2) on a file nobody has open: open it, truncate, close.
+            // truncate(2) on a file nobody has open: open it, truncate, close; on the version
+            // just read (the upload replaces that one only, and in client mode a version
+            // another host replaced since this mount's last look would be ESTALE).
+            self.cache_attr(ino, &attr, obj.as_ref().map(|o| o.etag.clone()));
             let fh = self.open(ino, libc_flags::O_WRONLY, 0).await?;
             let res = self.setattr_open(ino, Some(fh), &set).await;
             let flushed = self.fsync(fh).await;

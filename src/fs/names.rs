@@ -238,6 +238,7 @@ impl Fs {
     pub async fn unlink(&self, parent: Ino, name: &str) -> Result<()> {
         self.check_writable()?;
         let path = self.child_path(parent, name)?;
+        let mut shown = self.shown_version(parent, name);
         let kind = self.kind_at(parent, name).await?.ok_or(FsError::NotFound)?;
         if kind == Kind::Dir {
             return Err(FsError::IsDir);
@@ -245,12 +246,13 @@ impl Fs {
         let ino = self.inodes.lock().child(parent, name);
         if let Some(ino) = ino.filter(|&i| self.open.is_open(i)) {
             self.detach_if_open(ino).await?;
+            shown = None;
         }
         // Checked after the detach, whose flush may have made or changed the object.
         let pending = ino.is_some_and(|i| self.inodes.lock().is_pending(i));
         if !pending {
             // Only the version this mount saw: another host's newer one stays (ESTALE).
-            let expected = match self.seen_version(parent, name).await? {
+            let expected = match self.seen_version(parent, name, shown).await? {
                 Expect::Absent => Expect::Anything,
                 e => e,
             };
@@ -378,6 +380,7 @@ impl Fs {
         if kind == Kind::Dir && dst.starts_with(&format!("{src}/")) {
             return Err(FsError::Invalid("rename of a directory into itself"));
         }
+        let mut dst_shown = self.shown_version(new_parent, new_name);
         let dst_kind = self.kind_at(new_parent, new_name).await?;
         if dst_kind.is_some() && flags.noreplace {
             return Err(FsError::Exists);
@@ -396,7 +399,10 @@ impl Fs {
         let replaced = self.inodes.lock().child(new_parent, new_name);
         if let Some(ino) = replaced.filter(|_| kind != Kind::Dir) {
             // An open file being replaced stays readable through its handles.
-            self.detach_if_open(ino).await?;
+            if self.open.is_open(ino) {
+                self.detach_if_open(ino).await?;
+                dst_shown = None;
+            }
         }
         if kind == Kind::Dir {
             self.flush_under(&src).await?;
@@ -414,7 +420,7 @@ impl Fs {
             // the detach above, whose flush may have changed it).
             let dst_expect = match dst_kind {
                 None => self.expect(Expect::Absent),
-                Some(_) => self.seen_version(new_parent, new_name).await?,
+                Some(_) => self.seen_version(new_parent, new_name, dst_shown).await?,
             };
             let moved = self.move_file(parent, name, &src, &dst, &dst_expect).await;
             if let Err(e) = moved {
@@ -574,7 +580,7 @@ impl Fs {
                 "directory rename: these objects changed on the server while they were being \
                  copied; the changed versions stay under the old name"
             );
-            return Err(FsError::Stale(format!(
+            return Err(FsError::Busy(format!(
                 "{src}: {} file(s) changed by another writer during the rename stay under the \
                  old name",
                 kept.len()
