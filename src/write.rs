@@ -335,7 +335,6 @@ impl Writer {
                         key: key.to_string(),
                         expected,
                         data: LostData::Body(body),
-                        meta: meta.clone(),
                     })));
                 }
                 Err(e) => return Err(e.into()),
@@ -369,7 +368,6 @@ impl Writer {
                             id: up.id,
                             parts: up.parts,
                         },
-                        meta: up.meta,
                     })));
                 }
                 Err(e) => {

@@ -507,9 +507,24 @@ impl Fs {
         let etag =
             store::copy_any_size(&*self.store, &fresh, &dst_key, &m, part, dst_expect).await?;
         // The source goes only as it was copied; a change made since stays under its name.
-        self.store
+        let deleted = self
+            .store
             .delete_if(&src_key, &self.expect_seen(Some(&fresh)))
-            .await?;
+            .await;
+        if let Err(store::StoreError::PreconditionFailed(_)) = deleted {
+            self.changed_elsewhere(parent, name);
+            tracing::warn!(
+                from = src,
+                to = dst,
+                "conflict: the file changed on the server while it was being renamed; the \
+                 copy under the new name holds the version renamed, the old name the change"
+            );
+            return Err(FsError::Busy(format!(
+                "{src}: copied to {dst}, but changed by another writer meanwhile: both names \
+                 exist"
+            )));
+        }
+        deleted?;
         if let Some(ino) = ino {
             let file = self.open.file(ino);
             if let Some(file) = file {

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use crate::store::{CompletedPart, Expect, UserMeta};
+use crate::store::{CompletedPart, Expect};
 
 /// The `--on-conflict` policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,8 +35,6 @@ pub struct Lost {
     /// What the upload expected to find there.
     pub expected: Expect,
     pub data: LostData,
-    /// The upload's metadata (encoded for `key`).
-    pub meta: UserMeta,
 }
 
 #[derive(Debug)]
