@@ -33,7 +33,9 @@ use tokio::task::JoinSet;
 use crate::crypto::codec::FileCodec;
 use crate::crypto::format::FormatError;
 mod conflict;
+mod upload;
 pub use conflict::{Lost, LostData, OnConflict};
+use upload::{drain, flatten, join_one, Upload};
 
 use crate::store::{self, CompletedPart, Expect, ObjectMeta, ObjectStore, StoreError, UserMeta};
 
@@ -111,14 +113,6 @@ pub type Result<T> = std::result::Result<T, WriteError>;
 
 /// The object version a writer starts from (`size`: its plaintext size).
 pub use crate::read::Version as Base;
-
-struct Upload {
-    key: String,
-    id: String,
-    meta: UserMeta,
-    parts: Vec<CompletedPart>,
-    inflight: JoinSet<store::Result<CompletedPart>>,
-}
 
 pub struct Writer {
     store: Arc<dyn ObjectStore>,
@@ -681,26 +675,6 @@ impl Writer {
             }
         }
     }
-}
-
-fn flatten(
-    res: std::result::Result<store::Result<CompletedPart>, tokio::task::JoinError>,
-) -> store::Result<CompletedPart> {
-    res?
-}
-
-async fn join_one(up: &mut Upload) -> store::Result<()> {
-    if let Some(res) = up.inflight.join_next().await {
-        up.parts.push(flatten(res)?);
-    }
-    Ok(())
-}
-
-async fn drain(up: &mut Upload) -> store::Result<()> {
-    while !up.inflight.is_empty() {
-        join_one(up).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
