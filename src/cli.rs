@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::crypto::keys::Names;
 use crate::crypto::mode::Mode;
-use crate::fs::{Defaults, FsConfig};
+use crate::fs::{Defaults, ExclusiveCreate, FsConfig};
 use crate::mount::MountPlan;
 use crate::read::ReadConfig;
 use crate::setup::EncryptionConfig;
@@ -222,6 +222,13 @@ pub struct KeygenArgs {
     pub out: PathBuf,
 }
 
+/// `--exclusive-create`'s values (`fs::ExclusiveCreate` below the CLI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExclusiveScope {
+    Server,
+    Local,
+}
+
 /// `--on-conflict`'s values (`write::OnConflict` below the CLI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConflictPolicy {
@@ -273,6 +280,12 @@ pub struct MountArgs {
     /// overwrite (no conditional requests: the last upload wins).
     #[arg(long, value_enum, default_value_t = ConflictPolicy::KeepBoth)]
     pub on_conflict: ConflictPolicy,
+    /// Where open(O_CREAT|O_EXCL) is exclusive: server (the name is claimed with an empty PUT
+    /// at open, so across hosts; cp, tar and mkstemp then cost two PUTs per new file on a
+    /// server that enforces conditions) or local (this mount only; a racing create on another
+    /// host is caught at close as a conflict).
+    #[arg(long, value_enum, default_value_t = ExclusiveScope::Server)]
+    pub exclusive_create: ExclusiveScope,
     /// Memory for decrypted (authenticated) blocks of files read, shared by all files, MiB.
     #[arg(long, default_value_t = 256)]
     pub cache_size_mib: u64,
@@ -424,6 +437,9 @@ impl MountArgs {
                 "request_timeout" | "request-timeout" => {
                     self.request_timeout = v.parse().map_err(|_| bad())?
                 }
+                "exclusive_create" | "exclusive-create" => {
+                    self.exclusive_create = ExclusiveScope::from_str(v, true).map_err(|_| bad())?
+                }
                 "on_conflict" | "on-conflict" => {
                     self.on_conflict = ConflictPolicy::from_str(v, true).map_err(|_| bad())?
                 }
@@ -502,6 +518,10 @@ impl MountArgs {
                 },
                 keys: None,
                 enforced: crate::store::probe::Enforced::ALL,
+                exclusive_create: match self.exclusive_create {
+                    ExclusiveScope::Server => ExclusiveCreate::Server,
+                    ExclusiveScope::Local => ExclusiveCreate::Local,
+                },
             },
             mountpoint: self.mountpoint,
             foreground: self.foreground,

@@ -79,6 +79,20 @@ pub struct FsConfig {
     pub xattrs: bool,
     /// Which conditional requests the server enforces (`store::probe`; S3's set by default).
     pub enforced: crate::store::probe::Enforced,
+    /// Where `O_CREAT|O_EXCL` is exclusive.
+    pub exclusive_create: ExclusiveCreate,
+}
+
+/// Where `open(O_CREAT|O_EXCL)` is exclusive (`--exclusive-create`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExclusiveCreate {
+    /// Across hosts: the name is claimed on the server at open (an empty object, If-None-Match),
+    /// at the cost of one PUT per exclusive create. cp, tar and mkstemp create every new file
+    /// with O_EXCL.
+    #[default]
+    Server,
+    /// In this mount only; a create racing another host's is caught at close, as a conflict.
+    Local,
 }
 
 /// Who is asking: new files and directories are owned by the caller.

@@ -48,6 +48,7 @@ impl Fs {
         let attr = self.new_attr(Kind::File, mode, caller);
         let codec = self.new_codec();
         let exclusive = flags & super::libc_flags::O_EXCL != 0
+            && self.cfg.exclusive_create == super::ExclusiveCreate::Server
             && self.cfg.enforced.put
             && self.cfg.write.on_conflict.is_conditional();
         // O_EXCL claims the name on the server at once (If-None-Match), so it is exclusive

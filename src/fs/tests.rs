@@ -58,6 +58,7 @@ fn small_cfg(metadata_ttl: Duration) -> FsConfig {
         keys: None,
         xattrs: true,
         enforced: crate::store::probe::Enforced::ALL,
+        exclusive_create: ExclusiveCreate::Server,
     }
 }
 

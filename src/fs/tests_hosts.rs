@@ -104,6 +104,29 @@ async fn o_excl_is_exclusive_across_hosts() {
     assert_eq!(&mem.raw("lock").unwrap()[..], b"pid 1");
 }
 
+/// `--exclusive-create local`: no claim at open (one PUT per new file, as without O_EXCL); a
+/// racing create on another host is then caught at close, losing nothing.
+#[tokio::test(start_paused = true)]
+async fn local_exclusive_creates_claim_nothing_and_conflict_at_close() {
+    let mem = Arc::new(MemStore::new());
+    let mut cfg = fs_on(mem.clone(), Duration::from_secs(3600)).cfg.clone();
+    cfg.exclusive_create = ExclusiveCreate::Local;
+    let (a, b) = (new_fs(mem.clone(), cfg.clone()), new_fs(mem.clone(), cfg));
+    let fa = create(&a, "f", libc_flags::O_EXCL).await.unwrap();
+    assert!(mem.raw("f").is_none(), "nothing stored at open");
+    let fb = create(&b, "f", libc_flags::O_EXCL).await.unwrap();
+    write_close(&a, fa, b"a").await.unwrap();
+    assert_eq!(
+        write_close(&b, fb, b"b").await.unwrap_err().errno(),
+        libc::ESTALE
+    );
+    let all = objects(&mem);
+    assert_eq!(
+        (at(&all, "f"), sibling_of(&all, "f")),
+        (Some(&b"a"[..]), Some(&b"b"[..]))
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_small_overwrite_that_loses_is_kept_as_a_sibling() {
     let mem = Arc::new(MemStore::new());
