@@ -150,7 +150,15 @@ impl Fs {
                         tracing::warn!(key = lost.key, error = %e, "could not abort upload");
                     }
                 }
-                let (etag, theirs) = res?;
+                // S3 drops an upload whose completion met a 409 (ConditionalRequestConflict):
+                // its bytes are gone with it, and the application must hear so.
+                let (etag, theirs) = res.map_err(|e| match e {
+                    FsError::Store(StoreError::NotFound(m)) => FsError::Stale(format!(
+                        "{path}: the server dropped this upload after a conflicting write; \
+                         this version was not stored ({m})"
+                    )),
+                    e => e,
+                })?;
                 match &theirs {
                     Some(sibling) => tracing::warn!(
                         path,
