@@ -303,14 +303,13 @@ impl Writer {
 
     /// What an upload to `key` must find there: nothing for a new file, the base otherwise.
     fn expect_at(&self, key: &str) -> Expect {
-        match &self.base {
-            _ if !self.cfg.on_conflict.is_conditional() => Expect::Anything,
+        self.cfg.on_conflict.expect(match &self.base {
             None => Expect::Absent,
             Some(b) if b.key == key => Expect::Version(b.etag.clone()),
             // A base elsewhere (a file renamed before its first upload completed): the new
             // name's object is not one this writer read, so it gets no condition.
             Some(_) => Expect::Anything,
-        }
+        })
     }
 
     async fn checkpoint_inner(&mut self, key: &str, meta: &UserMeta) -> Result<Base> {
@@ -383,13 +382,11 @@ impl Writer {
             // applied with one server-side copy.
             if up.key != key || up.meta != *meta {
                 let expected = match up.key == key {
-                    true => Expect::Version(done.etag.clone()),
+                    true => self
+                        .cfg
+                        .on_conflict
+                        .expect(Expect::Version(done.etag.clone())),
                     false => self.expect_at(key),
-                };
-                let expected = if self.cfg.on_conflict.is_conditional() {
-                    expected
-                } else {
-                    Expect::Anything
                 };
                 let etag =
                     store::copy_any_size(&*self.store, &done, key, meta, p, &expected).await?;

@@ -26,11 +26,7 @@ impl Fs {
     /// `e`, or no condition when this mount lets the last writer win (`--on-conflict
     /// overwrite`).
     pub(super) fn expect(&self, e: Expect) -> Expect {
-        if self.cfg.write.on_conflict.is_conditional() {
-            e
-        } else {
-            Expect::Anything
-        }
+        self.cfg.write.on_conflict.expect(e)
     }
 
     /// The condition for replacing or deleting `obj` as this mount saw it.

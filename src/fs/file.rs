@@ -391,12 +391,7 @@ impl Fs {
     /// The error of a writer call (write, read, truncate) made on behalf of the application.
     /// A conflict met by the checkpoint inside it is settled here (nothing lost, see
     /// `keep_both`) and reported as ESTALE: the call itself did not happen.
-    pub(super) async fn write_failed(
-        &self,
-        ino: Ino,
-        of: &mut OpenFile,
-        e: crate::write::WriteError,
-    ) -> FsError {
+    pub(super) async fn write_failed(&self, ino: Ino, of: &mut OpenFile, e: WriteError) -> FsError {
         let WriteError::Conflict(lost) = e else {
             return e.into();
         };

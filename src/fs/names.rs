@@ -54,7 +54,7 @@ impl Fs {
         // O_EXCL claims the name on the server at once (If-None-Match), so it is exclusive
         // across hosts, not only in this mount: lock files rely on it.
         let claimed = match exclusive {
-            true => Some(self.claim(parent, name, &path, &attr, &codec).await?),
+            true => Some(self.claim(parent, name, &path, &attr, &codec, &[]).await?),
             false => None,
         };
         let ino = {
@@ -86,7 +86,8 @@ impl Fs {
         Ok((Entry { ino, attr }, fh))
     }
 
-    /// Store an empty file at `path` if nothing is there (EEXIST otherwise, whoever made it).
+    /// Store a file holding `body` at `path` if nothing is there (EEXIST otherwise, whoever
+    /// made it; with `--on-conflict overwrite`, unconditionally).
     async fn claim(
         &self,
         parent: Ino,
@@ -94,14 +95,20 @@ impl Fs {
         path: &str,
         attr: &Attr,
         codec: &crate::crypto::codec::FileCodec,
+        body: &[u8],
     ) -> Result<crate::read::Version> {
         let key = self.layout.file_key(path);
         let m = self
             .meta
             .encode(&key, attr, meta::file_id_of(Some(codec)), None);
-        let body = codec.encode(0, &[], 0);
-        match self.store.put_if(&key, body, &m, &Expect::Absent).await {
-            Ok(etag) => Ok(crate::read::Version { key, etag, size: 0 }),
+        let size = body.len() as u64;
+        let body = codec.encode(0, body, size);
+        match self
+            .store
+            .put_if(&key, body, &m, &self.expect(Expect::Absent))
+            .await
+        {
+            Ok(etag) => Ok(crate::read::Version { key, etag, size }),
             Err(store::StoreError::PreconditionFailed(_)) => {
                 self.changed_elsewhere(parent, name);
                 Err(FsError::Exists)
@@ -184,22 +191,11 @@ impl Fs {
         if self.stat_at(parent, name).await?.is_some() {
             return Err(FsError::Exists);
         }
-        let codec = self.new_codec();
-        let key = self.layout.file_key(&path);
-        let m = (self.meta).encode(&key, &attr, meta::file_id_of(Some(&codec)), None);
-        let body = codec.encode(0, body, body.len() as u64);
         // Created only if still absent: another host may have made the name since the check.
-        let etag = match self
-            .store
-            .put_if(&key, body, &m, &self.expect(Expect::Absent))
-            .await
-        {
-            Err(store::StoreError::PreconditionFailed(_)) => {
-                self.changed_elsewhere(parent, name);
-                return Err(FsError::Exists);
-            }
-            other => other?,
-        };
+        let etag = self
+            .claim(parent, name, &path, &attr, &self.new_codec(), body)
+            .await?
+            .etag;
         let ino = self.inodes.lock().link(parent, name, attr.kind);
         self.listed_changed(parent, name);
         self.entries_changed(parent);
@@ -252,7 +248,7 @@ impl Fs {
         // Checked after the detach, whose flush may have made or changed the object.
         let pending = ino.is_some_and(|i| self.inodes.lock().is_pending(i));
         if !pending {
-            // Only the version this mount saw: another host's newer one stays (ESTALE).
+            // Only the version this mount saw: another host's newer one stays (EBUSY).
             let expected = match self.seen_version(parent, name, shown).await? {
                 Expect::Absent => Expect::Anything,
                 e => e,

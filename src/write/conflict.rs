@@ -25,6 +25,15 @@ impl OnConflict {
     pub fn is_conditional(self) -> bool {
         self == OnConflict::KeepBoth
     }
+
+    /// The condition a request carries under this policy: `e`, or none (`Overwrite`).
+    pub fn expect(self, e: Expect) -> Expect {
+        if self.is_conditional() {
+            e
+        } else {
+            Expect::Anything
+        }
+    }
 }
 
 /// What an upload that lost a conflict would have stored, handed to the caller to keep.
