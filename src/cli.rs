@@ -10,6 +10,7 @@ use crate::crypto::mode::Mode;
 use crate::fs::{Defaults, ExclusiveCreate, FsConfig};
 use crate::mount::MountPlan;
 use crate::read::ReadConfig;
+use crate::sdk::AwsSettings;
 use crate::setup::EncryptionConfig;
 use crate::store::s3::S3Config;
 use crate::write::{OnConflict, WriteConfig};
@@ -141,7 +142,7 @@ impl EncryptionArgs {
             kms_key_id: self.kms_key_id.clone(),
             bucket_key: self.bucket_key,
             sse_c_key_file: self.sse_c_key_file.clone(),
-            aws_profile: None,
+            aws: AwsSettings::default(),
             names: if self.plain_names {
                 Names::Plain
             } else {
@@ -174,6 +175,10 @@ pub struct S3Args {
     /// carries the key, readable by anyone on the path. Refused without this flag.
     #[arg(long)]
     pub allow_plain_http_sse_c: bool,
+    /// PEM file of the certificate authorities HTTPS trusts, for S3 and KMS (default:
+    /// AWS_CA_BUNDLE, then the profile's ca_bundle, then the system's roots).
+    #[arg(long)]
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl S3Args {
@@ -186,7 +191,10 @@ impl S3Args {
             force_path_style: self.force_path_style,
             sse: Default::default(),
             request_timeout,
-            profile: None,
+            aws: AwsSettings {
+                profile: None,
+                ca_bundle: self.ca_bundle.clone(),
+            },
             allow_plain_http_sse_c: self.allow_plain_http_sse_c,
         }
     }
@@ -419,6 +427,7 @@ impl MountArgs {
                 "endpoint_url" | "endpoint-url" => self.s3.endpoint_url = Some(v.to_string()),
                 "region" => self.s3.region = Some(v.to_string()),
                 "profile" => self.profile = Some(v.to_string()),
+                "ca_bundle" | "ca-bundle" => self.s3.ca_bundle = Some(v.into()),
                 "force_path_style" | "force-path-style" => self.s3.force_path_style = true,
                 "uid" => self.uid = Some(v.parse().map_err(|_| bad())?),
                 "gid" => self.gid = Some(v.parse().map_err(|_| bad())?),
@@ -479,7 +488,11 @@ impl MountArgs {
         }
         self.enc.infer_mode();
         let mut enc = self.enc.validated()?;
-        enc.aws_profile = self.profile.clone();
+        let aws = AwsSettings {
+            profile: self.profile.clone(),
+            ca_bundle: self.s3.ca_bundle.clone(),
+        };
+        enc.aws = aws.clone();
         let part_size = self.part_size_mib * 1024 * 1024;
         let write = WriteConfig {
             part_size,
@@ -493,7 +506,7 @@ impl MountArgs {
         };
         Ok(MountPlan {
             s3: S3Config {
-                profile: self.profile.clone(),
+                aws,
                 ..self.s3.config(
                     bucket.clone(),
                     Some(Duration::from_secs_f64(self.request_timeout)),

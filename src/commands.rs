@@ -40,10 +40,13 @@ async fn connect(s3: &S3Config, sse: Sse) -> Result<Arc<dyn ObjectStore>> {
 /// The mode the user's options fix (`--encryption`, or a key file that names one), or `none`
 /// when they fix nothing: then tools take the mode from the bucket. An SSE-C key file given is
 /// used for every request.
-fn tool_enc(args: &ToolArgs) -> EncryptionConfig {
+fn tool_enc(args: &ToolArgs, s3: &S3Config) -> EncryptionConfig {
     let mut enc = args.enc.clone();
     enc.infer_mode();
-    enc.config()
+    EncryptionConfig {
+        aws: s3.aws.clone(),
+        ..enc.config()
+    }
 }
 
 fn prefix_of(key: &str) -> String {
@@ -56,7 +59,10 @@ fn prefix_of(key: &str) -> String {
 /// `sealfs init`: record the prefix's mode (and create its keyring).
 pub fn init(args: &InitArgs) -> Result<()> {
     let (s3, prefix) = args.s3()?;
-    let enc = args.enc.validated()?;
+    let enc = EncryptionConfig {
+        aws: s3.aws.clone(),
+        ..args.enc.validated()?
+    };
     let sse = setup::sse_for(&enc)?;
     runtime()?.block_on(async {
         let store = connect(&s3, sse).await?;
@@ -74,7 +80,7 @@ pub fn init(args: &InitArgs) -> Result<()> {
 /// `sealfs cat s3://BUCKET/KEY`
 pub fn cat(args: &ToolArgs) -> Result<()> {
     let (s3, key) = args.s3_object()?;
-    let enc = tool_enc(args);
+    let enc = tool_enc(args, &s3);
     runtime()?.block_on(async {
         let store = connect(&s3, setup::sse_for(&enc)?).await?;
         tools::cat(store, &s3.bucket, &key, &enc).await?;
@@ -85,7 +91,7 @@ pub fn cat(args: &ToolArgs) -> Result<()> {
 /// `sealfs verify s3://BUCKET[/PREFIX]`: findings when any object is bad.
 pub fn verify(args: &ToolArgs) -> Result<Outcome> {
     let (s3, key) = args.s3_object()?;
-    let enc = tool_enc(args);
+    let enc = tool_enc(args, &s3);
     let (n, bad) = runtime()?.block_on(async {
         let store = connect(&s3, setup::sse_for(&enc)?).await?;
         let prefix = prefix_of(&key);
@@ -103,7 +109,7 @@ pub fn verify(args: &ToolArgs) -> Result<Outcome> {
 /// --kms-key-id from the command line, as a mount does).
 pub fn put(args: &PutArgs) -> Result<()> {
     let (s3, key) = args.target.s3_object()?;
-    let mut enc = tool_enc(&args.target);
+    let mut enc = tool_enc(&args.target, &s3);
     let n = runtime()?.block_on(async {
         let mut store = connect(&s3, setup::sse_for(&enc)?).await?;
         let mode = tools::mode_of(&*store, &key).await?;
@@ -124,7 +130,10 @@ pub fn put(args: &PutArgs) -> Result<()> {
 /// `sealfs migrate s3://BUCKET[/PREFIX]`: findings when any object failed (run it again).
 pub fn migrate(args: &ToolArgs) -> Result<Outcome> {
     let (s3, prefix) = args.s3()?;
-    let enc = args.enc.config();
+    let enc = EncryptionConfig {
+        aws: s3.aws.clone(),
+        ..args.enc.config()
+    };
     let url = args.url.trim_end_matches('/');
     let done = runtime()?.block_on(async {
         let store = connect(&s3, Sse::None).await?;
@@ -158,7 +167,10 @@ pub fn rotate_key(args: &RotateArgs) -> Result<()> {
     let url = args.target.url.trim_end_matches('/');
     let cfg = runtime()?.block_on(async {
         let store = connect(&s3, Sse::None).await?;
-        let current = args.target.enc.config();
+        let current = EncryptionConfig {
+            aws: s3.aws.clone(),
+            ..args.target.enc.config()
+        };
         Ok::<_, anyhow::Error>(
             setup::rotate(&*store, &s3.bucket, url, &prefix, &current, &how).await?,
         )
@@ -178,7 +190,7 @@ pub fn rotate_key(args: &RotateArgs) -> Result<()> {
 /// `sealfs rekey s3://BUCKET[/PREFIX] --sse-c-key-file FILE`: findings when any object failed.
 pub fn rekey(args: &ToolArgs) -> Result<Outcome> {
     let (s3, prefix) = args.s3()?;
-    let enc = tool_enc(args);
+    let enc = tool_enc(args, &s3);
     let sse = setup::sse_for(&enc)?;
     let Sse::C(keys) = &sse else {
         anyhow::bail!("rekey is for SSE-C prefixes: give --sse-c-key-file FILE (newest key first)");

@@ -20,11 +20,14 @@ use crate::crypto::format::Secret;
 use crate::crypto::keys::{Keyring, Names, PrefixConfig, PrefixKey, PREFIX_KEY_VERSION};
 use crate::crypto::mode::Wrapping;
 use crate::crypto::wrap::{KeyWrapper, WrapError};
+use crate::sdk::AwsSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KmsError {
     #[error("KMS {op} failed: {detail}")]
     Call { op: &'static str, detail: String },
+    #[error("KMS: {0}")]
+    Trust(String),
     #[error("KMS returned a data key of the wrong size")]
     BadKey,
     #[error("a keyring entry is wrapped under KMS key {found}, not the key given ({given}): refusing it")]
@@ -55,25 +58,25 @@ fn detail<E: std::error::Error + 'static>(e: E) -> String {
         out = format!("{out}: {next}");
         cur = next;
     }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
+    let hint = crate::sdk::trust_hint(&out);
+    out.split_whitespace().collect::<Vec<_>>().join(" ") + hint
 }
 
 impl Kms {
-    /// A client from the standard AWS chain (`AWS_ENDPOINT_URL_KMS` is honoured), with
-    /// `profile`'s settings when one is named.
-    pub async fn connect(profile: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(p) = profile {
-            loader = loader.profile_name(p);
-        }
+    /// A client from the standard AWS chain (`AWS_ENDPOINT_URL_KMS` is honoured), with the
+    /// profile and CA bundle S3 uses.
+    pub async fn connect(aws: &AwsSettings) -> Result<Self, KmsError> {
+        let (loader, _) = crate::sdk::loader(aws)
+            .await
+            .map_err(|e| KmsError::Trust(e.to_string()))?;
         let sdk = loader.load().await;
         let mut builder = aws_sdk_kms::config::Builder::from(&sdk);
         if sdk.region().is_none() {
             builder = builder.region(aws_config::Region::new("us-east-1"));
         }
-        Self {
+        Ok(Self {
             client: Client::from_conf(builder.build()),
-        }
+        })
     }
 
     /// A new 256-bit data key: its plaintext and its KMS ciphertext blob.

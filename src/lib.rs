@@ -25,6 +25,7 @@ pub mod meta;
 pub mod migrate;
 pub mod mount;
 pub mod read;
+pub mod sdk;
 pub mod setup;
 pub mod store;
 pub mod sys;

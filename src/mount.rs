@@ -94,12 +94,13 @@ fn explain(e: &StoreError, s3: &S3Config) -> String {
         StoreError::AccessDenied(m) => {
             format!("access to bucket {bucket} denied (check AWS credentials and permissions): {m}")
         }
-        StoreError::NoCredentials(_) => e.to_string(),
+        StoreError::NoCredentials(_) | StoreError::Config(_) => e.to_string(),
         StoreError::Unreachable(m) => format!(
-            "cannot reach the S3 endpoint {}: {m}",
+            "cannot reach the S3 endpoint {}: {m}{}",
             s3.endpoint_url
                 .as_deref()
-                .unwrap_or("(from the AWS configuration)")
+                .unwrap_or("(from the AWS configuration)"),
+            crate::sdk::trust_hint(m)
         ),
         other => format!("cannot use bucket {bucket}: {other}"),
     }
@@ -258,6 +259,9 @@ fn serve(
     starting.ready();
     // After detaching: `mount` and fstab helpers print nothing on success.
     tracing::info!(mountpoint = %plan.mountpoint.display(), "mounted {}", plan.fsname);
+    if let Some(line) = rt.block_on(crate::sdk::trust_line(&plan.s3.aws)) {
+        tracing::info!("{line}");
+    }
     // Counters are a diagnostic: a mount without its control socket still serves files.
     let control = {
         let _guard = rt.enter();

@@ -17,6 +17,7 @@ use crate::crypto::keys::{
 use crate::crypto::mode::{Mode, Wrapping};
 use crate::crypto::wrap::{KeyFileWrapper, KeyWrapper, WrapError};
 use crate::kms::{Kms, KmsWrapper};
+use crate::sdk::AwsSettings;
 use crate::store::{self, ObjectStore, StoreError, UserMeta};
 use crate::store::{CustomerKey, CustomerKeys, Sse};
 
@@ -66,8 +67,8 @@ pub struct EncryptionConfig {
     pub bucket_key: bool,
     /// SSE-C: the customer key file (newest key first).
     pub sse_c_key_file: Option<PathBuf>,
-    /// AWS profile for KMS calls (the mount's `--profile`; the default chain without one).
-    pub aws_profile: Option<String>,
+    /// AWS profile and CA bundle for KMS calls (the ones S3 uses).
+    pub aws: AwsSettings,
     /// `init` in client mode: how the new prefix stores names.
     pub names: Names,
 }
@@ -111,7 +112,7 @@ async fn wrapper(
     wrapping: Wrapping,
     key_file: Option<&Path>,
     kms_key_id: Option<&str>,
-    aws_profile: Option<&str>,
+    aws: &AwsSettings,
     (bucket, prefix): (&str, &str),
     missing: &'static str,
 ) -> Result<Box<dyn KeyWrapper>, SetupError> {
@@ -121,7 +122,9 @@ async fn wrapper(
             Box::new(KeyFileWrapper::new(load_key_file(path)?))
         }
         Wrapping::Kms => Box::new(KmsWrapper::new(
-            Kms::connect(aws_profile).await,
+            Kms::connect(aws)
+                .await
+                .map_err(|e| SetupError::Kms(e.to_string()))?,
             kms_key_id.map(str::to_string),
             bucket,
             prefix,
@@ -230,7 +233,7 @@ pub async fn init(
                 wrapping,
                 enc.key_file.as_deref(),
                 enc.kms_key_id.as_deref(),
-                enc.aws_profile.as_deref(),
+                &enc.aws,
                 (bucket, prefix),
                 "--encryption client needs --key-file FILE or --kms-key-id ID",
             )
@@ -300,7 +303,7 @@ async fn unwrap_ring(
         wrapping,
         enc.key_file.as_deref(),
         enc.kms_key_id.as_deref(),
-        enc.aws_profile.as_deref(),
+        &enc.aws,
         at,
         missing,
     )
@@ -342,7 +345,7 @@ pub async fn upgrade(
         wrapping,
         client.key_file.as_deref(),
         client.kms_key_id.as_deref(),
-        client.aws_profile.as_deref(),
+        &client.aws,
         at,
         missing,
     )
@@ -435,7 +438,7 @@ pub async fn rotate(
         wrapping,
         new_key_file,
         kms_target.as_deref(),
-        None,
+        &current.aws,
         at,
         missing,
     )

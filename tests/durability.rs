@@ -19,12 +19,6 @@ use common::*;
 
 const MIB: usize = 1 << 20;
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
-        .collect()
-}
-
 fn local_s3(cmd: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/local-s3.sh");
     run(Command::new(script).arg(cmd));

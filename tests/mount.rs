@@ -13,12 +13,6 @@ use bytes::Bytes;
 use common::*;
 use sealfs::store::{ObjectStore, UserMeta};
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
-        .collect()
-}
-
 #[test]
 fn files_and_directories_round_trip_and_land_in_the_bucket() {
     let m = Mount::new(&unique("basic"), &[]);

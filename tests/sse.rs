@@ -25,7 +25,7 @@ fn store_at(endpoint: &str, sse: Sse) -> S3Store {
         force_path_style: true,
         sse,
         request_timeout: None,
-        profile: None,
+        aws: Default::default(),
         allow_plain_http_sse_c: false,
     };
     rt().block_on(S3Store::connect(&cfg)).unwrap()

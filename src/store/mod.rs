@@ -64,6 +64,9 @@ pub enum StoreError {
     BadRequest(String),
     #[error("the server did not apply the requested encryption: {0}")]
     EncryptionNotApplied(String),
+    /// A setting that stops the connection before any request (a bad CA bundle).
+    #[error("{0}")]
+    Config(String),
     #[error("cannot reach the S3 endpoint: {0}")]
     Unreachable(String),
     #[error("S3 error: {0}")]

@@ -28,6 +28,7 @@ use super::{
     CompletedPart, Expect, ListObject, ListPage, ObjectMeta, ObjectStore, Result, StoreError,
     UserMeta,
 };
+use crate::sdk::AwsSettings;
 
 /// Where and how to reach the bucket; `None` fields fall back to the AWS chain.
 #[derive(Debug, Clone, Default)]
@@ -40,8 +41,8 @@ pub struct S3Config {
     /// Limit on one attempt of a request, body included (default `DEFAULT_REQUEST_TIMEOUT`):
     /// a server that hangs turns into an error the application sees, not a hung process.
     pub request_timeout: Option<Duration>,
-    /// AWS profile for credentials, region and endpoint (default: the standard chain).
-    pub profile: Option<String>,
+    /// AWS profile and CA bundle (default: the standard chain and the system's roots).
+    pub aws: AwsSettings,
     /// Send SSE-C keys over plain http to a host that is not loopback (refused otherwise:
     /// every SSE-C request carries the key).
     pub allow_plain_http_sse_c: bool,
@@ -128,10 +129,9 @@ macro_rules! sse_c_source {
 
 impl S3Store {
     pub async fn connect(config: &S3Config) -> Result<Self> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(profile) = &config.profile {
-            loader = loader.profile_name(profile);
-        }
+        let (mut loader, _) = crate::sdk::loader(&config.aws)
+            .await
+            .map_err(|e| StoreError::Config(e.to_string()))?;
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }

@@ -2,6 +2,8 @@
 //! `scripts/local-s3.sh` (its settings come from the environment or `.local-s3/env`).
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -42,9 +44,31 @@ pub fn bucket() -> String {
     std::env::var("SEALFS_TEST_BUCKET").expect("SEALFS_TEST_BUCKET")
 }
 
-pub fn endpoint() -> String {
+/// The local S3 server itself (plain http).
+pub fn server_endpoint() -> String {
     server_env();
     std::env::var("AWS_ENDPOINT_URL_S3").expect("AWS_ENDPOINT_URL_S3")
+}
+
+/// Whether this run talks to S3 over HTTPS (`SEALFS_TEST_TLS=1`): through a TLS terminator
+/// in front of the server, with a CA made for the run that `AWS_CA_BUNDLE` names.
+pub fn over_tls() -> bool {
+    std::env::var("SEALFS_TEST_TLS").is_ok_and(|v| v == "1")
+}
+
+/// The endpoint mounts and tools use: the server, or its TLS terminator when `over_tls()`.
+pub fn endpoint() -> String {
+    static TLS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if !over_tls() {
+        return server_endpoint();
+    }
+    TLS.get_or_init(|| {
+        let t = tls::Terminator::start(tls::socket_of(&server_endpoint()));
+        // Every sealfs this process starts (and its own S3 clients) trust the test CA.
+        std::env::set_var("AWS_CA_BUNDLE", tls::ca_file());
+        t.url()
+    })
+    .clone()
 }
 
 /// A prefix no other test uses.
@@ -70,7 +94,7 @@ pub fn raw_store() -> S3Store {
         force_path_style: true,
         sse: Default::default(),
         request_timeout: None,
-        profile: None,
+        aws: Default::default(),
         allow_plain_http_sse_c: false,
     };
     rt().block_on(S3Store::connect(&cfg)).expect("connect")
@@ -108,7 +132,7 @@ pub fn raw_store_with(sse: sealfs::store::Sse) -> S3Store {
         force_path_style: true,
         sse,
         request_timeout: None,
-        profile: None,
+        aws: Default::default(),
         allow_plain_http_sse_c: false,
     };
     rt().block_on(S3Store::connect(&cfg)).expect("connect")
@@ -529,6 +553,13 @@ pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// `len` bytes that differ at every position and per `seed` (so a misplaced block shows).
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();
     assert!(
@@ -549,10 +580,7 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start() -> Proxy {
-        let target: SocketAddr = endpoint()
-            .trim_start_matches("http://")
-            .parse()
-            .expect("endpoint is http://ip:port");
+        let target = tls::socket_of(&server_endpoint());
         let listener = rt()
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();

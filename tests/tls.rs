@@ -1,0 +1,202 @@
+//! HTTPS endpoints whose certificate a private CA signed (MinIO, Ceph RGW, a company proxy):
+//! a TLS terminator in front of the local servers, with a CA made for the test, and sealfs
+//! told about the CA the ways the AWS CLI is (AWS_CA_BUNDLE, `ca_bundle` in the profile) or
+//! with `--ca-bundle`. S3 and KMS both go through it.
+
+mod common;
+
+use std::fs;
+use std::process::{Command, Output};
+
+use common::tls::{ca_file, socket_of, Terminator};
+use common::*;
+
+/// `sealfs ARGS` with no CA setting inherited from this process (nor a profile file).
+fn bare(args: &[&str]) -> Command {
+    let mut c = sealfs();
+    c.args(args)
+        .env_remove("AWS_CA_BUNDLE")
+        .env("AWS_CONFIG_FILE", "/nonexistent/sealfs-test-config");
+    c
+}
+
+fn mount_args(name: &str, dir: &std::path::Path, endpoint: &str) -> Vec<String> {
+    vec![
+        "mount".into(),
+        format!("s3://{}/{name}", bucket()),
+        dir.to_string_lossy().into_owned(),
+        "--endpoint-url".into(),
+        endpoint.into(),
+        "--force-path-style".into(),
+    ]
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Mount through `cmd` (built by the test), and hand the mount to the harness for teardown.
+fn mounted(mut cmd: Command, name: &str, dir: tempfile::TempDir) -> Mount {
+    let log = std::env::temp_dir().join(format!("{}.log", unique("sealfs-tls")));
+    let out = cmd.arg("--log-file").arg(&log).output().unwrap();
+    assert!(out.status.success(), "mount failed: {}", stderr(&out));
+    Mount {
+        dir,
+        prefix: name.to_string(),
+        log,
+        setup: Prefix::new_empty(),
+    }
+}
+
+#[test]
+fn aws_ca_bundle_lets_a_mount_use_a_private_ca_endpoint() {
+    let tls = Terminator::start(socket_of(&server_endpoint()));
+    let name = unique("tls-env");
+    let dir = tempfile::tempdir().unwrap();
+    let args = mount_args(&name, dir.path(), &tls.url());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // What the issue saw: without the CA, a clear refusal that says what to set.
+    let out = bare(&argv).output().unwrap();
+    assert!(!out.status.success());
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("certificate") && msg.contains("AWS_CA_BUNDLE"),
+        "{msg}"
+    );
+
+    let mut cmd = bare(&argv);
+    cmd.env("AWS_CA_BUNDLE", ca_file());
+    let m = mounted(cmd, &name, dir);
+    let data = pattern(3 << 20, 7);
+    fs::write(m.p("over-https"), &data).unwrap();
+    assert_eq!(fs::read(m.p("over-https")).unwrap(), data);
+    assert!(m.log_text().contains("HTTPS trusts the 1 certificate(s)"));
+    drop(m);
+    // It reached the server through the terminator.
+    assert_eq!(
+        keys_under(&format!("{name}/")),
+        vec![format!("{name}/over-https")]
+    );
+}
+
+#[test]
+fn the_profiles_ca_bundle_and_the_option_are_honoured_by_mounts_and_tools() {
+    let tls = Terminator::start(socket_of(&server_endpoint()));
+    let name = unique("tls-profile");
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let config = cfg_dir.path().join("config");
+    fs::write(
+        &config,
+        format!("[profile private]\nca_bundle = {}\n", ca_file().display()),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = mount_args(&name, dir.path(), &tls.url());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = bare(&argv);
+    cmd.env("AWS_CONFIG_FILE", &config)
+        .args(["--profile", "private"]);
+    let m = mounted(cmd, &name, dir);
+    fs::write(m.p("f"), b"through the profile's CA").unwrap();
+    assert!(m.log_text().contains("ca_bundle in profile private"));
+    drop(m);
+
+    // A tool with --ca-bundle, even with a bad AWS_CA_BUNDLE in the environment: the option
+    // the user typed wins.
+    let url = format!("s3://{}/{name}/f", bucket());
+    let out = bare(&[
+        "cat",
+        &url,
+        "--endpoint-url",
+        &tls.url(),
+        "--force-path-style",
+    ])
+    .env("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
+    .arg("--ca-bundle")
+    .arg(ca_file())
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"through the profile's CA");
+
+    // A bundle that cannot be used stops the command at once, naming it and its source.
+    let out = bare(&[
+        "cat",
+        &url,
+        "--endpoint-url",
+        &tls.url(),
+        "--force-path-style",
+    ])
+    .env("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("/nonexistent/ca.pem") && msg.contains("from AWS_CA_BUNDLE"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn kms_calls_trust_the_same_bundle() {
+    server_env();
+    let moto_kms = std::env::var("AWS_ENDPOINT_URL_KMS").expect("AWS_ENDPOINT_URL_KMS");
+    let key_id = std::env::var("SEALFS_TEST_KMS_KEY_ID").expect("SEALFS_TEST_KMS_KEY_ID");
+    let kms_tls = Terminator::start(socket_of(&moto_kms));
+    let name = unique("tls-kms");
+    let url = format!("s3://{}/{name}", bucket());
+    let init = |ca: bool| {
+        let mut c = bare(&[
+            "init",
+            &url,
+            "--encryption",
+            "client",
+            "--kms-key-id",
+            &key_id,
+        ]);
+        c.args(["--endpoint-url", &server_endpoint(), "--force-path-style"])
+            .env("AWS_ENDPOINT_URL_KMS", kms_tls.url());
+        if ca {
+            c.env("AWS_CA_BUNDLE", ca_file());
+        }
+        c.output().unwrap()
+    };
+    let out = init(false);
+    assert!(!out.status.success());
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("GenerateDataKey") && msg.contains("AWS_CA_BUNDLE"),
+        "{msg}"
+    );
+    let out = init(true);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The mount unwraps the keyring through KMS over HTTPS too.
+    let dir = tempfile::tempdir().unwrap();
+    let args = mount_args(&name, dir.path(), &server_endpoint());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = bare(&argv);
+    cmd.args(["--encryption", "client", "--kms-key-id", &key_id])
+        .env("AWS_ENDPOINT_URL_KMS", kms_tls.url())
+        .env("AWS_CA_BUNDLE", ca_file());
+    let m = mounted(cmd, &name, dir);
+    fs::write(m.p("sealed"), b"wrapped by KMS over https").unwrap();
+    let m = {
+        let n = m.prefix.clone();
+        drop(m);
+        let dir = tempfile::tempdir().unwrap();
+        let args = mount_args(&n, dir.path(), &server_endpoint());
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = bare(&argv);
+        cmd.args(["--encryption", "client", "--kms-key-id", &key_id])
+            .env("AWS_ENDPOINT_URL_KMS", kms_tls.url())
+            .env("AWS_CA_BUNDLE", ca_file());
+        mounted(cmd, &n, dir)
+    };
+    assert_eq!(
+        fs::read(m.p("sealed")).unwrap(),
+        b"wrapped by KMS over https"
+    );
+}
