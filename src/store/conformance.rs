@@ -134,12 +134,31 @@ pub async fn check(s: &dyn ObjectStore, prefix: &str) {
         .unwrap();
     assert_eq!(&tail[..], b"\x07\x07hello", "parts in order");
 
-    // An aborted upload leaves no object.
+    // An upload in progress is listed under its prefix (and only there) until it is
+    // aborted; an aborted upload leaves no object.
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
     let id = s.create_multipart(&key("gone"), &m).await.unwrap();
     s.upload_part(&key("gone"), &id, 1, Bytes::from_static(b"x"))
         .await
         .unwrap();
+    let pending = s.list_uploads(prefix).await.unwrap();
+    assert_eq!(pending.len(), 1, "one upload in progress: {pending:?}");
+    assert_eq!(
+        (&pending[0].key, &pending[0].upload_id),
+        (&key("gone"), &id)
+    );
+    assert!(
+        pending[0].initiated > before,
+        "initiated: {:?}",
+        pending[0].initiated
+    );
+    let elsewhere = s
+        .list_uploads(&format!("{prefix}zz-not-here/"))
+        .await
+        .unwrap();
+    assert!(elsewhere.is_empty(), "{elsewhere:?}");
     s.abort_multipart(&key("gone"), &id).await.unwrap();
+    assert!(s.list_uploads(prefix).await.unwrap().is_empty(), "aborted");
     assert_eq!(
         s.head(&key("gone")).await.unwrap(),
         None,

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Op, Result, UserMeta};
+use super::{
+    CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Op, PendingUpload, Result, UserMeta,
+};
 
 #[derive(Default)]
 pub struct Counters {
@@ -173,6 +175,11 @@ impl ObjectStore for Counted {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
         self.counters.add(Op::AbortMultipart);
         self.inner.abort_multipart(key, upload_id).await
+    }
+
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>> {
+        self.counters.add(Op::ListUploads);
+        self.inner.list_uploads(prefix).await
     }
 
     async fn copy_if(

@@ -124,6 +124,10 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         self.check(Op::AbortMultipart, key)?;
         self.inner.abort_multipart(key, id).await
     }
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<super::PendingUpload>> {
+        self.check(Op::ListUploads, prefix)?;
+        self.inner.list_uploads(prefix).await
+    }
     async fn copy_if(
         &self,
         src: &str,

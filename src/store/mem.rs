@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    CompletedPart, Expect, ListObject, ListPage, ObjectMeta, ObjectStore, Result, StoreError,
-    UserMeta,
+    CompletedPart, Expect, ListObject, ListPage, ObjectMeta, ObjectStore, PendingUpload, Result,
+    StoreError, UserMeta,
 };
 
 #[derive(Clone)]
@@ -31,6 +31,7 @@ struct Upload {
     key: String,
     meta: UserMeta,
     parts: BTreeMap<i32, Bytes>,
+    initiated: std::time::SystemTime,
 }
 
 #[derive(Default)]
@@ -183,6 +184,7 @@ impl ObjectStore for MemStore {
             key: key.to_string(),
             meta: meta.clone(),
             parts: BTreeMap::new(),
+            initiated: std::time::SystemTime::now(),
         };
         self.uploads.lock().insert(id.clone(), upload);
         Ok(id)
@@ -251,6 +253,19 @@ impl ObjectStore for MemStore {
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<()> {
         self.uploads.lock().remove(upload_id);
         Ok(())
+    }
+
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>> {
+        let mut out: Vec<_> = (self.uploads.lock().iter())
+            .filter(|(_, up)| up.key.starts_with(prefix))
+            .map(|(id, up)| PendingUpload {
+                key: up.key.clone(),
+                upload_id: id.clone(),
+                initiated: up.initiated,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        Ok(out)
     }
 
     async fn copy_if(

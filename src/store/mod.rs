@@ -99,11 +99,12 @@ pub enum Op {
     UploadPartCopy,
     CompleteMultipart,
     AbortMultipart,
+    ListUploads,
 }
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 12] = [
         Op::Head,
         Op::Get,
         Op::Put,
@@ -115,6 +116,7 @@ impl Op {
         Op::UploadPartCopy,
         Op::CompleteMultipart,
         Op::AbortMultipart,
+        Op::ListUploads,
     ];
 
     /// The name reports use (S3's for the multipart calls).
@@ -131,12 +133,13 @@ impl Op {
             Op::UploadPartCopy => "UploadPartCopy",
             Op::CompleteMultipart => "CompleteMultipartUpload",
             Op::AbortMultipart => "AbortMultipartUpload",
+            Op::ListUploads => "ListMultipartUploads",
         }
     }
 
     /// Whether the operation changes the bucket.
     pub fn writes(self) -> bool {
-        !matches!(self, Op::Head | Op::Get | Op::List)
+        !matches!(self, Op::Head | Op::Get | Op::List | Op::ListUploads)
     }
 }
 
@@ -203,6 +206,15 @@ impl Expect {
             Expect::Version(e) => (Some(e.clone()), None),
         }
     }
+}
+
+/// A multipart upload in progress (ListMultipartUploads): started, neither completed nor
+/// aborted. Its parts are stored (and billed) until one of the two happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: SystemTime,
 }
 
 /// A completed part of a multipart upload.
@@ -272,6 +284,8 @@ pub trait ObjectStore: Send + Sync + 'static {
         expect: &Expect,
     ) -> Result<String>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+    /// Every multipart upload in progress under `prefix` (all pages of ListMultipartUploads).
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>>;
     /// Single CopyObject (objects up to `MAX_SINGLE_COPY`). `meta: Some` replaces the metadata,
     /// `None` keeps the source's.
     async fn copy(&self, src: &str, dst: &str, meta: Option<&UserMeta>) -> Result<String> {

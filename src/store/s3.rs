@@ -21,6 +21,7 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 mod convert;
+mod uploads;
 use convert::{classify, encode_key, root_cause, to_map, to_time};
 
 use super::sse::{CustomerKey, Sse};
@@ -533,6 +534,10 @@ impl ObjectStore for S3Store {
             .await
             .map(|_| ())
             .map_err(|e| classify(e, key))
+    }
+
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<super::PendingUpload>> {
+        self.list_uploads_all(prefix).await
     }
 
     /// CopyObject; with SSE-C the source is opened with whichever key it was written with and
