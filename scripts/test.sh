@@ -19,7 +19,7 @@ cargo test --all-targets "$@" 2>&1 | tee "$log"
 # Unmodified tools (tests/tools.rs) run in none (above) and client mode. The client-mode pass
 # talks HTTPS, as every real deployment does: through a TLS terminator the tests start in front
 # of Garage, with a CA made for the run (named by AWS_CA_BUNDLE; tests/common/tls.rs).
-SEALFS_TEST_TLS=1 SEALFS_TEST_ENCRYPTION=client cargo test --test mount --test listing --test model --test posix --test tools --test hosts "$@" 2>&1 | tee -a "$log"
+SEALFS_TEST_TLS=1 SEALFS_TEST_ENCRYPTION=client cargo test --test mount --test listing --test model --test posix --test tools --test hosts --test crash "$@" 2>&1 | tee -a "$log"
 SEALFS_TEST_ENCRYPTION=sse-c cargo test --test mount --test listing --test model --test posix "$@" 2>&1 | tee -a "$log"
 # Durability tests kill and freeze the S3 server itself: alone, one at a time, in both modes.
 for mode in none client; do

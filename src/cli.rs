@@ -11,6 +11,7 @@ use crate::fs::{Defaults, ExclusiveCreate, FsConfig};
 use crate::mount::MountPlan;
 use crate::read::ReadConfig;
 use crate::sdk::AwsSettings;
+use crate::session::SessionConfig;
 use crate::setup::EncryptionConfig;
 use crate::store::s3::S3Config;
 use crate::write::{OnConflict, WriteConfig};
@@ -260,6 +261,14 @@ pub struct MountArgs {
     /// two round trips per file it spends asking for ACLs and SELinux labels.
     #[arg(long)]
     pub no_xattr: bool,
+    /// Multipart uploads a crashed sealfs mount left under the prefix are aborted by the next
+    /// read-write mount: at once when that mount ran on this host and its process is gone,
+    /// and after this long without a sign of life when it ran on another host (at least 10m).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub stale_upload_age: Duration,
+    /// Only report uploads crashed mounts left; never abort them.
+    #[arg(long)]
+    pub keep_stale_uploads: bool,
     /// Stay in the foreground (default: return once the mount is ready).
     #[arg(short, long)]
     pub foreground: bool,
@@ -449,6 +458,10 @@ impl MountArgs {
                 "exclusive_create" | "exclusive-create" => {
                     self.exclusive_create = ExclusiveScope::from_str(v, true).map_err(|_| bad())?
                 }
+                "stale_upload_age" | "stale-upload-age" => {
+                    self.stale_upload_age = humantime::parse_duration(v).map_err(|_| bad())?
+                }
+                "keep_stale_uploads" | "keep-stale-uploads" => self.keep_stale_uploads = true,
                 "on_conflict" | "on-conflict" => {
                     self.on_conflict = ConflictPolicy::from_str(v, true).map_err(|_| bad())?
                 }
@@ -484,6 +497,14 @@ impl MountArgs {
             return Err(CliError::BadValue(
                 "--metadata-ttl".into(),
                 self.metadata_ttl.to_string(),
+            ));
+        }
+        // A session is renewed at least every minute and four times per age: a shorter age
+        // could take another host's live mount for a crashed one.
+        if self.stale_upload_age < Duration::from_secs(600) {
+            return Err(CliError::BadValue(
+                "--stale-upload-age (at least 10m)".into(),
+                humantime::format_duration(self.stale_upload_age).to_string(),
             ));
         }
         self.enc.infer_mode();
@@ -535,6 +556,11 @@ impl MountArgs {
                     ExclusiveScope::Server => ExclusiveCreate::Server,
                     ExclusiveScope::Local => ExclusiveCreate::Local,
                 },
+                unlinked_names: String::new(),
+            },
+            sessions: SessionConfig {
+                stale_age: self.stale_upload_age,
+                abort: !self.keep_stale_uploads,
             },
             mountpoint: self.mountpoint,
             foreground: self.foreground,

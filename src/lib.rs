@@ -26,6 +26,7 @@ pub mod migrate;
 pub mod mount;
 pub mod read;
 pub mod sdk;
+pub mod session;
 pub mod setup;
 pub mod store;
 pub mod sys;

@@ -14,6 +14,7 @@ use crate::fs::{Fs, FsConfig};
 use crate::fuse::{self, FuseFs, MountOptions};
 use crate::layout::Layout;
 use crate::read::Fetcher;
+use crate::session::{Marked, Session, SessionConfig};
 use crate::setup::{self, EncryptionConfig};
 use crate::store::counted::{Counted, Counters};
 use crate::store::probe::{self, Enforced};
@@ -35,6 +36,8 @@ pub struct MountPlan {
     pub log_file: Option<PathBuf>,
     pub fsname: String,
     pub enc: EncryptionConfig,
+    /// A read-write mount's session and its cleanup of crashed mounts' uploads.
+    pub sessions: SessionConfig,
 }
 
 /// Makes the store a mount or a tool works on: the seam between the wiring and S3, so that
@@ -110,13 +113,22 @@ fn explain(e: &StoreError, s3: &S3Config) -> String {
 /// reserved area), said in one log line. A read-only mount, or one that sends no conditions
 /// (`--on-conflict overwrite`), does not ask. A probe that fails (no delete permission, say)
 /// assumes S3's behaviour: the headers cost nothing where they are ignored.
-async fn probe_conditions(store: &dyn ObjectStore, plan: &MountPlan) -> Enforced {
+async fn probe_conditions(
+    store: &dyn ObjectStore,
+    plan: &MountPlan,
+    session: Option<&Session>,
+) -> Enforced {
     if plan.fs.read_only || !plan.fs.write.on_conflict.is_conditional() {
         return Enforced::ALL;
     }
-    let mut id = [0u8; 8];
-    aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut id);
-    let scratch = Layout::new(&plan.fs.prefix).unlinked_key(&format!("probe-{}", hex::encode(id)));
+    let scratch = match session {
+        Some(s) => s.scratch_key("probe"),
+        None => {
+            let mut id = [0u8; 8];
+            aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut id);
+            Layout::new(&plan.fs.prefix).unlinked_key(&format!("probe-{}", hex::encode(id)))
+        }
+    };
     match probe::probe(store, &scratch).await {
         Ok(found) if found == Enforced::ALL => {
             tracing::info!("{}", found.describe());
@@ -138,10 +150,34 @@ async fn probe_conditions(store: &dyn ObjectStore, plan: &MountPlan) -> Enforced
 /// queue drained; more would just contend for the 2-4 cores a mount typically has.
 const FUSE_THREADS: usize = 4;
 
-/// What a mount serves: the filesystem, and the counters of the store under it.
+/// What a mount serves: the filesystem, the counters of the store under it, and (read-write)
+/// the mount's session, ended at a clean unmount.
 pub struct Built {
     pub fs: Arc<Fs>,
     pub counters: Arc<Counters>,
+    pub session: Option<Arc<Session>>,
+}
+
+/// A read-write mount's session (`session`): registered, kept alive, and used once to clean
+/// up what crashed mounts left under the prefix. A mount whose session cannot be written
+/// still serves files, its uploads unmarked (one warning).
+async fn start_session(store: &Arc<dyn ObjectStore>, plan: &MountPlan) -> Option<Arc<Session>> {
+    if plan.fs.read_only {
+        return None;
+    }
+    let prefix = &plan.fs.prefix;
+    let session = match Session::start(store.clone(), prefix, plan.sessions.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot register this mount's session: uploads a crash would leave are not marked for cleanup");
+            return None;
+        }
+    };
+    if let Err(e) = session.clean_up(prefix, std::time::SystemTime::now()).await {
+        tracing::warn!(error = %e, "could not look for uploads crashed mounts left");
+    }
+    session.keep_alive();
+    Some(session)
 }
 
 /// The one builder of a mount's parts: the store (with the SSE the mode asks), the prefix's
@@ -160,7 +196,15 @@ pub async fn build(plan: &MountPlan, connect: &dyn Connect) -> std::result::Resu
     )
     .await
     .map_err(|e| e.to_string())?;
-    let enforced = probe_conditions(&*store, plan).await;
+    let session = start_session(&store, plan).await;
+    let enforced = probe_conditions(&*store, plan, session.as_deref()).await;
+    let (store, unlinked_names) = match &session {
+        Some(s) => {
+            let marked: Arc<dyn ObjectStore> = Arc::new(Marked::new(store, s.clone()));
+            (marked, format!("{}/unlinked-", s.id()))
+        }
+        None => (store, String::new()),
+    };
     let counted = Counted::new(store);
     let counters = counted.counters();
     let store: Arc<dyn ObjectStore> = Arc::new(counted);
@@ -168,11 +212,13 @@ pub async fn build(plan: &MountPlan, connect: &dyn Connect) -> std::result::Resu
     let fs_cfg = FsConfig {
         keys,
         enforced,
+        unlinked_names,
         ..plan.fs.clone()
     };
     Ok(Built {
         fs: Arc::new(Fs::new(store, fetcher, fs_cfg)),
         counters,
+        session,
     })
 }
 
@@ -235,7 +281,11 @@ fn serve(
         .thread_name("sealfs-io")
         .build()
         .context("cannot start the async runtime")?;
-    let Built { fs, counters } = match rt.block_on(build(plan, connect)) {
+    let Built {
+        fs,
+        counters,
+        session,
+    } = match rt.block_on(build(plan, connect)) {
         Ok(b) => b,
         Err(e) => return starting.fail(e),
     };
@@ -280,6 +330,9 @@ fn serve(
     };
     rt.spawn(unmount_on_signal(mounted.unmounter()));
     mounted.run().context("FUSE session failed")?;
+    if let Some(s) = session {
+        rt.block_on(s.end());
+    }
     let requests = counters.report().replace('\n', ", ");
     tracing::info!(
         "unmounted; S3 requests: {}",

@@ -81,6 +81,9 @@ pub struct FsConfig {
     pub enforced: crate::store::probe::Enforced,
     /// Where `O_CREAT|O_EXCL` is exclusive.
     pub exclusive_create: ExclusiveCreate,
+    /// Start of the names of files unlinked while open, under `.sealfs-unlinked/`: the mount's
+    /// session area (`SID/unlinked-`), so a crashed mount's leftovers are cleaned with it.
+    pub unlinked_names: String,
 }
 
 /// Where `open(O_CREAT|O_EXCL)` is exclusive (`--exclusive-create`).

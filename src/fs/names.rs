@@ -291,7 +291,8 @@ impl Fs {
         }
         let mut id = [0u8; 16];
         aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut id);
-        let private = self.layout.unlinked_key(&hex::encode(id));
+        let private =
+            (self.layout).unlinked_key(&format!("{}{}", self.cfg.unlinked_names, hex::encode(id)));
         let stored = match &of.version {
             Some(v) => self.store.head(&v.key).await?.filter(|o| o.etag == v.etag),
             None => None,

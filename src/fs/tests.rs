@@ -59,6 +59,7 @@ fn small_cfg(metadata_ttl: Duration) -> FsConfig {
         xattrs: true,
         enforced: crate::store::probe::Enforced::ALL,
         exclusive_create: ExclusiveCreate::Server,
+        unlinked_names: String::new(),
     }
 }
 

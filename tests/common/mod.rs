@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod tls;
+pub mod tripwire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
