@@ -198,6 +198,10 @@ pub async fn build(plan: &MountPlan, connect: &dyn Connect) -> std::result::Resu
     .map_err(|e| e.to_string())?;
     let session = start_session(&store, plan).await;
     let enforced = probe_conditions(&*store, plan, session.as_deref()).await;
+    let counted = Counted::new(store);
+    let counters = counted.counters();
+    let store: Arc<dyn ObjectStore> = Arc::new(counted);
+    // Markers are written through the counter: `sealfs stats` shows what they cost.
     let (store, unlinked_names) = match &session {
         Some(s) => {
             let marked: Arc<dyn ObjectStore> = Arc::new(Marked::new(store, s.clone()));
@@ -205,9 +209,6 @@ pub async fn build(plan: &MountPlan, connect: &dyn Connect) -> std::result::Resu
         }
         None => (store, String::new()),
     };
-    let counted = Counted::new(store);
-    let counters = counted.counters();
-    let store: Arc<dyn ObjectStore> = Arc::new(counted);
     let fetcher = Fetcher::new(store.clone(), plan.fs.read.clone());
     let fs_cfg = FsConfig {
         keys,

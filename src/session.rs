@@ -307,7 +307,8 @@ impl Session {
         for obj in store::list_all(&*self.store, &self.area).await? {
             let rel = &obj.key[self.area.len()..];
             if let Some(sid) = rel.strip_prefix("session-") {
-                let owner = match obj.size <= MAX_SESSION_OBJECT {
+                // This session's own object needs no reading: `judge` knows it is alive.
+                let owner = match obj.size <= MAX_SESSION_OBJECT && sid != self.id {
                     true => store::get_all(&*self.store, &obj.key)
                         .await?
                         .and_then(|b| serde_json::from_slice(&b).ok()),

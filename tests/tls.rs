@@ -105,32 +105,24 @@ fn the_profiles_ca_bundle_and_the_option_are_honoured_by_mounts_and_tools() {
     // A tool with --ca-bundle, even with a bad AWS_CA_BUNDLE in the environment: the option
     // the user typed wins.
     let url = format!("s3://{}/{name}/f", bucket());
-    let out = bare(&[
-        "cat",
-        &url,
-        "--endpoint-url",
-        &tls.url(),
-        "--force-path-style",
-    ])
-    .env("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
-    .arg("--ca-bundle")
-    .arg(ca_file())
-    .output()
-    .unwrap();
+    let endpoint = tls.url();
+    let cat = || {
+        let mut c = bare(&[
+            "cat",
+            &url,
+            "--endpoint-url",
+            &endpoint,
+            "--force-path-style",
+        ]);
+        c.env("AWS_CA_BUNDLE", "/nonexistent/ca.pem");
+        c
+    };
+    let out = cat().arg("--ca-bundle").arg(ca_file()).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"through the profile's CA");
 
     // A bundle that cannot be used stops the command at once, naming it and its source.
-    let out = bare(&[
-        "cat",
-        &url,
-        "--endpoint-url",
-        &tls.url(),
-        "--force-path-style",
-    ])
-    .env("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
-    .output()
-    .unwrap();
+    let out = cat().output().unwrap();
     assert!(!out.status.success());
     let msg = stderr(&out);
     assert!(
@@ -173,28 +165,21 @@ fn kms_calls_trust_the_same_bundle() {
     let out = init(true);
     assert!(out.status.success(), "{}", stderr(&out));
 
-    // The mount unwraps the keyring through KMS over HTTPS too.
-    let dir = tempfile::tempdir().unwrap();
-    let args = mount_args(&name, dir.path(), &server_endpoint());
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut cmd = bare(&argv);
-    cmd.args(["--encryption", "client", "--kms-key-id", &key_id])
-        .env("AWS_ENDPOINT_URL_KMS", kms_tls.url())
-        .env("AWS_CA_BUNDLE", ca_file());
-    let m = mounted(cmd, &name, dir);
-    fs::write(m.p("sealed"), b"wrapped by KMS over https").unwrap();
-    let m = {
-        let n = m.prefix.clone();
-        drop(m);
+    // The mount unwraps the keyring through KMS over HTTPS too (and again after a remount).
+    let mount = || {
         let dir = tempfile::tempdir().unwrap();
-        let args = mount_args(&n, dir.path(), &server_endpoint());
+        let args = mount_args(&name, dir.path(), &server_endpoint());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = bare(&argv);
         cmd.args(["--encryption", "client", "--kms-key-id", &key_id])
             .env("AWS_ENDPOINT_URL_KMS", kms_tls.url())
             .env("AWS_CA_BUNDLE", ca_file());
-        mounted(cmd, &n, dir)
+        mounted(cmd, &name, dir)
     };
+    let m = mount();
+    fs::write(m.p("sealed"), b"wrapped by KMS over https").unwrap();
+    drop(m);
+    let m = mount();
     assert_eq!(
         fs::read(m.p("sealed")).unwrap(),
         b"wrapped by KMS over https"

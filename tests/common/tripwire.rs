@@ -121,8 +121,10 @@ impl Tripwire {
                             kill
                         };
                         if let Some(mountpoint) = kill {
-                            assert!(kill_daemon(&mountpoint), "no daemon for {mountpoint:?}");
+                            // Fired before the kill: the test wakes up (its syscall fails with
+                            // ENOTCONN) as soon as the daemon dies, and then asks.
                             fi.store(true, Ordering::SeqCst);
+                            assert!(kill_daemon(&mountpoint), "no daemon for {mountpoint:?}");
                             break; // the request that tripped the wire is never sent
                         }
                         if sw.write_all(chunk).await.is_err() {
