@@ -307,13 +307,8 @@ fn serve(
             return starting.fail(format!("cannot mount at {where_}: {e}"));
         }
     };
-    starting.ready();
-    // After detaching: `mount` and fstab helpers print nothing on success.
-    tracing::info!(mountpoint = %plan.mountpoint.display(), "mounted {}", plan.fsname);
-    if let Some(line) = rt.block_on(crate::sdk::trust_line(&plan.s3.aws)) {
-        tracing::info!("{line}");
-    }
-    // Counters are a diagnostic: a mount without its control socket still serves files.
+    // Counters are a diagnostic: a mount without its control socket still serves files. The
+    // socket listens before the parent returns, so `sealfs stats` works as soon as `mount` did.
     let control = {
         let _guard = rt.enter();
         crate::control::serve(
@@ -329,6 +324,12 @@ fn serve(
             None
         }
     };
+    starting.ready();
+    // After detaching: `mount` and fstab helpers print nothing on success.
+    tracing::info!(mountpoint = %plan.mountpoint.display(), "mounted {}", plan.fsname);
+    if let Some(line) = rt.block_on(crate::sdk::trust_line(&plan.s3.aws)) {
+        tracing::info!("{line}");
+    }
     rt.spawn(unmount_on_signal(mounted.unmounter()));
     mounted.run().context("FUSE session failed")?;
     if let Some(s) = session {
