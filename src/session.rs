@@ -227,6 +227,8 @@ pub struct Session {
     owner: Owner,
     config: SessionConfig,
     next: AtomicU64,
+    /// Uploads of this session in progress: upload id → (object key, marker key).
+    pending: parking_lot::Mutex<HashMap<String, (String, String)>>,
 }
 
 /// The largest session object read back: anything bigger is not sealfs's.
@@ -248,6 +250,7 @@ impl Session {
             owner: Owner::current(),
             config,
             next: AtomicU64::new(0),
+            pending: Default::default(),
         };
         s.heartbeat().await?;
         Ok(Arc::new(s))
@@ -289,14 +292,30 @@ impl Session {
         });
     }
 
-    /// A clean unmount: this session's objects, then its session object, go.
+    /// A clean unmount: uploads still pending (their abort failed, say while the server was
+    /// away) are aborted again; this session's objects go, and its session object too unless
+    /// an upload is still there, whose marker and session then let a later mount abort it.
     pub async fn end(&self) {
+        let pending: Vec<_> = self.pending.lock().drain().collect();
+        let mut kept = Vec::new();
+        for (id, (key, marker)) in pending {
+            match self.store.abort_multipart(&key, &id).await {
+                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "could not abort an upload at unmount: the next read-write mount will");
+                    kept.push(marker);
+                }
+            }
+        }
         let mine = format!("{}{}/", self.area, self.id);
-        let mut keys = match store::list_all(&*self.store, &mine).await {
+        let mut keys: Vec<String> = match store::list_all(&*self.store, &mine).await {
             Ok(objs) => objs.into_iter().map(|o| o.key).collect(),
             Err(_) => Vec::new(),
         };
-        keys.push(self.session_key(&self.id));
+        keys.retain(|k| !kept.contains(k));
+        if kept.is_empty() {
+            keys.push(self.session_key(&self.id));
+        }
         if let Err(e) = store::delete_all(&*self.store, &keys).await {
             tracing::warn!(error = %e, "could not delete this mount's session objects");
         }
@@ -403,23 +422,17 @@ impl Session {
 pub struct Marked {
     inner: Arc<dyn ObjectStore>,
     session: Arc<Session>,
-    /// Upload id → its marker's key.
-    markers: parking_lot::Mutex<HashMap<String, String>>,
 }
 
 impl Marked {
     pub fn new(inner: Arc<dyn ObjectStore>, session: Arc<Session>) -> Self {
-        Self {
-            inner,
-            session,
-            markers: Default::default(),
-        }
+        Self { inner, session }
     }
 
     /// The upload is over (completed, aborted, or gone): its marker goes.
     async fn unmark(&self, upload_id: &str) {
-        let marker = self.markers.lock().remove(upload_id);
-        if let Some(marker) = marker {
+        let marker = self.session.pending.lock().remove(upload_id);
+        if let Some((_, marker)) = marker {
             if let Err(e) = self.inner.delete(&marker).await {
                 tracing::warn!(error = %e, "could not delete an upload marker");
             }
@@ -450,7 +463,8 @@ impl ObjectStore for Marked {
             .await?;
         match self.inner.create_multipart(key, meta).await {
             Ok(id) => {
-                self.markers.lock().insert(id.clone(), marker);
+                let entry = (key.to_string(), marker);
+                self.session.pending.lock().insert(id.clone(), entry);
                 Ok(id)
             }
             Err(e) => {

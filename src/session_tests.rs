@@ -290,3 +290,18 @@ async fn a_later_mount_aborts_a_crashed_sessions_uploads_and_nothing_else() {
     let again = new.clean_up("p/", SystemTime::now()).await.unwrap();
     assert!(again.abort.is_empty() && again.dead.is_empty(), "{again:?}");
 }
+
+#[tokio::test]
+async fn a_clean_unmount_aborts_what_is_still_pending_and_leaves_nothing() {
+    // An upload whose abort failed (the server was away) is still pending at unmount.
+    let mem = Arc::new(MemStore::new());
+    let s = Session::start(mem.clone(), "p/", SessionConfig::default())
+        .await
+        .unwrap();
+    let m = Marked::new(mem.clone(), s.clone());
+    m.create_multipart("p/big", &meta()).await.unwrap();
+    assert_eq!(mem.pending_uploads(), 1);
+    s.end().await;
+    assert_eq!(mem.pending_uploads(), 0);
+    assert!(mem.keys().is_empty(), "{:?}", mem.keys());
+}

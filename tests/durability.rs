@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use sealfs::store::ObjectStore;
 
 const MIB: usize = 1 << 20;
 
@@ -99,14 +100,17 @@ fn check_after_outage(m: &Mount, old: &[u8]) {
         old,
         "old contents, not partial"
     );
-    let uploads = rt()
+    let objects = rt()
         .block_on(sealfs::store::list_all(&s3, &format!("{}/", m.prefix)))
         .unwrap();
+    // Besides the file: the config, and the mount's own session area (its session object,
+    // and the marker of the upload whose abort failed while the server was away).
+    let reserved = format!("{}/.sealfs-unlinked/", m.prefix);
     assert!(
-        uploads
-            .iter()
-            .all(|o| o.key == m.key("victim") || o.key == m.key(".sealfs")),
-        "no other object appeared: {uploads:?}"
+        objects.iter().all(|o| o.key == m.key("victim")
+            || o.key == m.key(".sealfs")
+            || o.key.starts_with(&reserved)),
+        "no other object appeared: {objects:?}"
     );
     // Without a remount: new files and an overwrite of the victim work.
     fs::write(m.p("after"), b"the server is back").unwrap();
@@ -121,6 +125,17 @@ fn check_after_outage(m: &Mount, old: &[u8]) {
     );
 }
 
+/// After the unmount, the upload the outage left (its abort failed) is aborted, and the
+/// mount's session area is gone.
+fn check_clean_after_unmount(m: &Mount) {
+    m.unmount();
+    let prefix = format!("{}/", m.prefix);
+    let pending = rt().block_on(m.s3().list_uploads(&prefix)).unwrap();
+    assert!(pending.is_empty(), "{pending:?}\n{}", m.log_text());
+    let area = keys_under(&format!("{prefix}.sealfs-unlinked/"));
+    assert!(area.is_empty(), "{area:?}");
+}
+
 #[test]
 #[ignore = "kills the shared S3 server: scripts/test.sh runs it alone"]
 fn the_server_vanishing_mid_write_is_an_error_and_loses_nothing() {
@@ -132,6 +147,7 @@ fn the_server_vanishing_mid_write_is_an_error_and_loses_nothing() {
     let err = err.expect("the application must see the failure");
     assert!(err.contains("os error 5"), "EIO, got {err}");
     check_after_outage(&m, &old);
+    check_clean_after_unmount(&m);
 }
 
 #[test]
@@ -163,6 +179,7 @@ fn a_server_that_hangs_mid_write_times_out_into_an_error() {
     garage_signal("-CONT");
     assert_eq!(errno_of(read), libc::EIO);
     assert!(took < Duration::from_secs(60), "{took:?}");
+    check_clean_after_unmount(&m);
 }
 
 #[test]
