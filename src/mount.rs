@@ -124,9 +124,8 @@ async fn probe_conditions(
     let scratch = match session {
         Some(s) => s.scratch_key("probe"),
         None => {
-            let mut id = [0u8; 8];
-            aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut id);
-            Layout::new(&plan.fs.prefix).unlinked_key(&format!("probe-{}", hex::encode(id)))
+            let id = sys::random_hex::<8>();
+            Layout::new(&plan.fs.prefix).unlinked_key(&format!("probe-{id}"))
         }
     };
     match probe::probe(store, &scratch).await {

@@ -241,12 +241,10 @@ impl Session {
         prefix: &str,
         config: SessionConfig,
     ) -> Result<Arc<Session>> {
-        let mut id = [0u8; 8];
-        aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut id);
         let s = Session {
             store,
             area: format!("{prefix}{UNLINKED_DIR}/"),
-            id: hex::encode(id),
+            id: crate::sys::random_hex::<8>(),
             owner: Owner::current(),
             config,
             next: AtomicU64::new(0),

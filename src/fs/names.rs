@@ -289,10 +289,8 @@ impl Fs {
                 tracing::warn!(%ino, error = %e, "flush before unlinking an open file failed");
             }
         }
-        let mut id = [0u8; 16];
-        aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut id);
-        let private =
-            (self.layout).unlinked_key(&format!("{}{}", self.cfg.unlinked_names, hex::encode(id)));
+        let id = crate::sys::random_hex::<16>();
+        let private = (self.layout).unlinked_key(&format!("{}{id}", self.cfg.unlinked_names));
         let stored = match &of.version {
             Some(v) => self.store.head(&v.key).await?.filter(|o| o.etag == v.etag),
             None => None,
