@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/opt/sealfs-tools/target}"
 
 [ -e /dev/fuse ] || { echo "test.sh: /dev/fuse is missing" >&2; exit 1; }
-command -v fusermount3 >/dev/null || { echo "test.sh: fusermount3 missing (apt-get install fuse3)" >&2; exit 1; }
+# fuse3, curl and the tools the tests drive, installed when missing (root or sudo).
+scripts/install-deps.sh
 
 scripts/local-s3.sh start
 trap 'scripts/local-s3.sh stop' EXIT
