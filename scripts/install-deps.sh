@@ -10,6 +10,8 @@ command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# groff renders the man pages tests/manual.rs checks.
+command -v groff >/dev/null || need+=(groff-base)
 for tool in rsync restic sqlite3 git; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done

@@ -53,6 +53,23 @@ pub enum Command {
     Rekey(ToolArgs),
     /// Print the S3 requests (per operation) and bytes a running mount has made so far.
     Stats(StatsArgs),
+    /// Print a shell completion script to stdout, e.g.
+    /// `sealfs completions bash > /usr/share/bash-completion/completions/sealfs`.
+    Completions(CompletionsArgs),
+    /// Write man pages (sealfs.1 and one per command, sealfs-mount.1, ...) into a directory,
+    /// e.g. `sealfs man /usr/local/share/man/man1`.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing).
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

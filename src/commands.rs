@@ -1,5 +1,5 @@
 //! Wiring of the commands that work without a mount (`init`, `cat`, `put`, `verify`,
-//! `rotate-key`, `rekey`): each connects to the bucket with the SSE settings its prefix needs,
+//! `rotate-key`, `rekey`; `completions` and `man`, which only print): each connects to the bucket with the SSE settings its prefix needs,
 //! runs one `setup` or `tools` function, and reports in one line.
 
 use std::sync::Arc;
@@ -213,5 +213,32 @@ pub fn stats(args: &crate::cli::StatsArgs) -> Result<()> {
     let dir = crate::control::socket_dir();
     let report = runtime()?.block_on(crate::control::query(&dir, &args.mountpoint))?;
     print!("{report}");
+    Ok(())
+}
+
+/// `sealfs completions SHELL`: the completion script clap derives from the command line.
+/// Built in memory first: clap_complete panics on a write error (`| head`).
+pub fn completions(args: &crate::cli::CompletionsArgs) -> Result<()> {
+    use std::io::Write;
+    let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "sealfs", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write the completion script"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `sealfs man DIR`: sealfs.1 and sealfs-COMMAND.1 for every command, from the same
+/// definitions as `--help`.
+pub fn man(args: &crate::cli::ManArgs) -> Result<()> {
+    let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    clap_mangen::generate_to(cmd, &args.dir)
+        .with_context(|| format!("cannot write man pages into {}", args.dir.display()))?;
+    eprintln!("sealfs: wrote man pages to {}", args.dir.display());
     Ok(())
 }

@@ -42,6 +42,8 @@ fn main() -> ExitCode {
         Command::RotateKey(args) => clean(commands::rotate_key(&args)),
         Command::Rekey(args) => commands::rekey(&args),
         Command::Stats(args) => clean(commands::stats(&args)),
+        Command::Completions(args) => clean(commands::completions(&args)),
+        Command::Man(args) => clean(commands::man(&args)),
         Command::Keygen(args) => clean(sealfs::crypto::keys::keygen(&args.out)
             .map(|()| eprintln!("sealfs: wrote a new key to {} (mode 0600); keep a copy: without it the data cannot be read", args.out.display()))
             .map_err(anyhow::Error::from)),
