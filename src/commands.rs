@@ -165,6 +165,7 @@ pub fn rotate_key(args: &RotateArgs) -> Result<()> {
         to_kms_key_id: args.new_kms_key_id.clone(),
     };
     let url = args.target.url.trim_end_matches('/');
+    let spinner = crate::progress::spinner("rotating the keyring");
     let cfg = runtime()?.block_on(async {
         let store = connect(&s3, Sse::None).await?;
         let current = EncryptionConfig {
@@ -174,7 +175,9 @@ pub fn rotate_key(args: &RotateArgs) -> Result<()> {
         Ok::<_, anyhow::Error>(
             setup::rotate(&*store, &s3.bucket, url, &prefix, &current, &how).await?,
         )
-    })?;
+    });
+    spinner.finish_and_clear();
+    let cfg = cfg?;
     let wrapping = match &cfg.kms_key_id {
         Some(id) => format!("KMS key {id}"),
         None => "the key file".to_string(),

@@ -7,7 +7,7 @@
 //! (async filesystem logic) -> `inode` / `read` / `write` / `cache` / `dirindex` -> `layout`
 //! (paths <-> keys), `meta` (attributes <-> object metadata), `crypto` (format, codec,
 //! keyrings, modes, key providers; `kms` implements the KMS one) and `store` (the only module
-//! that touches aws-sdk-s3). `setup` and `tools` serve `mount` and `commands`. `sys` holds the
+//! that touches aws-sdk-s3). `setup` and `tools` serve `mount` and `commands`; `progress` shows how far a tool got. `sys` holds the
 //! few raw system calls of process setup.
 
 pub mod cache;
@@ -24,6 +24,7 @@ pub mod layout;
 pub mod meta;
 pub mod migrate;
 pub mod mount;
+pub mod progress;
 pub mod read;
 pub mod sdk;
 pub mod session;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::crypto::keys::Keyring;
 use crate::layout::{Layout, CONFIG_NAME};
 use crate::meta::{Defaults, MetaCodec};
+use crate::progress::Progress;
 use crate::setup::{self, EncryptionConfig, SetupError};
 use crate::store::{self, ObjectMeta, ObjectStore, StoreError};
 
@@ -65,14 +66,8 @@ pub async fn migrate(
         // Config objects of prefixes below this one are theirs.
         .filter(|o| o.key.rsplit('/').next() != Some(CONFIG_NAME))
         .collect();
-    let bar = indicatif::ProgressBar::new(objects.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} objects, {elapsed} (eta {eta})",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix("migrating");
+    let total_bytes = objects.iter().map(|o| o.size).sum();
+    let mut bar = Progress::new("migrated", objects.len() as u64, total_bytes);
     let mut out = Migrated {
         upgraded,
         ..Migrated::default()
@@ -81,22 +76,22 @@ pub async fn migrate(
     for o in objects {
         if target.is_migrated(&o.key) {
             out.already += 1;
-            bar.inc(1);
+            bar.inc(o.size);
             continue;
         }
         while tasks.len() >= CONCURRENCY {
-            tally(&mut tasks, &mut out, &bar).await;
+            tally(&mut tasks, &mut out, &mut bar).await;
         }
         let (s, t) = (s.clone(), target.clone());
         tasks.spawn(async move {
             let res = t.move_one(&*s, &o).await;
-            (o.key, res)
+            (o.key, o.size, res)
         });
     }
     while !tasks.is_empty() {
-        tally(&mut tasks, &mut out, &bar).await;
+        tally(&mut tasks, &mut out, &mut bar).await;
     }
-    bar.finish_and_clear();
+    bar.finish();
     // The attribute indexes name version-1 keys: drop them (they are rebuilt as listed).
     let index_prefix = format!("{prefix}{}/", crate::layout::INDEX_DIR);
     let indexes: Vec<String> = store::list_all(&*s, &index_prefix)
@@ -109,23 +104,28 @@ pub async fn migrate(
 }
 
 async fn tally(
-    tasks: &mut tokio::task::JoinSet<(String, Result<(), MigrateError>)>,
+    tasks: &mut tokio::task::JoinSet<(String, u64, Result<(), MigrateError>)>,
     out: &mut Migrated,
-    bar: &indicatif::ProgressBar,
+    bar: &mut Progress,
 ) {
-    match tasks.join_next().await {
-        Some(Ok((_, Ok(())))) => out.moved += 1,
-        Some(Ok((key, Err(e)))) => {
+    let size = match tasks.join_next().await {
+        Some(Ok((_, size, Ok(())))) => {
+            out.moved += 1;
+            size
+        }
+        Some(Ok((key, size, Err(e)))) => {
             out.failed += 1;
-            bar.suspend(|| println!("FAILED {key}: {e}"));
+            bar.say(&format!("FAILED {key}: {e}"));
+            size
         }
         Some(Err(e)) => {
             out.failed += 1;
-            bar.suspend(|| println!("FAILED: {e}"));
+            bar.say(&format!("FAILED: {e}"));
+            0
         }
         None => return,
-    }
-    bar.inc(1);
+    };
+    bar.inc(size);
 }
 
 /// The prefix's layouts and attribute encodings before and after.

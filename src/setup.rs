@@ -23,9 +23,9 @@ use crate::store::{CustomerKey, CustomerKeys, Sse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Key(#[from] KeyError),
     #[error("cannot unwrap the prefix's keyring with KMS (key disabled, no access, or the keyring was moved or replaced?): {0}")]
     Kms(String),

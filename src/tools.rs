@@ -11,7 +11,7 @@
 //! failure it stops with an error (non-zero exit), never writing unverified bytes. `put`
 //! makes the object visible only once the whole file is uploaded.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use crate::crypto::codec::FileCodec;
@@ -21,6 +21,7 @@ use crate::crypto::mode::Mode;
 use crate::inode::{Attr, Kind};
 use crate::layout::{Layout, CONFIG_NAME};
 use crate::meta::MetaCodec;
+use crate::progress::Progress;
 use crate::read::{open_object, read_range, ReadError, Version};
 use crate::setup::{self, EncryptionConfig, SetupError};
 use crate::store::{self, ObjectStore, StoreError};
@@ -32,7 +33,7 @@ pub enum ToolError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Read(#[from] crate::read::ReadError),
     #[error("no such object: {0}")]
     NotFound(String),
@@ -220,10 +221,10 @@ pub async fn verify(
         .filter(|o| o.key.rsplit('/').next() != Some(CONFIG_NAME))
         .filter(|o| !t.layout.is_internal(&o.key))
         .collect();
-    let tty = std::io::stderr().is_terminal();
     let total_bytes: u64 = objects.iter().map(|o| o.size).sum();
-    let (mut done_bytes, mut bad) = (0u64, 0usize);
-    for (i, o) in objects.iter().enumerate() {
+    let mut progress = Progress::new("verified", objects.len() as u64, total_bytes);
+    let mut bad = 0usize;
+    for o in &objects {
         let res = if o.key.ends_with('/') {
             marker(&s, &t, &o.key).await
         } else if t.layout.encrypts_names() && t.layout.path_of(&o.key).is_none() {
@@ -240,30 +241,16 @@ pub async fn verify(
         };
         if let Err(e) = res {
             bad += 1;
-            if tty {
-                eprint!("\r\x1b[K");
-            }
             let why = match e {
                 ToolError::Bad { why, .. } => why,
                 ToolError::Read(ReadError::Corrupt { error, .. }) => error.to_string(),
                 other => other.to_string(),
             };
-            println!("BAD {}: {why}", t.shown(&o.key));
+            progress.say(&format!("BAD {}: {why}", t.shown(&o.key)));
         }
-        done_bytes += o.size;
-        if tty {
-            let pct = (done_bytes * 100).checked_div(total_bytes).unwrap_or(100);
-            eprint!(
-                "\rverified {}/{} objects, {pct}% of {} bytes",
-                i + 1,
-                objects.len(),
-                total_bytes
-            );
-        }
+        progress.inc(o.size);
     }
-    if tty {
-        eprintln!();
-    }
+    progress.finish();
     Ok((objects.len(), bad))
 }
 
@@ -377,7 +364,11 @@ pub async fn rekey(
     // Proves the key file opens the prefix (its config object is under one of its keys).
     open_for(&*s, bucket, &Layout::new(prefix).config_key(), enc).await?;
     let (mut moved, mut failed) = (0, 0);
-    for o in store::list_all(&*s, prefix).await? {
+    let objects = store::list_all(&*s, prefix).await?;
+    let total_bytes = objects.iter().map(|o| o.size).sum();
+    let mut progress = Progress::new("rekeyed", objects.len() as u64, total_bytes);
+    for o in objects {
+        progress.inc(o.size);
         let res = match s.head(&o.key).await {
             Ok(Some(m)) if m.sse_c_key_md5.as_deref() == Some(current_md5) => continue,
             Ok(Some(m)) => {
@@ -393,9 +384,10 @@ pub async fn rekey(
             Ok(_) => moved += 1,
             Err(e) => {
                 failed += 1;
-                println!("FAILED {}: {e}", o.key);
+                progress.say(&format!("FAILED {}: {e}", o.key));
             }
         }
     }
+    progress.finish();
     Ok((moved, failed))
 }

@@ -340,6 +340,31 @@ fn cat_and_verify_work_without_a_mount() {
 }
 
 #[test]
+fn verify_reports_progress_in_lines_without_a_terminal() {
+    let p = Prefix::client(&unique("progress"));
+    let (key, name) = (p.args[3].clone(), p.name.clone());
+    let m = p.mount(&[]);
+    for i in 0..10 {
+        fs::write(m.p(&format!("f{i}")), text(1000)).unwrap();
+    }
+    let out = sealfs()
+        .arg("verify")
+        .arg(format!("s3://{}/{name}", bucket()))
+        .args(["--key-file", &key, "--endpoint-url", &endpoint()])
+        .arg("--force-path-style")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    // Equal sizes: one line per tenth, the last tenth being the summary.
+    let lines: Vec<&str> = said.lines().filter(|l| l.contains("verified ")).collect();
+    assert_eq!(lines.len(), 10, "{said}");
+    assert!(lines[4].starts_with("sealfs: verified 5 of 10, "), "{said}");
+    assert!(lines[4].contains("/s, eta "), "{said}");
+    assert!(!said.contains('\r') && !said.contains('\x1b'), "{said:?}");
+}
+
+#[test]
 fn rotate_key_and_put_keep_every_object_readable() {
     use std::os::unix::fs::MetadataExt;
     let kms_key =
