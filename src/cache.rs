@@ -58,8 +58,6 @@ struct Inner {
     lru: LruCache<BlockKey, Bytes>,
     bytes: u64,
     pending: HashMap<BlockKey, watch::Receiver<bool>>,
-    hits: u64,
-    misses: u64,
 }
 
 pub struct BlockCache {
@@ -75,23 +73,26 @@ impl BlockCache {
                 lru: LruCache::unbounded(),
                 bytes: 0,
                 pending: HashMap::new(),
-                hits: 0,
-                misses: 0,
             }),
         })
     }
 
     pub fn lookup(&self, k: &BlockKey) -> Lookup {
         let mut inner = self.inner.lock();
+        let m = crate::metrics::global();
         if let Some(b) = inner.lru.get(k) {
-            let b = b.clone();
-            inner.hits += 1;
-            return Lookup::Hit(b);
+            m.cache_hits.inc();
+            return Lookup::Hit(b.clone());
         }
-        inner.misses += 1;
         match inner.pending.get(k) {
-            Some(rx) => Lookup::Pending(rx.clone()),
-            None => Lookup::Miss,
+            Some(rx) => {
+                m.cache_hits.inc();
+                Lookup::Pending(rx.clone())
+            }
+            None => {
+                m.cache_misses.inc();
+                Lookup::Miss
+            }
         }
     }
 
@@ -124,23 +125,39 @@ impl BlockCache {
         if len > self.budget {
             return;
         }
+        let m = crate::metrics::global();
         let mut inner = self.inner.lock();
+        let before = inner.bytes;
         if let Some(old) = inner.lru.put(k, block) {
             inner.bytes -= old.len() as u64;
         }
         inner.bytes += len;
         while inner.bytes > self.budget {
             match inner.lru.pop_lru() {
-                Some((_, b)) => inner.bytes -= b.len() as u64,
+                Some((_, b)) => {
+                    inner.bytes -= b.len() as u64;
+                    m.cache_evictions.inc();
+                }
                 None => break,
             }
         }
+        // The gauge is the sum over the process's caches (one per mount in the daemon).
+        let delta = inner.bytes as i64 - before as i64;
+        m.cache_bytes.inc_by(delta);
     }
+}
 
-    /// (bytes cached, hits, misses)
-    pub fn stats(&self) -> (u64, u64, u64) {
-        let inner = self.inner.lock();
-        (inner.bytes, inner.hits, inner.misses)
+impl BlockCache {
+    /// Bytes of blocks held now.
+    pub fn bytes(&self) -> u64 {
+        self.inner.lock().bytes
+    }
+}
+
+impl Drop for BlockCache {
+    fn drop(&mut self) {
+        let bytes = self.inner.lock().bytes;
+        crate::metrics::global().cache_bytes.dec_by(bytes as i64);
     }
 }
 
@@ -175,7 +192,7 @@ mod tests {
             "1 was least recent"
         );
         assert!(matches!(c.lookup(&key(0)), Lookup::Hit(_)));
-        assert_eq!(c.stats().0, 30);
+        assert_eq!(c.bytes(), 30);
         let other_version = BlockKey {
             etag: "e2".into(),
             ..key(0)

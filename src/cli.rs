@@ -333,6 +333,10 @@ pub struct MountArgs {
     /// Log file for a background mount (default: logs are discarded once detached).
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464): S3 requests,
+    /// latency, bytes, cache, uploads, retries. Anyone who can reach ADDR can read them.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// AWS profile for credentials, region and endpoints (S3 and KMS), e.g. in an fstab line
     /// where no AWS_* environment is set.
     #[arg(long)]
@@ -463,6 +467,9 @@ impl MountArgs {
                     self.metadata_ttl = v.parse().map_err(|_| bad())?
                 }
                 "log_file" | "log-file" => self.log_file = Some(v.into()),
+                "metrics_addr" | "metrics-addr" => {
+                    self.metrics_addr = Some(v.parse().map_err(|_| bad())?)
+                }
                 "cache_size_mib" | "cache-size-mib" => {
                     self.cache_size_mib = v.parse().map_err(|_| bad())?
                 }
@@ -586,6 +593,7 @@ impl MountArgs {
             auto_unmount,
             default_permissions,
             log_file: self.log_file,
+            metrics_addr: self.metrics_addr,
             fsname: format!("sealfs:{bucket}/{prefix}"),
             enc,
         })

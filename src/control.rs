@@ -103,7 +103,7 @@ pub fn serve(
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
-            let report = counters.report();
+            let report = counters.report() + &crate::metrics::global().report();
             tokio::spawn(async move { conn.write_all(report.as_bytes()).await.ok() });
         }
     });

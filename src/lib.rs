@@ -22,6 +22,7 @@ pub mod inode;
 pub mod kms;
 pub mod layout;
 pub mod meta;
+pub mod metrics;
 pub mod migrate;
 pub mod mount;
 pub mod progress;

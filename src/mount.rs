@@ -34,6 +34,8 @@ pub struct MountPlan {
     pub auto_unmount: bool,
     pub default_permissions: bool,
     pub log_file: Option<PathBuf>,
+    /// Where to serve Prometheus metrics (`--metrics-addr`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub fsname: String,
     pub enc: EncryptionConfig,
     /// A read-write mount's session and its cleanup of crashed mounts' uploads.
@@ -288,6 +290,15 @@ fn serve(
     } = match rt.block_on(build(plan, connect)) {
         Ok(b) => b,
         Err(e) => return starting.fail(e),
+    };
+    counters.register(crate::metrics::global());
+    // Asked for by the user, so a port that cannot be bound stops the mount.
+    let _metrics = match plan.metrics_addr {
+        Some(addr) => match rt.block_on(crate::metrics::serve(addr)) {
+            Ok(task) => Some(task),
+            Err(e) => return starting.fail(format!("cannot serve metrics on {addr}: {e}")),
+        },
+        None => None,
     };
     let opts = MountOptions {
         fsname: plan.fsname.clone(),

@@ -273,7 +273,11 @@ impl Reader {
         let mut i = first;
         while i <= last {
             let key = block_key(version, &object, &etag, i);
-            let found = match f.cache.lookup(&key) {
+            let lookup = f.cache.lookup(&key);
+            if sequential && !matches!(lookup, Lookup::Miss) {
+                crate::metrics::global().readahead_hits.inc();
+            }
+            let found = match lookup {
                 Lookup::Hit(b) => Some(b),
                 Lookup::Pending(rx) => {
                     cache::wait(rx).await;
@@ -344,6 +348,9 @@ impl Reader {
                     .map(|k| block_key(version, ids.0, ids.1, k))
                     .collect();
                 let claim = f.cache.start_fetch(keys);
+                crate::metrics::global()
+                    .readahead_blocks
+                    .inc_by(hi - lo + 1);
                 let (f, v, codec) = (f.clone(), version.clone(), codec.clone());
                 let (o, e) = (ids.0.clone(), ids.1.clone());
                 tokio::spawn(async move {

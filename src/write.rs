@@ -481,8 +481,10 @@ impl Writer {
         let up = self.upload.as_mut().expect("upload started before parts");
         let (key, id) = (up.key.clone(), up.id.clone());
         up.inflight.spawn(async move {
+            let m = crate::metrics::global();
             let etag = match (copy_from, plain) {
                 (Some((b, src)), _) => {
+                    m.parts_copied.inc();
                     store
                         .upload_part_copy(&key, &id, number, &b.key, &b.etag, src)
                         .await?
@@ -490,7 +492,9 @@ impl Writer {
                 (None, Some(plain)) => {
                     // Sealed here, in the part's own task: parts in flight seal in parallel,
                     // and the application's write does not wait for the cipher.
+                    m.parts_uploaded.inc();
                     let body = codec.encode(range.start, &plain, size);
+                    let _in_flight = crate::metrics::InFlight::new(&m.parts_in_flight);
                     store.upload_part(&key, &id, number, body).await?
                 }
                 (None, None) => unreachable!("a part is either copied or sent"),

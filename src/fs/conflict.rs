@@ -93,6 +93,7 @@ impl Fs {
         if !conflict {
             return e;
         }
+        crate::metrics::global().conflicts.inc();
         self.changed_elsewhere(parent, name);
         tracing::warn!(
             path,
@@ -105,6 +106,7 @@ impl Fs {
     /// versions: `Ok` with the version now at the file's name when this mount's bytes are
     /// there, `Err(Stale)` when they went to the sibling (the application is told).
     pub(super) async fn keep_both(&self, ino: Ino, of: &OpenFile, lost: Lost) -> Result<Base> {
+        crate::metrics::global().conflicts.inc();
         let (parent, name) = {
             let inodes = self.inodes.lock();
             let node = inodes.get(ino).ok_or(FsError::NotFound)?;

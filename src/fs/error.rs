@@ -90,6 +90,16 @@ impl FsError {
         }
     }
 
+    /// Client mode: bytes or attributes from the bucket that failed authentication.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(
+            self,
+            FsError::Corrupt { .. }
+                | FsError::BadAttrs { .. }
+                | FsError::Write(WriteError::Corrupt { .. })
+        )
+    }
+
     /// Expected outcomes (a lookup of a missing name) are not worth a log line.
     pub fn is_expected(&self) -> bool {
         matches!(

@@ -59,6 +59,9 @@ impl FuseFs {
 }
 
 fn errno(op: &str, e: &FsError) -> Errno {
+    if e.is_auth_failure() {
+        crate::metrics::global().auth_failures.inc();
+    }
     if !e.is_expected() {
         tracing::warn!(op, error = %e, "operation failed");
     }

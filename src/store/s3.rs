@@ -20,6 +20,7 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
+mod attempts;
 mod convert;
 mod uploads;
 use convert::{classify, encode_key, root_cause, to_map, to_time};
@@ -170,7 +171,8 @@ impl S3Store {
                     .connect_timeout(Duration::from_secs(5))
                     .operation_attempt_timeout(timeout)
                     .build(),
-            );
+            )
+            .interceptor(attempts::CountRetries);
         if sdk.region().is_none() {
             builder = builder.region(aws_config::Region::new("us-east-1"));
         }
