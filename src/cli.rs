@@ -42,6 +42,9 @@ pub enum Command {
     /// Move a version-1 client-mode prefix to format 2 in place (encrypted names, sealed
     /// attributes, an authenticated config); resumable. Unmount it everywhere first.
     Migrate(ToolArgs),
+    /// List the versions of one file (s3://BUCKET/PREFIX/PATH) in a versioned bucket, newest
+    /// first; mount with --as-of TIME to see the prefix as it was then.
+    Versions(ToolArgs),
     /// Upload a local file to s3://BUCKET/KEY as a mount would write it (sealed in client
     /// mode, with its mode, owner and mtime).
     Put(PutArgs),
@@ -271,6 +274,11 @@ pub struct MountArgs {
     pub s3: S3Args,
     #[arg(long)]
     pub read_only: bool,
+    /// Show the prefix as it was at this moment (a versioned bucket; read-only): RFC 3339 in
+    /// UTC, e.g. 2026-11-30T21:00:00Z, or `@UNIX_SECONDS`. For restores after an overwrite or a
+    /// deletion; `sealfs versions` lists a file's versions.
+    #[arg(long, value_name = "TIME", value_parser = parse_moment)]
+    pub as_of: Option<std::time::SystemTime>,
     /// Let users other than the mounting one use the mount.
     #[arg(long)]
     pub allow_other: bool,
@@ -347,6 +355,18 @@ pub struct MountArgs {
     /// default_permissions, and any of the long options above as name=value.
     #[arg(short = 'o', value_delimiter = ',')]
     pub options: Vec<String>,
+}
+
+/// `--as-of`: RFC 3339 (UTC; `T` or a space, seconds optional) or `@` and Unix seconds.
+pub fn parse_moment(s: &str) -> Result<std::time::SystemTime, String> {
+    if let Some(secs) = s.strip_prefix('@') {
+        let secs: u64 = secs
+            .parse()
+            .map_err(|_| format!("'{s}': not @UNIX_SECONDS"))?;
+        return Ok(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+    }
+    humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
+        .map_err(|e| format!("'{s}': not a time like 2026-11-30T21:00:00Z ({e})"))
 }
 
 fn parse_octal(s: &str) -> Result<u16, String> {
@@ -449,6 +469,7 @@ impl MountArgs {
                 | "nouser" | "dev" | "nodev" | "suid" | "nosuid" | "exec" | "noexec" | "atime"
                 | "noatime" | "relatime" => {}
                 "ro" => self.read_only = true,
+                "as_of" | "as-of" => self.as_of = Some(parse_moment(v).map_err(|_| bad())?),
                 "allow_other" => self.allow_other = true,
                 "allow_root" => allow_root = true,
                 "auto_unmount" => auto_unmount = true,
@@ -566,7 +587,7 @@ impl MountArgs {
                     dir_mode: self.dir_mode,
                 },
                 metadata_ttl: Duration::from_secs_f64(self.metadata_ttl),
-                read_only: self.read_only,
+                read_only: self.read_only || self.as_of.is_some(),
                 xattrs: !self.no_xattr,
                 write,
                 read: ReadConfig {
@@ -594,6 +615,7 @@ impl MountArgs {
             default_permissions,
             log_file: self.log_file,
             metrics_addr: self.metrics_addr,
+            as_of: self.as_of,
             fsname: format!("sealfs:{bucket}/{prefix}"),
             enc,
         })

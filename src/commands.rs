@@ -105,6 +105,32 @@ pub fn verify(args: &ToolArgs) -> Result<Outcome> {
     })
 }
 
+/// `sealfs versions s3://BUCKET/PREFIX/PATH`: one line per version, newest first.
+pub fn versions(args: &ToolArgs) -> Result<()> {
+    let (s3, key) = args.s3_object()?;
+    let enc = tool_enc(args, &s3);
+    let lines = runtime()?.block_on(async {
+        let store = connect(&s3, setup::sse_for(&enc)?).await?;
+        Ok::<_, anyhow::Error>(tools::versions(store, &s3.bucket, &key, &enc).await?)
+    })?;
+    println!("{:<40} {:<20} {:>14}", "VERSION", "MODIFIED (UTC)", "SIZE");
+    for v in &lines {
+        let size = match (v.deleted, v.plain_size) {
+            (true, _) => "deleted".to_string(),
+            (false, Some(n)) => n.to_string(),
+            (false, None) => "?".to_string(),
+        };
+        let latest = if v.latest { "  (current)" } else { "" };
+        println!(
+            "{:<40} {:<20} {size:>14}{latest}",
+            v.version_id,
+            humantime::format_rfc3339_seconds(v.last_modified).to_string()
+        );
+    }
+    eprintln!("sealfs: to see the prefix as it was at one of these times: sealfs mount s3://BUCKET/PREFIX DIR --as-of TIME");
+    Ok(())
+}
+
 /// `sealfs put FILE s3://BUCKET/KEY`: written with the SSE the prefix records (sse-kms takes
 /// --kms-key-id from the command line, as a mount does).
 pub fn put(args: &PutArgs) -> Result<()> {

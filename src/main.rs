@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify(&args),
         Command::Migrate(args) => commands::migrate(&args),
         Command::Put(args) => clean(commands::put(&args)),
+        Command::Versions(args) => clean(commands::versions(&args)),
         Command::RotateKey(args) => clean(commands::rotate_key(&args)),
         Command::Rekey(args) => commands::rekey(&args),
         Command::Stats(args) => clean(commands::stats(&args)),

@@ -16,6 +16,7 @@ use crate::layout::Layout;
 use crate::read::Fetcher;
 use crate::session::{Marked, Session, SessionConfig};
 use crate::setup::{self, EncryptionConfig};
+use crate::store::asof::AsOf;
 use crate::store::counted::{Counted, Counters};
 use crate::store::probe::{self, Enforced};
 use crate::store::s3::{S3Config, S3Store};
@@ -34,6 +35,8 @@ pub struct MountPlan {
     pub auto_unmount: bool,
     pub default_permissions: bool,
     pub log_file: Option<PathBuf>,
+    /// Show the prefix as it was at this moment (`--as-of`; the mount is read-only).
+    pub as_of: Option<std::time::SystemTime>,
     /// Where to serve Prometheus metrics (`--metrics-addr`).
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub fsname: String,
@@ -181,12 +184,33 @@ async fn start_session(store: &Arc<dyn ObjectStore>, plan: &MountPlan) -> Option
     Some(session)
 }
 
+/// The point-in-time view of `prefix` at `moment`, or why there cannot be one.
+async fn as_of(
+    store: Arc<dyn ObjectStore>,
+    bucket: &str,
+    prefix: &str,
+    moment: std::time::SystemTime,
+) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+    let shown = humantime::format_rfc3339_seconds(moment);
+    let view = AsOf::new(store, prefix, moment).await.map_err(|e| {
+        format!("cannot list the versions of s3://{bucket}/{prefix} for --as-of {shown} (a versioned bucket is needed): {e}")
+    })?;
+    tracing::info!(
+        "read-only view of s3://{bucket}/{prefix} as of {shown}: {} objects",
+        view.len()
+    );
+    Ok(Arc::new(view))
+}
+
 /// The one builder of a mount's parts: the store (with the SSE the mode asks), the prefix's
 /// checked mode and keyring, the request counters and the filesystem. `Err` is one line for
 /// the user.
 pub async fn build(plan: &MountPlan, connect: &dyn Connect) -> std::result::Result<Built, String> {
     let sse = setup::sse_for(&plan.enc).map_err(|e| e.to_string())?;
-    let store = connect.connect(sse).await?;
+    let mut store = connect.connect(sse).await?;
+    if let Some(moment) = plan.as_of {
+        store = as_of(store, &plan.s3.bucket, &plan.fs.prefix, moment).await?;
+    }
     let url = format!("s3://{}/{}", plan.s3.bucket, plan.fs.prefix);
     let keys = setup::open(
         &*store,

@@ -351,6 +351,49 @@ pub async fn put(
     res
 }
 
+/// One line of `sealfs versions`: the version, when it was written, its plaintext size
+/// (`None` for a delete marker or a size no sealfs object has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionLine {
+    pub version_id: String,
+    pub last_modified: std::time::SystemTime,
+    pub plain_size: Option<u64>,
+    pub latest: bool,
+    pub deleted: bool,
+}
+
+/// `sealfs versions s3://BUCKET/PREFIX/PATH`: every version of one file, newest first (a
+/// versioned bucket). With encrypted names the stored key is found as for `cat`.
+pub async fn versions(
+    s: Arc<dyn ObjectStore>,
+    bucket: &str,
+    key: &str,
+    enc: &EncryptionConfig,
+) -> Result<Vec<VersionLine>, ToolError> {
+    let t = open_for(&*s, bucket, key, enc).await?;
+    let stored = t.object_key(key);
+    let lines: Vec<VersionLine> = store::list_all_versions(&*s, &stored)
+        .await?
+        .into_iter()
+        .filter(|v| v.key == stored)
+        .map(|v| VersionLine {
+            plain_size: match (v.delete_marker, &t.keys) {
+                (true, _) => None,
+                (false, Some(_)) => plain_size(v.size).ok(),
+                (false, None) => Some(v.size),
+            },
+            version_id: v.version_id,
+            last_modified: v.last_modified,
+            latest: v.is_latest,
+            deleted: v.delete_marker,
+        })
+        .collect();
+    if lines.is_empty() {
+        return Err(ToolError::NotFound(format!("{key} (no version of it)")));
+    }
+    Ok(lines)
+}
+
 /// `sealfs rekey s3://BUCKET/PREFIX` (SSE-C): copy every object that is not under the newest
 /// customer key (`current_md5`) onto itself, server-side, under that key. Objects no key opens
 /// are reported and left alone. Returns (objects rekeyed, objects that failed).

@@ -3,7 +3,7 @@
 //! `ObjectStore` is the only way the filesystem reaches the bucket. `s3::S3Store` implements it
 //! over `aws-sdk-s3` (this module tree is the only importer of that crate); `mem::MemStore` is an
 //! in-memory implementation for fast unit tests, and `fault::FaultStore` wraps any store to inject
-//! failures. Keys here are full bucket keys: the mount prefix is applied by the caller.
+//! failures; `asof::AsOf` is a read-only view of a versioned bucket at a moment. Keys here are full bucket keys: the mount prefix is applied by the caller.
 //!
 //! Invariants:
 //! - A missing object is `StoreError::NotFound`, never a generic error, so callers can map it to
@@ -17,6 +17,7 @@
 //!   `probe`).
 //! - Store errors never carry request bodies or key material: only codes, messages, keys.
 
+pub mod asof;
 #[cfg(any(test, feature = "test-doubles"))]
 pub mod conformance;
 pub mod counted;
@@ -176,6 +177,28 @@ pub struct ListPage {
     pub next_token: Option<String>,
 }
 
+/// One version of a key in a versioned bucket (ListObjectVersions), or a delete marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub key: String,
+    pub version_id: String,
+    /// 0 for a delete marker.
+    pub size: u64,
+    /// Empty for a delete marker.
+    pub etag: String,
+    pub last_modified: SystemTime,
+    pub is_latest: bool,
+    pub delete_marker: bool,
+}
+
+/// One page of ListObjectVersions: versions of each key newest first, keys in order.
+#[derive(Debug, Clone, Default)]
+pub struct VersionPage {
+    pub versions: Vec<ObjectVersion>,
+    /// (key marker, version-id marker) of the next page.
+    pub next: Option<(String, String)>,
+}
+
 /// What a write expects to find at its key: S3's conditional writes. The default is no
 /// condition (the last writer wins).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -317,6 +340,33 @@ pub trait ObjectStore: Send + Sync + 'static {
         token: Option<String>,
         max_keys: Option<i32>,
     ) -> Result<ListPage>;
+    /// One page of ListObjectVersions (versioned buckets; others list one version per key
+    /// with the id `null`). Stores without versions refuse.
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        _token: Option<(String, String)>,
+    ) -> Result<VersionPage> {
+        Err(StoreError::BadRequest(format!(
+            "{prefix}: this store keeps no versions"
+        )))
+    }
+    /// The bucket's versioning status (`Enabled`, `Suspended`), `None` when it was never on.
+    async fn versioning(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// HEAD of one version (`Ok(None)`: no such version, or a delete marker).
+    async fn head_version(&self, key: &str, _version_id: &str) -> Result<Option<ObjectMeta>> {
+        Err(StoreError::BadRequest(format!(
+            "{key}: this store keeps no versions"
+        )))
+    }
+    /// Ranged GET of one version.
+    async fn get_version(&self, key: &str, _version_id: &str, _range: Range<u64>) -> Result<Bytes> {
+        Err(StoreError::BadRequest(format!(
+            "{key}: this store keeps no versions"
+        )))
+    }
 }
 
 /// Copy an object of any size: one CopyObject up to 5 GiB, UploadPartCopy above. Metadata is
@@ -378,6 +428,23 @@ pub async fn list_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<ListO
         let page = store.list(prefix, None, token, None).await?;
         out.extend(page.objects);
         match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Every version and delete marker under `prefix`, page by page.
+pub async fn list_all_versions(
+    store: &dyn ObjectStore,
+    prefix: &str,
+) -> Result<Vec<ObjectVersion>> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = store.list_versions(prefix, token).await?;
+        out.extend(page.versions);
+        match page.next {
             Some(t) => token = Some(t),
             None => return Ok(out),
         }

@@ -22,13 +22,14 @@ use bytes::Bytes;
 
 mod attempts;
 mod convert;
+mod listing;
 mod uploads;
 use convert::{classify, encode_key, root_cause, to_map, to_time};
 
 use super::sse::{CustomerKey, Sse};
 use super::{
-    CompletedPart, Expect, ListObject, ListPage, ObjectMeta, ObjectStore, Result, StoreError,
-    UserMeta,
+    CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Result, StoreError, UserMeta,
+    VersionPage,
 };
 use crate::sdk::AwsSettings;
 
@@ -310,12 +311,13 @@ impl S3Store {
     }
 }
 
-#[async_trait]
-impl ObjectStore for S3Store {
-    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+impl S3Store {
+    /// HEAD of the current object, or of `version`.
+    async fn head_at(&self, key: &str, version: Option<&str>) -> Result<Option<ObjectMeta>> {
         let found = self
             .with_read_keys(|k| async move {
-                let req = self.client.head_object().bucket(&self.bucket).key(key);
+                let req = (self.client.head_object().bucket(&self.bucket).key(key))
+                    .set_version_id(version.map(str::to_string));
                 sse_c_read!(k, req)
                     .send()
                     .await
@@ -346,9 +348,11 @@ impl ObjectStore for S3Store {
         }))
     }
 
-    async fn get_range(
+    /// GET of `range` of the current object, or of `version` (an id from ListObjectVersions).
+    async fn get_range_at(
         &self,
         key: &str,
+        version: Option<&str>,
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> Result<Bytes> {
@@ -364,6 +368,7 @@ impl ObjectStore for S3Store {
                     .bucket(&self.bucket)
                     .key(key)
                     .range(format!("bytes={}-{}", range.start, range.end - 1))
+                    .set_version_id(version.map(str::to_string))
                     .set_if_match(if_match.map(str::to_string));
                 sse_c_read!(k, req)
                     .send()
@@ -377,6 +382,22 @@ impl ObjectStore for S3Store {
             .map_err(|_| StoreError::Unreachable(format!("{key}: body: timeout")))?
             .map_err(|e| StoreError::Unreachable(format!("{key}: body: {e}")))?;
         Ok(body.into_bytes())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        self.head_at(key, None).await
+    }
+
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<Bytes> {
+        self.get_range_at(key, None, range, if_match).await
     }
 
     async fn put_if(
@@ -613,82 +634,29 @@ impl ObjectStore for S3Store {
         token: Option<String>,
         max_keys: Option<i32>,
     ) -> Result<ListPage> {
-        let out = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .set_delimiter(delimiter.map(str::to_string))
-            .set_continuation_token(token)
-            .set_max_keys(max_keys)
-            .send()
-            .await
-            .map_err(|e| classify(e, prefix))?;
-        Ok(ListPage {
-            objects: out
-                .contents()
-                .iter()
-                .map(|o| ListObject {
-                    key: o.key().unwrap_or("").to_string(),
-                    size: o.size().unwrap_or(0).max(0) as u64,
-                    etag: o.e_tag().unwrap_or("").to_string(),
-                    last_modified: to_time(o.last_modified()),
-                })
-                .collect(),
-            prefixes: out
-                .common_prefixes()
-                .iter()
-                .filter_map(|p| p.prefix().map(str::to_string))
-                .collect(),
-            next_token: if out.is_truncated() == Some(true) {
-                out.next_continuation_token().map(str::to_string)
-            } else {
-                None
-            },
-        })
+        self.list_page(prefix, delimiter, token, max_keys).await
+    }
+
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        token: Option<(String, String)>,
+    ) -> Result<VersionPage> {
+        self.list_versions_page(prefix, token).await
+    }
+
+    async fn versioning(&self) -> Result<Option<String>> {
+        self.versioning_status().await
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<Option<ObjectMeta>> {
+        self.head_at(key, Some(version_id)).await
+    }
+
+    async fn get_version(&self, key: &str, version_id: &str, range: Range<u64>) -> Result<Bytes> {
+        self.get_range_at(key, Some(version_id), range, None).await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sse_c_keys_never_cross_the_network_in_the_clear() {
-        for (url, off_host) in [
-            ("http://10.0.0.5:9000", true),
-            ("http://s3.example.com", true),
-            ("http://127.0.0.1:3900", false),
-            ("http://localhost:3900/", false),
-            ("http://[::1]:3900", false),
-            ("https://s3.example.com", false),
-        ] {
-            assert_eq!(plain_http_off_host(url), off_host, "{url}");
-        }
-        let key = crate::store::CustomerKey::new(&[1; 32]);
-        let keys = std::sync::Arc::new(crate::store::CustomerKeys::new(vec![key]).unwrap());
-        let cfg = S3Config {
-            bucket: "b".into(),
-            endpoint_url: Some("http://192.0.2.1:9000".into()),
-            sse: Sse::C(keys),
-            ..Default::default()
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        // Refused before any request (no credentials are even needed to see it).
-        let err = rt.block_on(S3Store::connect(&cfg)).err().unwrap();
-        assert!(
-            err.to_string().contains("--allow-plain-http-sse-c"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn copy_source_keys_are_percent_encoded() {
-        use super::encode_key;
-        assert_eq!(encode_key("a b/c+d%é"), "a%20b/c%2Bd%25%C3%A9");
-        assert_eq!(encode_key("plain/key-1_2.~"), "plain/key-1_2.~");
-    }
-}
+mod tests;
