@@ -80,13 +80,14 @@ install_localstack() {
     'psutil<6' 'service_identity<24.2' >&2
 }
 
-# LocalStack's KMS, only for what moto does not do: refuse a disabled key.
+# LocalStack: its KMS for what moto does not do (refuse a disabled key), and its S3 as a third
+# server for `sealfs doctor`'s tests (bucket sealfs-test).
 start_localstack() {
   install_localstack
   local port=$((s3_port + 200))
   while port_busy "$port"; do port=$((port + 1)); done
   mkdir -p "$state/localstack"
-  OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$state/localstack" SERVICES=kms \
+  OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$state/localstack" SERVICES=kms,s3 \
   GATEWAY_LISTEN="127.0.0.1:$port" EAGER_SERVICE_LOADING=1 SKIP_SSL_CERT_DOWNLOAD=1 DNS_ADDRESS=0 \
   PERSISTENCE=0 nohup "$tools/localstack-venv/bin/python" -m localstack.runtime.main \
     > "$state/localstack.log" 2>&1 &
@@ -97,6 +98,7 @@ start_localstack() {
   done
   curl -sf "http://127.0.0.1:$port/_localstack/health" >/dev/null || {
     echo "local-s3: LocalStack did not start; see $state/localstack.log" >&2; exit 1; }
+  curl -sf -X PUT "http://127.0.0.1:$port/sealfs-test" >/dev/null
   cat >> "$state/env" <<ENV
 # LocalStack: a KMS endpoint where DisableKey makes Decrypt fail.
 export SEALFS_LOCALSTACK_KMS=http://127.0.0.1:$port
@@ -211,7 +213,7 @@ ENV
   done
   start_moto
   start_localstack
-  echo "local-s3: Garage on http://127.0.0.1:$s3_port, bucket sealfs-test; moto (S3+KMS) on the port in SEALFS_MOTO_ENDPOINT; LocalStack KMS at SEALFS_LOCALSTACK_KMS; settings in $state/env" >&2
+  echo "local-s3: Garage on http://127.0.0.1:$s3_port, bucket sealfs-test; moto (S3+KMS) on the port in SEALFS_MOTO_ENDPOINT; LocalStack (KMS, and S3 with bucket sealfs-test) at SEALFS_LOCALSTACK_KMS; settings in $state/env" >&2
 }
 
 case "${1:-}" in

@@ -56,12 +56,29 @@ pub enum Command {
     Rekey(ToolArgs),
     /// Print the S3 requests (per operation) and bytes a running mount has made so far.
     Stats(StatsArgs),
+    /// Check everything a mount of s3://BUCKET[/PREFIX] needs, one line per check (OK, WARN,
+    /// FAIL and what to do): endpoint, TLS, credentials, region, bucket, addressing, clock,
+    /// writes, what the server enforces, versioning, the prefix's config and key, FUSE.
+    /// Exit status 1 when a check fails.
+    Doctor(DoctorArgs),
     /// Print a shell completion script to stdout, e.g.
     /// `sealfs completions bash > /usr/share/bash-completion/completions/sealfs`.
     Completions(CompletionsArgs),
     /// Write man pages (sealfs.1 and one per command, sealfs-mount.1, ...) into a directory,
     /// e.g. `sealfs man /usr/local/share/man/man1`.
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub target: InitArgs,
+    /// Check what `--allow-other` needs too.
+    #[arg(long)]
+    pub allow_other: bool,
+    /// AWS profile, as for `mount --profile`.
+    #[arg(long)]
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -245,6 +245,33 @@ pub fn stats(args: &crate::cli::StatsArgs) -> Result<()> {
     Ok(())
 }
 
+/// `sealfs doctor s3://BUCKET[/PREFIX]`: findings when a check fails.
+pub fn doctor(args: &crate::cli::DoctorArgs) -> Result<Outcome> {
+    use crate::doctor::{self, Status};
+    let (mut s3, prefix) = args.target.s3()?;
+    s3.aws.profile = args.profile.clone();
+    let mut enc = args.target.enc.clone();
+    enc.infer_mode();
+    let cfg = doctor::DoctorConfig {
+        enc: EncryptionConfig {
+            aws: s3.aws.clone(),
+            ..enc.config()
+        },
+        s3,
+        prefix,
+        allow_other: args.allow_other,
+    };
+    let checks = runtime()?.block_on(doctor::run(&cfg));
+    for c in &checks {
+        println!("{:<5} {:<19} {}", c.status.name(), c.name, c.detail);
+    }
+    let worst = checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok);
+    Ok(match worst {
+        Status::Fail => Outcome::Findings,
+        _ => Outcome::Clean,
+    })
+}
+
 /// `sealfs completions SHELL`: the completion script clap derives from the command line.
 /// Built in memory first: clap_complete panics on a write error (`| head`).
 pub fn completions(args: &crate::cli::CompletionsArgs) -> Result<()> {

@@ -16,6 +16,7 @@ pub mod commands;
 pub mod control;
 pub mod crypto;
 pub mod dirindex;
+pub mod doctor;
 pub mod fs;
 pub mod fuse;
 pub mod inode;

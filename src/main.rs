@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         Command::RotateKey(args) => clean(commands::rotate_key(&args)),
         Command::Rekey(args) => commands::rekey(&args),
         Command::Stats(args) => clean(commands::stats(&args)),
+        Command::Doctor(args) => commands::doctor(&args),
         Command::Completions(args) => clean(commands::completions(&args)),
         Command::Man(args) => clean(commands::man(&args)),
         Command::Keygen(args) => clean(sealfs::crypto::keys::keygen(&args.out)

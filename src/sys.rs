@@ -159,15 +159,20 @@ pub fn unmount(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
-/// This machine's host name (for names that say where something came from), "host" if unknown.
+/// `N` random bytes from the OS.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut b);
+    b
+}
+
 /// `N` random bytes from the OS, in hex: names of scratch objects and sessions, where two
 /// mounts must never pick the same one.
 pub fn random_hex<const N: usize>() -> String {
-    let mut id = [0u8; N];
-    aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut id);
-    hex::encode(id)
+    hex::encode(random_bytes::<N>())
 }
 
+/// This machine's host name (for names that say where something came from), "host" if unknown.
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; the kernel NUL-terminates within it.

@@ -22,6 +22,7 @@ use bytes::Bytes;
 
 mod attempts;
 mod convert;
+mod diagnose;
 mod listing;
 mod uploads;
 use convert::{classify, encode_key, root_cause, to_map, to_time};
