@@ -1,6 +1,6 @@
 //! Point-in-time mounts (`--as-of`) and `sealfs versions` on a versioned bucket (moto; Garage
 //! has no versioning, and is refused with a message): a file overwritten and a file deleted
-//! after a moment read back as they were, in none and client modes, and copy back into the
+//! after a moment read back as they were, in none, client and SSE-C modes, and copy back into the
 //! live prefix. A bucket without versioning is refused.
 
 mod common;
@@ -106,6 +106,19 @@ fn restore_after_overwrite_and_delete(mode: &str) {
             ok(on_moto(&["init", &url, "--encryption", "client"], &keys));
             keys
         }
+        "sse-c" => {
+            use std::os::unix::fs::PermissionsExt;
+            let key = keydir.path().join("ssec.key");
+            let raw: Vec<u8> = name.bytes().cycle().take(32).collect();
+            std::fs::write(&key, format!("{}\n", hex_encode(&raw))).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let keys = vec![
+                "--sse-c-key-file".into(),
+                key.to_string_lossy().into_owned(),
+            ];
+            ok(on_moto(&["init", &url, "--encryption", "sse-c"], &keys));
+            keys
+        }
         _ => vec![],
     };
     let (first, second) = (pattern(3 << 20, 1), pattern(2 << 20, 2));
@@ -181,6 +194,11 @@ fn as_of_restores_an_overwritten_and_a_deleted_file() {
 #[test]
 fn as_of_restores_in_client_mode() {
     restore_after_overwrite_and_delete("client");
+}
+
+#[test]
+fn as_of_restores_in_sse_c_mode() {
+    restore_after_overwrite_and_delete("sse-c");
 }
 
 #[test]
