@@ -136,6 +136,15 @@ fn check_clean_after_unmount(m: &Mount) {
     assert!(area.is_empty(), "{area:?}");
 }
 
+/// A counter `sealfs stats` shows for the mount (0 when absent).
+fn stat(m: &Mount, name: &str) -> u64 {
+    let out = run(sealfs().arg("stats").arg(m.path()));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
 #[test]
 #[ignore = "kills the shared S3 server: scripts/test.sh runs it alone"]
 fn the_server_vanishing_mid_write_is_an_error_and_loses_nothing() {
@@ -146,6 +155,10 @@ fn the_server_vanishing_mid_write_is_an_error_and_loses_nothing() {
     local_s3("restart-s3");
     let err = err.expect("the application must see the failure");
     assert!(err.contains("os error 5"), "EIO, got {err}");
+    assert!(
+        stat(&m, "s3_retries") >= 1,
+        "refused connections are retried"
+    );
     check_after_outage(&m, &old);
     check_clean_after_unmount(&m);
 }
@@ -169,6 +182,8 @@ fn a_server_that_hangs_mid_write_times_out_into_an_error() {
         took < Duration::from_secs(120),
         "bounded by the request timeout: {took:?}"
     );
+    // Each timed-out request was tried again before it failed, and the metrics say so.
+    assert!(stat(&m, "s3_retries") >= 2, "{}", stat(&m, "s3_retries"));
     check_after_outage(&m, &old);
     // A read while the server hangs is an error too, not a hung process.
     garage_signal("-STOP");
