@@ -72,9 +72,13 @@ pub async fn run(cfg: &DoctorConfig) -> Vec<Check> {
     let mut r = Report::default();
     fuse(&mut r, cfg.allow_other);
     let endpoint = endpoint_of(&cfg.s3);
-    reachable(&mut r, endpoint.as_deref()).await;
+    reachable(&mut r, endpoint.as_deref(), &cfg.s3).await;
     let s3 = match S3Store::connect(&cfg.s3).await {
         Ok(s) => s,
+        Err(StoreError::Config(m)) => {
+            r.add("ca bundle", Status::Fail, m);
+            return r.0;
+        }
         Err(e) => {
             r.add("credentials", Status::Fail, e.to_string());
             return r.0;
@@ -119,7 +123,7 @@ fn endpoint_of(s3: &S3Config) -> Option<String> {
         .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
 }
 
-async fn reachable(r: &mut Report, endpoint: Option<&str>) {
+async fn reachable(r: &mut Report, endpoint: Option<&str>, s3: &S3Config) {
     let Some(url) = endpoint else {
         r.add(
             "endpoint",
@@ -151,11 +155,16 @@ async fn reachable(r: &mut Report, endpoint: Option<&str>) {
         ),
     }
     match scheme {
-        "https" => r.add(
-            "tls",
-            Status::Ok,
-            "https (certificate checked by the requests below)",
-        ),
+        "https" => {
+            let trust = crate::sdk::trust_line(&s3.aws)
+                .await
+                .unwrap_or_else(|| "HTTPS trusts the system's roots".into());
+            r.add(
+                "tls",
+                Status::Ok,
+                format!("https; {trust} (the certificate is checked by the requests below)"),
+            )
+        }
         _ if crate::store::s3::plain_http_off_host(url) => r.add(
             "tls",
             Status::Warn,

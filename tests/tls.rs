@@ -185,3 +185,42 @@ fn kms_calls_trust_the_same_bundle() {
         b"wrapped by KMS over https"
     );
 }
+
+#[test]
+fn doctor_names_the_certificate_problem_and_the_bundle_that_solves_it() {
+    let tls = Terminator::start(socket_of(&server_endpoint()));
+    let url = format!("s3://{}/{}", bucket(), unique("tls-doctor"));
+    let argv = [
+        "doctor",
+        &url,
+        "--endpoint-url",
+        &tls.url(),
+        "--force-path-style",
+    ];
+    let line = |out: &Output, check: &str| -> String {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(check))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let out = bare(&argv).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let bucket_line = line(&out, "bucket");
+    assert!(bucket_line.starts_with("FAIL"), "{bucket_line}");
+    assert!(bucket_line.contains("AWS_CA_BUNDLE"), "{bucket_line}");
+
+    let ca = ca_file().to_str().unwrap();
+    let out = bare(&argv).args(["--ca-bundle", ca]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let tls_line = line(&out, "tls");
+    assert!(
+        tls_line.contains(&format!("1 certificate(s) in {ca} (from --ca-bundle)")),
+        "{tls_line}"
+    );
+    assert!(line(&out, "bucket").starts_with("OK"));
+}

@@ -59,6 +59,9 @@ where
         | (_, "AccessDenied")
         | (_, "InvalidAccessKeyId")
         | (_, "SignatureDoesNotMatch") => StoreError::AccessDenied(detail),
+        // A request this server does not implement (Garage: ListObjectVersions) is refused
+        // for good, not a server in trouble.
+        (Some(501), _) | (_, "NotImplemented") => StoreError::BadRequest(detail),
         (Some(500..), _) | (None, _) => StoreError::Unreachable(detail),
         _ => StoreError::Other(detail),
     }
