@@ -42,6 +42,9 @@ pub struct Metrics {
     pub parts_copied: Counter,
     /// Multipart parts being uploaded right now.
     pub parts_in_flight: Gauge,
+    /// Multipart uploads started and not yet completed or aborted (files being written in
+    /// parts, and server-side copies of large files).
+    pub uploads_in_flight: Gauge,
     /// Client mode: blocks, attributes or names that failed authentication (each one `EIO`).
     pub auth_failures: Counter,
     /// Uploads that found the object changed by another host (`--on-conflict`).
@@ -69,6 +72,7 @@ impl Metrics {
             parts_uploaded: Counter::default(),
             parts_copied: Counter::default(),
             parts_in_flight: Gauge::default(),
+            uploads_in_flight: Gauge::default(),
             auth_failures: Counter::default(),
             conflicts: Counter::default(),
             retries: Counter::default(),
@@ -94,6 +98,8 @@ impl Metrics {
             r.register("parts_copied", help, m.parts_copied.clone());
             let help = "Multipart parts being uploaded now";
             r.register("parts_in_flight", help, m.parts_in_flight.clone());
+            let help = "Multipart uploads started and not yet completed or aborted";
+            r.register("uploads_in_flight", help, m.uploads_in_flight.clone());
             let help = "Blocks, attributes or names that failed authentication (client mode)";
             r.register("auth_failures", help, m.auth_failures.clone());
             let help = "Uploads that found the object changed by another host";
@@ -123,7 +129,7 @@ impl Metrics {
 
     /// The lines `sealfs stats` adds after the request counters: `NAME VALUE`.
     pub fn report(&self) -> String {
-        let rows: [(&str, i64); 12] = [
+        let rows: [(&str, i64); 13] = [
             ("block_cache_hits", self.cache_hits.get() as i64),
             ("block_cache_misses", self.cache_misses.get() as i64),
             ("block_cache_evictions", self.cache_evictions.get() as i64),
@@ -133,6 +139,7 @@ impl Metrics {
             ("parts_uploaded", self.parts_uploaded.get() as i64),
             ("parts_copied", self.parts_copied.get() as i64),
             ("parts_in_flight", self.parts_in_flight.get()),
+            ("uploads_in_flight", self.uploads_in_flight.get()),
             ("auth_failures", self.auth_failures.get() as i64),
             ("conflicts", self.conflicts.get() as i64),
             ("s3_retries", self.retries.get() as i64),

@@ -421,6 +421,9 @@ impl Writer {
                 meta: meta.clone(),
                 parts: Vec::new(),
                 inflight: JoinSet::new(),
+                _counted: crate::metrics::InFlight::new(
+                    &crate::metrics::global().uploads_in_flight,
+                ),
             });
         }
         Ok(())

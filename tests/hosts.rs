@@ -171,6 +171,18 @@ fn a_name_created_on_two_hosts_keeps_both_files() {
     assert_eq!(at(&view, "f"), Some(&b"from a"[..]));
     assert_eq!(sibling(&view, "f"), Some(&b"from b"[..]));
     assert!(h.b.log_text().contains("conflict"), "{}", h.b.log_text());
+    // Each mount's metrics: the conflict is b's.
+    assert!(conflicts(&h.b) >= 1);
+    assert_eq!(conflicts(&h.a), 0);
+}
+
+/// The conflicts a mount's `sealfs stats` reports.
+fn conflicts(m: &Mount) -> u64 {
+    let out = run(sealfs().arg("stats").arg(m.path()));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("conflicts ")?.parse().ok())
+        .expect("a conflicts line")
 }
 
 #[test]

@@ -69,6 +69,7 @@ fn a_scrape_follows_what_the_mount_does() {
     assert_eq!(value(&after_write, part_ok), 3.0, "{after_write}");
     assert_eq!(value(&after_write, "sealfs_parts_uploaded_total"), 3.0);
     assert_eq!(value(&after_write, "sealfs_parts_in_flight"), 0.0);
+    assert_eq!(value(&after_write, "sealfs_uploads_in_flight"), 0.0);
     let sent = value(&after_write, "sealfs_s3_sent_bytes_total");
     assert!(sent > (20 << 20) as f64, "{sent}");
     let latency = r#"sealfs_s3_request_duration_seconds_count{operation="UploadPart"}"#;
@@ -132,6 +133,15 @@ fn a_scrape_follows_what_the_mount_does() {
         stats(&m, "auth_failures"),
         value(&after, "sealfs_auth_failures_total")
     );
+
+    // An upload in progress shows: a file open for writing with two parts' worth written.
+    let mut open = std::fs::File::create(m.p("open")).unwrap();
+    std::io::Write::write_all(&mut open, &pattern(17 << 20, 3)).unwrap();
+    let (_, during) = http_get(addr2, "/metrics");
+    assert_eq!(value(&during, "sealfs_uploads_in_flight"), 1.0, "{during}");
+    drop(open);
+    let (_, after) = http_get(addr2, "/metrics");
+    assert_eq!(value(&after, "sealfs_uploads_in_flight"), 0.0, "{after}");
 
     let (status, _) = http_get(addr2, "/nothing");
     assert_eq!(status, "HTTP/1.1 404 Not Found");

@@ -10,6 +10,8 @@ pub(super) struct Upload {
     pub meta: UserMeta,
     pub parts: Vec<CompletedPart>,
     pub inflight: JoinSet<store::Result<CompletedPart>>,
+    /// Counts this upload in `uploads_in_flight` until it is completed, aborted or handed on.
+    pub _counted: crate::metrics::InFlight<'static>,
 }
 
 pub(super) fn flatten(
