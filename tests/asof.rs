@@ -18,18 +18,54 @@ fn moto() -> String {
     std::env::var("SEALFS_MOTO_ENDPOINT").expect("SEALFS_MOTO_ENDPOINT (scripts/local-s3.sh start)")
 }
 
-/// A bucket on moto with versioning on (made once per server).
-fn versioned_bucket() {
+/// A plain SDK client of moto.
+fn client() -> aws_sdk_s3::Client {
     let conf = rt().block_on(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(moto())
             .load(),
     );
-    let s3 = aws_sdk_s3::Client::from_conf(
+    aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&conf)
             .force_path_style(true)
             .build(),
-    );
+    )
+}
+
+/// The newest LastModified the server gave any version under `prefix`.
+fn newest_stamp(s3: &aws_sdk_s3::Client, prefix: &str) -> SystemTime {
+    let out = rt()
+        .block_on(
+            s3.list_object_versions()
+                .bucket(VERSIONED)
+                .prefix(prefix)
+                .send(),
+        )
+        .unwrap();
+    out.versions()
+        .iter()
+        .filter_map(|v| v.last_modified())
+        .map(|t| SystemTime::try_from(*t).unwrap())
+        .max()
+        .expect("versions under the prefix")
+}
+
+/// Block until the server stamps a new object later than `moment` (its clock, not ours,
+/// decides which versions a moment includes; some servers stamp whole seconds).
+fn until_server_passes(s3: &aws_sdk_s3::Client, scratch: &str, moment: SystemTime) {
+    loop {
+        let put = s3.put_object().bucket(VERSIONED).key(scratch).send();
+        rt().block_on(put).unwrap();
+        if newest_stamp(s3, scratch) > moment {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A bucket on moto with versioning on (made once per server).
+fn versioned_bucket() {
+    let s3 = client();
     rt().block_on(async {
         let _ = s3.create_bucket().bucket(VERSIONED).send().await;
         s3.put_bucket_versioning()
@@ -129,12 +165,11 @@ fn restore_after_overwrite_and_delete(mode: &str) {
         std::fs::create_dir(m.p("dir")).unwrap();
         std::fs::write(m.p("dir/inner"), b"inside").unwrap();
     }
-    // The moment to restore: after the first writes, and a second before the damage (S3
-    // times are whole seconds on some servers).
-    let moment = SystemTime::now();
-    while SystemTime::now() < moment + Duration::from_millis(1100) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The moment to restore: the server's stamp of the last of the first writes; the damage
+    // comes once the server stamps later than that.
+    let s3 = client();
+    let moment = newest_stamp(&s3, &format!("{name}/"));
+    until_server_passes(&s3, &format!("{name}-clock"), moment);
     {
         let m = Mounted::new(&url, &keys, &[]);
         std::fs::write(m.p("report"), &second).unwrap();
