@@ -42,8 +42,7 @@ pub struct Metrics {
     pub parts_copied: Counter,
     /// Multipart parts being uploaded right now.
     pub parts_in_flight: Gauge,
-    /// Multipart uploads started and not yet completed or aborted (files being written in
-    /// parts, and server-side copies of large files).
+    /// Multipart uploads of files being written, started and not yet completed or aborted.
     pub uploads_in_flight: Gauge,
     /// Client mode: blocks, attributes or names that failed authentication (each one `EIO`).
     pub auth_failures: Counter,
@@ -59,7 +58,88 @@ pub fn global() -> &'static Metrics {
     &METRICS
 }
 
+/// How a metric of `Metrics::table` is registered and read.
+enum Entry<'a> {
+    Count(&'a Counter),
+    Level(&'a Gauge),
+    /// A gauge in bytes (its exposed name gets `_bytes`).
+    Bytes(&'a Gauge),
+}
+
 impl Metrics {
+    /// Every metric of the struct once, with its name and help: what `new` registers and
+    /// `report` prints, in that order.
+    fn table(&self) -> [(&'static str, &'static str, Entry<'_>); 13] {
+        use Entry::*;
+        [
+            (
+                "block_cache_hits",
+                "Block-cache lookups that found the block cached or being fetched",
+                Count(&self.cache_hits),
+            ),
+            (
+                "block_cache_misses",
+                "Block-cache lookups that had to fetch",
+                Count(&self.cache_misses),
+            ),
+            (
+                "block_cache_evictions",
+                "Blocks evicted from the block cache to stay within its budget",
+                Count(&self.cache_evictions),
+            ),
+            (
+                "block_cache",
+                "Bytes of decrypted blocks held in the block cache",
+                Bytes(&self.cache_bytes),
+            ),
+            (
+                "readahead_hits",
+                "Blocks a sequential reader found cached or in flight thanks to readahead",
+                Count(&self.readahead_hits),
+            ),
+            (
+                "readahead_blocks",
+                "Blocks fetched by readahead",
+                Count(&self.readahead_blocks),
+            ),
+            (
+                "parts_uploaded",
+                "Multipart parts uploaded",
+                Count(&self.parts_uploaded),
+            ),
+            (
+                "parts_copied",
+                "Multipart parts copied server-side (UploadPartCopy) instead of uploaded",
+                Count(&self.parts_copied),
+            ),
+            (
+                "parts_in_flight",
+                "Multipart parts being uploaded now",
+                Level(&self.parts_in_flight),
+            ),
+            (
+                "uploads_in_flight",
+                "Multipart uploads started and not yet completed or aborted",
+                Level(&self.uploads_in_flight),
+            ),
+            (
+                "auth_failures",
+                "Blocks, attributes or names that failed authentication (client mode)",
+                Count(&self.auth_failures),
+            ),
+            (
+                "conflicts",
+                "Uploads that found the object changed by another host",
+                Count(&self.conflicts),
+            ),
+            (
+                "s3_retries",
+                "S3 request attempts beyond the first",
+                Count(&self.retries),
+            ),
+        ]
+    }
+
     fn new() -> Self {
         let m = Metrics {
             registry: Mutex::new(Registry::with_prefix("sealfs")),
@@ -79,33 +159,13 @@ impl Metrics {
         };
         {
             let mut r = m.registry.lock();
-            let help = "Block-cache lookups that found the block cached or being fetched";
-            r.register("block_cache_hits", help, m.cache_hits.clone());
-            let help = "Block-cache lookups that had to fetch";
-            r.register("block_cache_misses", help, m.cache_misses.clone());
-            let help = "Blocks evicted from the block cache to stay within its budget";
-            r.register("block_cache_evictions", help, m.cache_evictions.clone());
-            let help = "Bytes of decrypted blocks held in the block cache";
-            let bytes = m.cache_bytes.clone();
-            r.register_with_unit("block_cache", help, Unit::Bytes, bytes);
-            let help = "Blocks a sequential reader found cached or in flight thanks to readahead";
-            r.register("readahead_hits", help, m.readahead_hits.clone());
-            let help = "Blocks fetched by readahead";
-            r.register("readahead_blocks", help, m.readahead_blocks.clone());
-            let help = "Multipart parts uploaded";
-            r.register("parts_uploaded", help, m.parts_uploaded.clone());
-            let help = "Multipart parts copied server-side (UploadPartCopy) instead of uploaded";
-            r.register("parts_copied", help, m.parts_copied.clone());
-            let help = "Multipart parts being uploaded now";
-            r.register("parts_in_flight", help, m.parts_in_flight.clone());
-            let help = "Multipart uploads started and not yet completed or aborted";
-            r.register("uploads_in_flight", help, m.uploads_in_flight.clone());
-            let help = "Blocks, attributes or names that failed authentication (client mode)";
-            r.register("auth_failures", help, m.auth_failures.clone());
-            let help = "Uploads that found the object changed by another host";
-            r.register("conflicts", help, m.conflicts.clone());
-            let help = "S3 request attempts beyond the first";
-            r.register("s3_retries", help, m.retries.clone());
+            for (name, help, entry) in m.table() {
+                match entry {
+                    Entry::Count(c) => r.register(name, help, c.clone()),
+                    Entry::Level(g) => r.register(name, help, g.clone()),
+                    Entry::Bytes(g) => r.register_with_unit(name, help, Unit::Bytes, g.clone()),
+                }
+            }
         }
         m
     }
@@ -129,22 +189,12 @@ impl Metrics {
 
     /// The lines `sealfs stats` adds after the request counters: `NAME VALUE`.
     pub fn report(&self) -> String {
-        let rows: [(&str, i64); 13] = [
-            ("block_cache_hits", self.cache_hits.get() as i64),
-            ("block_cache_misses", self.cache_misses.get() as i64),
-            ("block_cache_evictions", self.cache_evictions.get() as i64),
-            ("block_cache_bytes", self.cache_bytes.get()),
-            ("readahead_hits", self.readahead_hits.get() as i64),
-            ("readahead_blocks", self.readahead_blocks.get() as i64),
-            ("parts_uploaded", self.parts_uploaded.get() as i64),
-            ("parts_copied", self.parts_copied.get() as i64),
-            ("parts_in_flight", self.parts_in_flight.get()),
-            ("uploads_in_flight", self.uploads_in_flight.get()),
-            ("auth_failures", self.auth_failures.get() as i64),
-            ("conflicts", self.conflicts.get() as i64),
-            ("s3_retries", self.retries.get() as i64),
-        ];
-        rows.iter().map(|(n, v)| format!("{n} {v}\n")).collect()
+        let line = |(name, _, entry): (&str, &str, Entry<'_>)| match entry {
+            Entry::Count(c) => format!("{name} {}\n", c.get()),
+            Entry::Level(g) => format!("{name} {}\n", g.get()),
+            Entry::Bytes(g) => format!("{name}_bytes {}\n", g.get()),
+        };
+        self.table().into_iter().map(line).collect()
     }
 }
 
