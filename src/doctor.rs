@@ -174,8 +174,12 @@ async fn reachable(r: &mut Report, endpoint: Option<&str>, s3: &S3Config) {
     }
 }
 
+/// Whether the environment sets `name` to something.
+fn env(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+}
+
 fn credential_source(s3: &S3Config) -> String {
-    let env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
     if env("AWS_ACCESS_KEY_ID") {
         "AWS_ACCESS_KEY_ID in the environment".into()
     } else if let Some(p) = s3
@@ -191,7 +195,6 @@ fn credential_source(s3: &S3Config) -> String {
 }
 
 fn region_source(s3: &S3Config) -> &'static str {
-    let env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
     if s3.region.is_some() {
         "--region"
     } else if env("AWS_REGION") {
@@ -382,19 +385,18 @@ async fn encryption(r: &mut Report, cfg: &DoctorConfig, key: &str) {
             cleanup
         }
         .await;
-        let check = name;
         match res {
             Ok(()) => r.add(
-                check,
+                name,
                 Status::Ok,
                 format!("the server applies {name} and says so: --encryption {name} works"),
             ),
             Err(StoreError::EncryptionNotApplied(m)) => r.add(
-                check,
+                name,
                 Status::Warn,
                 format!("the server ignores {name} ({m}): a {name} mount is refused here"),
             ),
-            Err(e) => r.add(check, Status::Warn, format!("{name} refused: {e}")),
+            Err(e) => r.add(name, Status::Warn, format!("{name} refused: {e}")),
         }
     }
 }

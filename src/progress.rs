@@ -53,7 +53,9 @@ impl Progress {
             lines: !tty,
         };
         p.bar.set_message(p.count());
-        p.bar.enable_steady_tick(Duration::from_millis(200));
+        if tty {
+            p.bar.enable_steady_tick(Duration::from_millis(200));
+        }
         p
     }
 
@@ -119,7 +121,9 @@ pub fn spinner(what: &str) -> ProgressBar {
         ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("a valid template"),
     );
     bar.set_message(what.to_string());
-    bar.enable_steady_tick(Duration::from_millis(120));
+    if !bar.is_hidden() {
+        bar.enable_steady_tick(Duration::from_millis(120));
+    }
     bar
 }
 
