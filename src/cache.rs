@@ -11,6 +11,10 @@
 //!   entry, so each waiter fetches again and sees its own error.
 //! - Cached bytes never exceed the budget (each block is its own allocation, so the count is
 //!   the memory held).
+//!
+//! Under it, optionally, `disk`: the object bytes of blocks kept in a local directory.
+
+pub mod disk;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cache::disk::DiskCacheConfig;
 use crate::crypto::keys::Names;
 use crate::crypto::mode::Mode;
 use crate::fs::{Defaults, ExclusiveCreate, FsConfig};
@@ -28,6 +29,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the mount variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Mount s3://BUCKET[/PREFIX] at MOUNTPOINT.
     Mount(MountArgs),
@@ -348,6 +351,15 @@ pub struct MountArgs {
     /// Memory for decrypted (authenticated) blocks of files read, shared by all files, MiB.
     #[arg(long, default_value_t = 256)]
     pub cache_size_mib: u64,
+    /// Keep the bucket's bytes of blocks read in DIR, across unmounts (client mode: the
+    /// ciphertext as stored, authenticated at every read; other modes: sealed under a local
+    /// key kept in DIR). One mount per directory at a time.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Disk the cache directory's entries may take, e.g. 20GiB or 500MB (default: 10 GiB, or
+    /// half the room left on its file system when that is less).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cache_dir")]
+    pub cache_dir_size: Option<u64>,
     /// Largest readahead window of a sequentially read file, MiB (fetched in 8 MiB GETs).
     #[arg(long, default_value_t = 64)]
     pub readahead_mib: u64,
@@ -372,6 +384,18 @@ pub struct MountArgs {
     /// default_permissions, and any of the long options above as name=value.
     #[arg(short = 'o', value_delimiter = ',')]
     pub options: Vec<String>,
+}
+
+/// A size with an optional unit: `500MB`, `20GiB`, `1.5 TiB`, or bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 20GiB, 500MB, or bytes)"))?;
+    match size.as_u64() {
+        0 => Err("a size of 0 keeps nothing: leave out --cache-dir instead".to_string()),
+        n => Ok(n),
+    }
 }
 
 /// `--as-of`: RFC 3339 (UTC; `T` or a space, seconds optional) or `@` and Unix seconds.
@@ -511,6 +535,10 @@ impl MountArgs {
                 "cache_size_mib" | "cache-size-mib" => {
                     self.cache_size_mib = v.parse().map_err(|_| bad())?
                 }
+                "cache_dir" | "cache-dir" => self.cache_dir = Some(v.into()),
+                "cache_dir_size" | "cache-dir-size" => {
+                    self.cache_dir_size = Some(parse_size(v).map_err(|_| bad())?)
+                }
                 "readahead_mib" | "readahead-mib" => {
                     self.readahead_mib = v.parse().map_err(|_| bad())?
                 }
@@ -610,6 +638,10 @@ impl MountArgs {
                 read: ReadConfig {
                     cache_bytes: self.cache_size_mib << 20,
                     max_window: (self.readahead_mib << 20).max(ReadConfig::default().min_window),
+                    disk: self.cache_dir.map(|dir| DiskCacheConfig {
+                        dir,
+                        budget: self.cache_dir_size,
+                    }),
                     ..ReadConfig::default()
                 },
                 keys: None,

@@ -71,7 +71,7 @@ impl Report {
 pub async fn run(cfg: &DoctorConfig) -> Vec<Check> {
     let mut r = Report::default();
     fuse(&mut r, cfg.allow_other);
-    let endpoint = endpoint_of(&cfg.s3);
+    let endpoint = S3Config::endpoint(&cfg.s3);
     reachable(&mut r, endpoint.as_deref(), &cfg.s3).await;
     let s3 = match S3Store::connect(&cfg.s3).await {
         Ok(s) => s,
@@ -113,14 +113,6 @@ pub async fn run(cfg: &DoctorConfig) -> Vec<Check> {
     versioning(&mut r, &*store).await;
     prefix(&mut r, &*store, cfg).await;
     r.0
-}
-
-/// The endpoint requests go to, as the SDK would pick it.
-fn endpoint_of(s3: &S3Config) -> Option<String> {
-    s3.endpoint_url
-        .clone()
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
 }
 
 async fn reachable(r: &mut Report, endpoint: Option<&str>, s3: &S3Config) {

@@ -33,6 +33,16 @@ pub struct Metrics {
     pub cache_evictions: Counter,
     /// Bytes of blocks held now.
     pub cache_bytes: Gauge,
+    /// Disk-cache (`--cache-dir`) entries read back and found good.
+    pub disk_cache_hits: Counter,
+    /// Disk-cache lookups that found no entry, or a bad one.
+    pub disk_cache_misses: Counter,
+    /// Disk-cache entries deleted to stay within `--cache-dir-size`.
+    pub disk_cache_evictions: Counter,
+    /// Disk-cache entries found torn, corrupted or failing authentication, and deleted.
+    pub disk_cache_dropped: Counter,
+    /// Bytes the disk cache's entries take now.
+    pub disk_cache_bytes: Gauge,
     /// Blocks a sequential reader found already cached or being fetched by readahead.
     pub readahead_hits: Counter,
     /// Blocks fetched by readahead (before any read asked for them).
@@ -69,7 +79,7 @@ enum Entry<'a> {
 impl Metrics {
     /// Every metric of the struct once, with its name and help: what `new` registers and
     /// `report` prints, in that order.
-    fn table(&self) -> [(&'static str, &'static str, Entry<'_>); 13] {
+    fn table(&self) -> [(&'static str, &'static str, Entry<'_>); 18] {
         use Entry::*;
         [
             (
@@ -91,6 +101,31 @@ impl Metrics {
                 "block_cache",
                 "Bytes of decrypted blocks held in the block cache",
                 Bytes(&self.cache_bytes),
+            ),
+            (
+                "disk_cache_hits",
+                "Disk-cache entries read back and found good",
+                Count(&self.disk_cache_hits),
+            ),
+            (
+                "disk_cache_misses",
+                "Disk-cache lookups that found no entry or a bad one",
+                Count(&self.disk_cache_misses),
+            ),
+            (
+                "disk_cache_evictions",
+                "Disk-cache entries deleted to stay within the budget",
+                Count(&self.disk_cache_evictions),
+            ),
+            (
+                "disk_cache_dropped",
+                "Disk-cache entries found torn, corrupted or failing authentication, deleted",
+                Count(&self.disk_cache_dropped),
+            ),
+            (
+                "disk_cache",
+                "Bytes the disk cache's entries take on disk",
+                Bytes(&self.disk_cache_bytes),
             ),
             (
                 "readahead_hits",
@@ -147,6 +182,11 @@ impl Metrics {
             cache_misses: Counter::default(),
             cache_evictions: Counter::default(),
             cache_bytes: Gauge::default(),
+            disk_cache_hits: Counter::default(),
+            disk_cache_misses: Counter::default(),
+            disk_cache_evictions: Counter::default(),
+            disk_cache_dropped: Counter::default(),
+            disk_cache_bytes: Gauge::default(),
             readahead_hits: Counter::default(),
             readahead_blocks: Counter::default(),
             parts_uploaded: Counter::default(),

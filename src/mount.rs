@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
+use crate::cache::disk::{Contents, DiskCache, DiskCacheConfig};
+use crate::crypto::local::LocalKey;
 use crate::fs::{Fs, FsConfig};
 use crate::fuse::{self, FuseFs, MountOptions};
 use crate::layout::Layout;
@@ -234,7 +236,11 @@ pub async fn build(plan: &MountPlan, connect: &dyn Connect) -> std::result::Resu
         }
         None => (store, String::new()),
     };
-    let fetcher = Fetcher::new(store.clone(), plan.fs.read.clone());
+    let disk = match &plan.fs.read.disk {
+        Some(cfg) => Some(open_disk_cache(cfg, plan, keys.is_some())?),
+        None => None,
+    };
+    let fetcher = Fetcher::with_disk(store.clone(), plan.fs.read.clone(), disk);
     let fs_cfg = FsConfig {
         keys,
         enforced,
@@ -246,6 +252,30 @@ pub async fn build(plan: &MountPlan, connect: &dyn Connect) -> std::result::Resu
         counters,
         session,
     })
+}
+
+/// The mount's disk cache. Its entries are named under the mount's scope (endpoint, bucket,
+/// prefix), so one directory used by different buckets over time never mixes them up.
+fn open_disk_cache(
+    cfg: &DiskCacheConfig,
+    plan: &MountPlan,
+    client: bool,
+) -> std::result::Result<Arc<DiskCache>, String> {
+    let endpoint = plan.s3.endpoint().unwrap_or_else(|| "aws".to_string());
+    let scope = format!("{endpoint}\n{}\n{}", plan.s3.bucket, plan.fs.prefix);
+    let contents = |key: &std::path::Path| match client {
+        true => Ok(Contents::AsFetched),
+        false => LocalKey::load_or_create(key).map(|k| Contents::Sealed(Box::new(k))),
+    };
+    let disk = DiskCache::open(cfg, &scope, contents).map_err(|e| e.to_string())?;
+    tracing::info!(
+        dir = %disk.dir().display(),
+        budget = disk.budget(),
+        held = disk.bytes(),
+        "disk cache: {}",
+        if client { "ciphertext as stored in the bucket" } else { "entries sealed under the local key" }
+    );
+    Ok(disk)
 }
 
 /// Tells the user (directly, or through the parent of a background mount) how starting

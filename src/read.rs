@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use crate::cache::disk::{DiskCache, DiskCacheConfig, EntryId};
 use crate::cache::{self, BlockCache, BlockKey, Lookup};
 use crate::crypto::codec::FileCodec;
 use crate::crypto::format::{cipher_size, FormatError, BLOCK_PLAIN, HEADER_LEN};
@@ -33,6 +34,8 @@ pub struct ReadConfig {
     pub max_gets: usize,
     /// Budget of the block cache, bytes.
     pub cache_bytes: u64,
+    /// The disk cache under it (`--cache-dir`), if any.
+    pub disk: Option<DiskCacheConfig>,
 }
 
 impl Default for ReadConfig {
@@ -46,6 +49,7 @@ impl Default for ReadConfig {
             chunk: 8 * 1024 * 1024,
             max_gets: 8,
             cache_bytes: 256 * 1024 * 1024,
+            disk: None,
         }
     }
 }
@@ -72,18 +76,77 @@ pub struct Version {
 pub struct Fetcher {
     pub store: Arc<dyn ObjectStore>,
     pub cache: Arc<BlockCache>,
+    /// Object bytes of blocks kept across mounts (`--cache-dir`), asked on a memory miss.
+    disk: Option<Arc<DiskCache>>,
     gets: Arc<Semaphore>,
     cfg: ReadConfig,
 }
 
 impl Fetcher {
     pub fn new(store: Arc<dyn ObjectStore>, cfg: ReadConfig) -> Arc<Self> {
+        Self::with_disk(store, cfg, None)
+    }
+
+    pub fn with_disk(
+        store: Arc<dyn ObjectStore>,
+        cfg: ReadConfig,
+        disk: Option<Arc<DiskCache>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             cache: BlockCache::new(cfg.cache_bytes),
+            disk,
             gets: Arc::new(Semaphore::new(cfg.max_gets.max(1))),
             cfg,
         })
+    }
+
+    pub fn disk(&self) -> Option<&Arc<DiskCache>> {
+        self.disk.as_ref()
+    }
+
+    /// `open_object` through the disk cache: a header kept there is used (its key commitment
+    /// and file id checked again, as for one fetched) instead of a GET; one fetched is kept,
+    /// with the blocks of a small object fetched whole. Empty files always go to the bucket
+    /// (their one block is authenticated at open, see `open_object`).
+    pub async fn open(
+        &self,
+        ring: &Arc<Keyring>,
+        v: &Version,
+        expect_id: Option<&str>,
+        whole_up_to: u64,
+    ) -> Result<Opened, ReadError> {
+        let disk = self.disk.as_ref().filter(|_| v.size > 0);
+        if let Some(disk) = disk {
+            let id = disk.id(&v.key, &v.etag, HEADER_ENTRY);
+            let (ring2, v2) = (ring.clone(), v.clone());
+            let expect = expect_id.map(str::to_string);
+            let check = move |_, head: Bytes| {
+                check_header(&ring2, &v2, expect.as_deref(), &head)
+                    .map(|_| head)
+                    .map_err(|e| e.to_string())
+            };
+            if let Some(head) = disk.get_run(vec![id], check).await.pop() {
+                let codec = check_header(ring, v, expect_id, &head)?;
+                return Ok(Opened {
+                    codec,
+                    blocks: None,
+                    fetched: head,
+                });
+            }
+        }
+        let opened = open_object(&self.store, ring, v, expect_id, whole_up_to).await?;
+        if let Some(disk) = disk {
+            let head = opened.fetched.slice(..HEADER_LEN as usize);
+            let mut keep = vec![(disk.id(&v.key, &v.etag, HEADER_ENTRY), head)];
+            if opened.blocks.is_some() {
+                let body = opened.fetched.slice(HEADER_LEN as usize..);
+                let n = crate::crypto::format::block_count(v.size);
+                keep.extend(disk_entries(disk, v, &opened.codec, 0..n, &body, &[]));
+            }
+            disk.put(keep);
+        }
+        Ok(opened)
     }
 
     pub fn config(&self) -> &ReadConfig {
@@ -138,6 +201,28 @@ pub async fn get_pinned(
 pub struct Opened {
     pub codec: FileCodec,
     pub blocks: Option<Vec<Bytes>>,
+    /// The object bytes this came from: the header, or the whole object.
+    pub fetched: Bytes,
+}
+
+/// The codec of version `v` from its header bytes `head` (`open_object`'s checks).
+fn check_header(
+    ring: &Keyring,
+    v: &Version,
+    expect_id: Option<&str>,
+    head: &[u8],
+) -> Result<FileCodec, ReadError> {
+    let corrupt = |error| ReadError::Corrupt {
+        key: v.key.clone(),
+        error,
+    };
+    let codec = ring.open_header(head).map_err(corrupt)?;
+    if let (Some(want), FileCodec::Client(keys)) = (expect_id, &codec) {
+        if want != hex::encode(keys.header().file_id) {
+            return Err(corrupt(FormatError::Swapped));
+        }
+    }
+    Ok(codec)
 }
 
 /// Open version `v` of a client-mode object with `ring`: one pinned GET of its header, or of
@@ -169,12 +254,7 @@ pub async fn open_object(
         }
         Err(e) => return Err(e.into()),
     };
-    let codec = ring.open_header(&head).map_err(corrupt)?;
-    if let (Some(want), FileCodec::Client(keys)) = (expect_id, &codec) {
-        if want != hex::encode(keys.header().file_id) {
-            return Err(corrupt(FormatError::Swapped));
-        }
-    }
+    let codec = check_header(ring, v, expect_id, &head)?;
     let blocks = if whole {
         if head.len() as u64 != fetch {
             return Err(corrupt(FormatError::BadSize(head.len() as u64)));
@@ -185,10 +265,15 @@ pub async fn open_object(
     } else {
         None
     };
-    Ok(Opened { codec, blocks })
+    Ok(Opened {
+        codec,
+        blocks,
+        fetched: head,
+    })
 }
 
-/// Blocks `first..end` of `v` with one GET, each inserted into the cache.
+/// Blocks `first..end` of `v`, each inserted into the cache: the leading run the disk cache
+/// holds (each authenticated), the rest with one GET (then kept on disk).
 async fn fetch_blocks(
     f: &Fetcher,
     v: &Version,
@@ -197,18 +282,94 @@ async fn fetch_blocks(
     first: u64,
     end: u64,
 ) -> Result<Vec<Bytes>, ReadError> {
-    let plain = first * BLOCK_PLAIN..(end * BLOCK_PLAIN).min(v.size);
-    let raw = get_pinned(&f.store, v, codec.fetch_range(&plain, v.size)).await?;
-    let blocks = codec
-        .decode_blocks(raw, first, end, v.size)
-        .map_err(|error| ReadError::Corrupt {
-            key: v.key.clone(),
-            error,
-        })?;
+    let mut blocks = match &f.disk {
+        Some(disk) => from_disk(disk, v, codec, first, end).await,
+        None => Vec::new(),
+    };
+    let from = first + blocks.len() as u64;
+    if from < end {
+        let plain = from * BLOCK_PLAIN..(end * BLOCK_PLAIN).min(v.size);
+        let raw = get_pinned(&f.store, v, codec.fetch_range(&plain, v.size)).await?;
+        let fetched = codec
+            .decode_blocks(raw.clone(), from, end, v.size)
+            .map_err(|error| ReadError::Corrupt {
+                key: v.key.clone(),
+                error,
+            })?;
+        if let Some(disk) = &f.disk {
+            disk.put(disk_entries(disk, v, codec, from..end, &raw, &fetched));
+        }
+        blocks.extend(fetched);
+    }
     for (i, b) in (first..end).zip(&blocks) {
         f.cache.insert(block_key(v, ids.0, ids.1, i), b.clone());
     }
     Ok(blocks)
+}
+
+/// The disk cache's entry of a file's header (block indices never reach it).
+const HEADER_ENTRY: u64 = u64::MAX;
+
+/// The leading run of blocks `first..end` of `v` that the disk cache holds, each checked: in
+/// client mode authenticated by `codec` like a block from the bucket, in other modes unsealed
+/// by the cache and of the block's length. A bad entry is dropped and ends the run.
+async fn from_disk(
+    disk: &Arc<DiskCache>,
+    v: &Version,
+    codec: &FileCodec,
+    first: u64,
+    end: u64,
+) -> Vec<Bytes> {
+    let ids: Vec<_> = (first..end).map(|i| disk.id(&v.key, &v.etag, i)).collect();
+    let (codec, size) = (codec.clone(), v.size);
+    let check = move |n: usize, body: Bytes| {
+        let i = first + n as u64;
+        let want = codec.fetch_range(&block_plain(i, size), size);
+        if body.len() as u64 != want.end - want.start {
+            return Err("wrong length".to_string());
+        }
+        let mut plain = codec
+            .decode_blocks(body, i, i + 1, size)
+            .map_err(|e| e.to_string())?;
+        Ok(plain.pop().unwrap_or_default())
+    };
+    disk.get_run(ids, check).await
+}
+
+/// Plaintext range of block `i` of a file of `size` bytes.
+fn block_plain(i: u64, size: u64) -> std::ops::Range<u64> {
+    i * BLOCK_PLAIN..((i + 1) * BLOCK_PLAIN).min(size)
+}
+
+/// What the disk cache keeps of blocks `range` of `v`: in client mode each block's object
+/// bytes (sliced from `raw`, which holds exactly those blocks); otherwise the plaintext
+/// blocks `plain`, which the cache seals. Plaintext is never handed to a cache that keeps
+/// bytes as fetched.
+fn disk_entries(
+    disk: &DiskCache,
+    v: &Version,
+    codec: &FileCodec,
+    range: std::ops::Range<u64>,
+    raw: &Bytes,
+    plain: &[Bytes],
+) -> Vec<(EntryId, Bytes)> {
+    let id = |i| disk.id(&v.key, &v.etag, i);
+    match codec {
+        FileCodec::Client(_) => {
+            let base = codec
+                .fetch_range(&block_plain(range.start, v.size), v.size)
+                .start;
+            range
+                .filter_map(|i| {
+                    let r = codec.fetch_range(&block_plain(i, v.size), v.size);
+                    let (lo, hi) = ((r.start - base) as usize, (r.end - base) as usize);
+                    (hi <= raw.len()).then(|| (id(i), raw.slice(lo..hi)))
+                })
+                .collect()
+        }
+        FileCodec::Plain if disk.as_fetched() => Vec::new(),
+        FileCodec::Plain => range.zip(plain).map(|(i, b)| (id(i), b.clone())).collect(),
+    }
 }
 
 pub struct Reader {
@@ -418,6 +579,7 @@ mod tests {
             chunk: 512 * 1024,
             max_gets: 4,
             cache_bytes: 64 * 1024 * 1024,
+            disk: None,
         };
         let v = Version {
             key: "f".into(),

@@ -172,6 +172,37 @@ pub fn random_hex<const N: usize>() -> String {
     hex::encode(random_bytes::<N>())
 }
 
+/// Take an exclusive `flock` on `file` without waiting: `Ok(false)` when another open file
+/// description holds it. The kernel drops the lock when the process dies, so a crashed
+/// holder never leaves it taken.
+pub fn try_lock_exclusive(file: &File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the duration of the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+/// Size and space available to unprivileged users of the file system holding `path`, bytes.
+pub fn fs_space(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is valid for writes.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let unit = st.f_frsize as u64;
+    Ok((st.f_blocks as u64 * unit, st.f_bavail as u64 * unit))
+}
+
 /// This machine's host name (for names that say where something came from), "host" if unknown.
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];

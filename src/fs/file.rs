@@ -18,7 +18,7 @@ use super::{libc_flags, Fh, Fs, FsError, Ino, Result, SetAttr};
 use crate::crypto::codec::FileCodec;
 use crate::inode::{Attr, Kind};
 use crate::meta;
-use crate::read::{open_object, Reader, Version};
+use crate::read::{Reader, Version};
 use crate::store::{self, Expect, ObjectMeta};
 use crate::write::{Base, WriteError, Writer};
 
@@ -70,9 +70,10 @@ impl Fs {
             (None, _) => FileCodec::Plain,
             (Some(_), None) => self.new_codec(),
             (Some(ring), Some(v)) => {
-                let opened =
-                    open_object(&self.store, ring, v, of.expect_id.as_deref(), SMALL_OBJECT)
-                        .await?;
+                let opened = self
+                    .fetcher
+                    .open(ring, v, of.expect_id.as_deref(), SMALL_OBJECT)
+                    .await?;
                 if let Some(blocks) = opened.blocks {
                     self.fetcher.seed(v, blocks);
                 }

@@ -54,6 +54,7 @@ fn small_cfg(metadata_ttl: Duration) -> FsConfig {
             chunk: 128 * 1024,
             max_gets: 2,
             cache_bytes: 1 << 20,
+            disk: None,
         },
         keys: None,
         xattrs: true,

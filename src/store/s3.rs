@@ -52,6 +52,16 @@ pub struct S3Config {
     pub allow_plain_http_sse_c: bool,
 }
 
+impl S3Config {
+    /// The endpoint requests go to, as the SDK picks it (`None`: AWS's own).
+    pub fn endpoint(&self) -> Option<String> {
+        self.endpoint_url
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+    }
+}
+
 /// Whether `endpoint` is plain http to a host other than this machine.
 pub fn plain_http_off_host(endpoint: &str) -> bool {
     let Some(rest) = endpoint.strip_prefix("http://") else {
