@@ -224,3 +224,65 @@ fn doctor_names_the_certificate_problem_and_the_bundle_that_solves_it() {
     );
     assert!(line(&out, "bucket").starts_with("OK"));
 }
+
+/// Over HTTPS, PUT and UploadPart bodies go as `UNSIGNED-PAYLOAD` (TLS protects them; the
+/// SHA-256 of every byte for SigV4 costs a writer CPU); every other request still signs its
+/// (empty) payload.
+#[test]
+fn bodies_are_not_hashed_for_the_signature_over_https() {
+    let tls = Terminator::recording(socket_of(&server_endpoint()));
+    let name = unique("tls-unsigned");
+    let dir = tempfile::tempdir().unwrap();
+    let args = mount_args(&name, dir.path(), &tls.url());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = bare(&argv);
+    cmd.env("AWS_CA_BUNDLE", ca_file());
+    let m = mounted(cmd, &name, dir);
+    let small = pattern(100_000, 1);
+    let big = pattern(9 << 20, 2);
+    fs::write(m.p("small"), &small).unwrap();
+    fs::write(m.p("big"), &big).unwrap();
+    assert_eq!(fs::read(m.p("big")).unwrap(), big);
+    drop(m);
+    let sent = tls.sent.lock().clone();
+    let header = b"x-amz-content-sha256:";
+    let find_back =
+        |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).rposition(|w| w == needle);
+    // (method, value) of each request: the method is the one that starts the request line
+    // before the header (request heads are ASCII; the bodies between them are not searched
+    // forward, only back from a header to its own request line).
+    let requests: Vec<(String, String)> = sent
+        .windows(header.len())
+        .enumerate()
+        .filter(|(_, w)| w.eq_ignore_ascii_case(header))
+        .map(|(at, _)| {
+            let rest = &sent[at + header.len()..];
+            let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let value = String::from_utf8_lossy(&rest[..end]).trim().to_string();
+            let line = find_back(&sent[..at], b" HTTP/1.1\r\n").unwrap();
+            let method = ["PUT /", "POST /", "GET /", "HEAD /", "DELETE /"]
+                .iter()
+                .filter_map(|m| Some((find_back(&sent[..line], m.as_bytes())?, *m)))
+                .max()
+                .unwrap()
+                .1;
+            (method.trim_end_matches(" /").to_string(), value)
+        })
+        .collect();
+    let puts: Vec<_> = requests.iter().filter(|(m, _)| m == "PUT").collect();
+    let unsigned = puts.iter().filter(|(_, v)| v == "UNSIGNED-PAYLOAD").count();
+    // small: one PUT; big: two UploadParts (8 MiB parts); plus directory indexes, sessions.
+    assert!(unsigned >= 3, "{requests:?}");
+    let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    for (_, v) in &puts {
+        // Copies (CopyObject, UploadPartCopy) are PUTs without a body.
+        assert!(
+            v == "UNSIGNED-PAYLOAD" || v == empty,
+            "a signed PUT body: {v}"
+        );
+    }
+    // Requests that are not body uploads keep a signed payload hash.
+    assert!(requests
+        .iter()
+        .any(|(m, v)| m != "PUT" && v != "UNSIGNED-PAYLOAD"));
+}

@@ -51,10 +51,23 @@ pub fn ca_file() -> &'static Path {
 /// A TLS listener on 127.0.0.1 forwarding every connection's plaintext to `upstream`.
 pub struct Terminator {
     pub addr: SocketAddr,
+    /// Everything clients sent (decrypted), when started with `recording`.
+    pub sent: Arc<parking_lot::Mutex<Vec<u8>>>,
 }
 
 impl Terminator {
     pub fn start(upstream: SocketAddr) -> Terminator {
+        Self::start_with(upstream, false)
+    }
+
+    /// A terminator that also keeps every request's bytes (for a test that checks headers).
+    pub fn recording(upstream: SocketAddr) -> Terminator {
+        Self::start_with(upstream, true)
+    }
+
+    fn start_with(upstream: SocketAddr, record: bool) -> Terminator {
+        let sent = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let keep = sent.clone();
         let ca = ca();
         let key = KeyPair::generate().unwrap();
         let mut params =
@@ -83,6 +96,7 @@ impl Terminator {
                     return;
                 };
                 let acceptor = acceptor.clone();
+                let keep = keep.clone();
                 tokio::spawn(async move {
                     // A client that refuses the certificate just closes: nothing to forward.
                     let Ok(mut tls) = acceptor.accept(client).await else {
@@ -91,11 +105,30 @@ impl Terminator {
                     let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
                     };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+                    if !record {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+                        return;
+                    }
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let (mut from_client, mut to_client) = tokio::io::split(tls);
+                    let (mut from_server, mut to_server) = server.into_split();
+                    let back = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                        let _ = to_client.shutdown().await;
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                        keep.lock().extend_from_slice(&buf[..n]);
+                        if to_server.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_server.shutdown().await;
+                    let _ = back.await;
                 });
             }
         });
-        Terminator { addr }
+        Terminator { addr, sent }
     }
 
     pub fn url(&self) -> String {
