@@ -5,6 +5,13 @@
 #
 #   scripts/bench.sh                 # RUNS=3 FIO_SECS=10 by default
 #   RUNS=1 FIO_SECS=5 SYSTEMS="raw sealfs-client s3fs" scripts/bench.sh
+#   TLS=1 scripts/bench.sh           # every system through a local TLS terminator (HTTPS)
+#
+# Disk caches (SYSTEMS sealfs-client-dc, s3fs-cache, rclone-full): sealfs client mode with
+# --cache-dir (4 GiB, memory cache 256 MiB), s3fs with use_cache, rclone with
+# --vfs-cache-mode full (4 GiB); rows dc_*: a 2 GiB file read cold, read again (page cache
+# dropped: from the disk cache), read after a remount, and random 4 KiB reads over it. raw's
+# dc_* rows are the same reads from the bucket, for the ratio.
 #
 # Needs root (drops the page cache between cold runs) and apt packages s3fs, rclone, fio,
 # attr (installed if missing). Not a test: figures depend on this machine and its load.
@@ -25,7 +32,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq $pkgs >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq $pkgs >/dev/null; }
 fi
 
-cargo build --release --bin sealfs --example raw --example populate >&2
+cargo build --release --bin sealfs --example raw --example populate --example tls_terminator >&2
 bin=$CARGO_TARGET_DIR/release
 sealfs=$bin/sealfs
 raw=$bin/examples/raw
@@ -33,10 +40,24 @@ raw=$bin/examples/raw
 scripts/local-s3.sh start >&2
 trap 'cleanup' EXIT
 set -a; . .local-s3/env; set +a
-# The local endpoints are plain http; rclone refuses to start with a custom CA bundle set.
 unset AWS_CA_BUNDLE
 bucket=$SEALFS_TEST_BUCKET
 mkdir -p "$work"
+s3fs_tls=()
+if [ -n "${TLS:-}" ]; then
+  # Every system talks HTTPS to the same Garage through one terminator (a CA made for the
+  # run). sealfs and raw trust it through AWS_CA_BUNDLE, rclone through --ca-cert (it refuses
+  # AWS_CA_BUNDLE with its own HTTP client: see rcl), s3fs skips verification (libcurl; the
+  # handshake is once per connection either way).
+  "$bin/examples/tls_terminator" "${AWS_ENDPOINT_URL_S3#http://}" "$work/ca.pem" > "$work/tls.url" &
+  tls_pid=$!
+  for _ in $(seq 100); do [ -s "$work/tls.url" ] && break; sleep 0.1; done
+  AWS_ENDPOINT_URL_S3=$(cat "$work/tls.url"); export AWS_ENDPOINT_URL_S3
+  export AWS_CA_BUNDLE=$work/ca.pem RCLONE_CA_CERT=$work/ca.pem
+  s3fs_tls=(-o no_check_certificate)
+  echo "bench: over HTTPS at $AWS_ENDPOINT_URL_S3" >&2
+fi
+rcl() { env -u AWS_CA_BUNDLE rclone "$@"; }
 results=$work/results.jsonl
 # BENCH_KEEP=1 adds to the previous run's figures (e.g. to run some systems again).
 [ -n "${BENCH_KEEP:-}" ] || : > "$results"
@@ -46,6 +67,7 @@ results=$work/results.jsonl
 # of 10,000 empty files and a tree of 100 directories x 100 files.
 [ -f "$work/1g.bin" ] || head -c 1G /dev/urandom > "$work/1g.bin"
 [ -f "$work/4g.bin" ] || head -c 4G /dev/urandom > "$work/4g.bin"
+[ -f "$work/2g.bin" ] || head -c 2G /dev/urandom > "$work/2g.bin"
 if [ ! -d "$work/small" ]; then
   mkdir -p "$work/small"
   for i in $(seq -w 1 1000); do head -c 4096 /dev/urandom > "$work/small/f$i"; done
@@ -78,6 +100,7 @@ rc_port=5572
 cleanup() {
   set +e
   mountpoint -q "$mnt" && { fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"; }
+  [ -n "${tls_pid:-}" ] && kill "$tls_pid" 2>/dev/null
   scripts/local-s3.sh stop >&2
 }
 
@@ -100,17 +123,30 @@ mount_sys() {
       "$sealfs" init "s3://$bucket/$prefix" --key-file "$key" --encryption client \
         --force-path-style 2>/dev/null || true
       "$sealfs" mount "s3://$bucket/$prefix" "$mnt" --key-file "$key" --force-path-style ;;
+    sealfs-client-dc)
+      "$sealfs" init "s3://$bucket/$prefix" --key-file "$key" --encryption client \
+        --force-path-style 2>/dev/null || true
+      "$sealfs" mount "s3://$bucket/$prefix" "$mnt" --key-file "$key" --force-path-style \
+        --cache-dir "$work/sealfs-dc" --cache-dir-size 4GiB --cache-size-mib 256 ;;
     s3fs)
       s3fs "$bucket:/" "$mnt" -o "passwd_file=$passwd,url=$AWS_ENDPOINT_URL_S3" \
-        -o use_path_request_style,endpoint=us-east-1 ;;
+        -o use_path_request_style,endpoint=us-east-1 "${s3fs_tls[@]}" ;;
+    s3fs-cache)
+      mkdir -p "$work/s3fs-dc"
+      s3fs "$bucket:/" "$mnt" -o "passwd_file=$passwd,url=$AWS_ENDPOINT_URL_S3" \
+        -o use_path_request_style,endpoint=us-east-1,use_cache="$work/s3fs-dc" "${s3fs_tls[@]}" ;;
+    rclone-full)
+      rcl mount "garage:$bucket/$prefix" "$mnt" --vfs-cache-mode full --vfs-cache-max-size 4G \
+        --rc --rc-addr "127.0.0.1:$rc_port" --rc-no-auth --cache-dir "$work/rclone-dc" \
+        --log-file "$work/rclone.log" & ;;
     # In the background rather than --daemon: rclone 1.60's daemon mode gave up with "mount
     # not ready" here although the mount itself works.
     rclone)
-      rclone mount "garage:$bucket/$prefix" "$mnt" --vfs-cache-mode writes \
+      rcl mount "garage:$bucket/$prefix" "$mnt" --vfs-cache-mode writes \
         --rc --rc-addr "127.0.0.1:$rc_port" --rc-no-auth --cache-dir "$work/rclone-cache" \
         --log-file "$work/rclone.log" & ;;
     rclone-crypt)
-      rclone mount "gcrypt:$prefix" "$mnt" --vfs-cache-mode writes \
+      rcl mount "gcrypt:$prefix" "$mnt" --vfs-cache-mode writes \
         --rc --rc-addr "127.0.0.1:$rc_port" --rc-no-auth --cache-dir "$work/rclone-cache" \
         --log-file "$work/rclone.log" & ;;
   esac
@@ -119,9 +155,9 @@ mount_sys() {
   for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
   mountpoint -q "$mnt" || { echo "bench: $sys did not mount" >&2; exit 1; }
   # s3fs mounts the bucket: the prefix is a directory in it.
-  if [ "$sys" = s3fs ]; then mkdir -p "$mnt/$prefix"; fi
+  case $sys in s3fs*) mkdir -p "$mnt/$prefix" ;; esac
 }
-dir_of() { [ "$1" = s3fs ] && echo "$mnt/$2" || echo "$mnt"; }
+dir_of() { case $1 in s3fs*) echo "$mnt/$2" ;; *) echo "$mnt" ;; esac; }
 
 # rclone uploads after close: "durable" means its upload queue is empty.
 wait_durable() {
@@ -212,8 +248,8 @@ bench_mount() {
 # Every system writes >1 GiB per run: delete it (Garage frees the blocks after its GC delay),
 # so that a full run stays within a few tens of GiB of disk.
 drop_objects() {
-  rclone purge "garage:$bucket/$1" -q 2>/dev/null || true
-  rclone purge "garage:$bucket/rclone-crypt/$1" -q 2>/dev/null || true
+  rcl purge "garage:$bucket/$1" -q 2>/dev/null || true
+  rcl purge "garage:$bucket/rclone-crypt/$1" -q 2>/dev/null || true
 }
 
 # Listing fixtures, once per system family: plain objects (rclone copy) serve raw, sealfs
@@ -224,16 +260,16 @@ populate_listings() {
     raw|sealfs-none|s3fs|rclone)
       # Once per server start (local-s3.sh starts with an empty bucket).
       [ -n "${plain_listing_done:-}" ] && return 0
-      rclone copy "$work/flat" "garage:$bucket/listing-plain/flat" --transfers 32 -q
-      rclone copy "$work/tree" "garage:$bucket/listing-plain/tree" --transfers 32 -q
+      rcl copy "$work/flat" "garage:$bucket/listing-plain/flat" --transfers 32 -q
+      rcl copy "$work/tree" "garage:$bucket/listing-plain/tree" --transfers 32 -q
       plain_listing_done=1 ;;
     sealfs-client)
       mount_sys sealfs-client listing-client
       cp -r "$work/flat" "$work/tree" "$mnt/"
       unmount_sys sealfs-client ;;
     rclone-crypt)
-      rclone copy "$work/flat" "gcrypt:listing/flat" --transfers 32 -q
-      rclone copy "$work/tree" "gcrypt:listing/tree" --transfers 32 -q ;;
+      rcl copy "$work/flat" "gcrypt:listing/flat" --transfers 32 -q
+      rcl copy "$work/tree" "gcrypt:listing/tree" --transfers 32 -q ;;
   esac
 }
 listing_prefix() {
@@ -263,6 +299,41 @@ bench_listing() {
   unmount_sys "$sys"
 }
 
+# The disk caches: a 2 GiB file (written through the system, caches then emptied) read
+# cold, again with the page cache dropped (the memory caches hold less than 2 GiB: the
+# disk cache serves), after a remount, and at random in 4 KiB reads.
+bench_dc() {
+  local sys=$1 p=bench-$1-$RANDOM d t r0 r1
+  rm -rf "$work/sealfs-dc" "$work/s3fs-dc" "$work/rclone-dc"
+  mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p")
+  cp "$work/2g.bin" "$d/f"
+  unmount_sys "$sys"
+  rm -rf "$work/sealfs-dc" "$work/s3fs-dc" "$work/rclone-dc"; drop_caches
+  mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p"); r0=$(requests)
+  t=$(now); cat "$d/f" > /dev/null; record "$sys" dc_cold_read_2g "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  drop_caches; r0=$(requests)
+  t=$(now); cat "$d/f" > /dev/null; record "$sys" dc_again_read_2g "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  unmount_sys "$sys"; drop_caches
+  mount_sys "$sys" "$p"; d=$(dir_of "$sys" "$p"); r0=$(requests)
+  t=$(now); cat "$d/f" > /dev/null; record "$sys" dc_remount_read_2g "$(since "$t")" s "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  drop_caches; r0=$(requests)
+  record "$sys" dc_rand_4k_iops "$(fio_iops "$d/f" 4k)" iops "$(r1=$(requests); [ -n "$r1" ] && echo $((r1 - r0)))"
+  unmount_sys "$sys"
+  rm -rf "$work/sealfs-dc" "$work/s3fs-dc" "$work/rclone-dc"
+  drop_objects "$p"
+}
+# raw has no cache: its dc_* rows are the same reads from the bucket.
+bench_raw_dc() {
+  local p=bench-rawdc-$RANDOM v
+  "$raw" put "$work/2g.bin" "s3://$bucket/$p/f" > /dev/null
+  v=$("$raw" get "s3://$bucket/$p/f" | secs)
+  record raw dc_cold_read_2g "$v" s
+  record raw dc_again_read_2g "$("$raw" get "s3://$bucket/$p/f" | secs)" s
+  record raw dc_remount_read_2g "$("$raw" get "s3://$bucket/$p/f" | secs)" s
+  record raw dc_rand_4k_iops "$("$raw" random "s3://$bucket/$p/f" 4096 "$FIO_SECS" | per_sec)" iops
+  drop_objects "$p"
+}
+
 bench_rss() {
   local sys=$1 p=bench-rss-$RANDOM pid hwm
   mount_sys "$sys" "$p"; pid=$(sealfs_pid "$p")
@@ -273,14 +344,19 @@ bench_rss() {
   drop_objects "$p"
 }
 
-for s in $SYSTEMS; do populate_listings "$s"; first_listing "$s"; done
+is_dc() { case $1 in *-dc|s3fs-cache|rclone-full) return 0 ;; *) return 1 ;; esac; }
+for s in $SYSTEMS; do is_dc "$s" || { populate_listings "$s"; first_listing "$s"; }; done
 for run in $(seq "$RUNS"); do
   echo "== run $run of $RUNS" >&2
   for s in $SYSTEMS; do
-    if [ "$s" = raw ]; then bench_raw; else bench_mount "$s"; bench_listing "$s"; fi
+    if [ "$s" = raw ]; then
+      [ -n "${NO_MAIN_ROWS:-}" ] || bench_raw
+      bench_raw_dc
+    elif is_dc "$s"; then bench_dc "$s"
+    else bench_mount "$s"; bench_listing "$s"; fi
   done
 done
-for s in ${RSS_SYSTEMS:-$SYSTEMS}; do case $s in sealfs-*) bench_rss "$s" ;; esac; done
+for s in ${RSS_SYSTEMS-$SYSTEMS}; do case $s in sealfs-none|sealfs-client) bench_rss "$s" ;; esac; done
 
 python3 - "$results" "$out" "$RUNS" <<'PY'
 import json, statistics, sys
@@ -314,7 +390,7 @@ def ratios(base):
             continue
         cells = [("" if m(s, wl) is None else f"{m(s, wl) / b:.2f}x") for s in systems]
         print(f"{wl:24}" + "".join(f"{c:>16}" for c in cells))
-for base in ("raw", "s3fs"):
+for base in ("raw", "s3fs", "s3fs-cache"):
     if base in systems:
         ratios(base)
 reqs = {}

@@ -364,6 +364,7 @@ fn serve(
         threads: FUSE_THREADS,
     };
     let fuse_fs = FuseFs::new(fs, rt.handle().clone());
+    let canonical = plan.mountpoint.canonicalize().ok();
     let mut mounted = match fuse::mount(fuse_fs, &plan.mountpoint, &opts) {
         Ok(m) => m,
         Err(e) => {
@@ -371,6 +372,7 @@ fn serve(
             return starting.fail(format!("cannot mount at {where_}: {e}"));
         }
     };
+    raise_read_ahead(canonical.as_deref());
     // Counters are a diagnostic: a mount without its control socket still serves files. The
     // socket listens before the parent returns, so `sealfs stats` works as soon as `mount` did.
     let control = {
@@ -405,6 +407,23 @@ fn serve(
         requests.trim_end_matches(", ")
     );
     Ok(())
+}
+
+/// Kernel readahead of the mount, KiB: one FUSE read request at most (`fuse::MAX_WRITE`).
+const KERNEL_READ_AHEAD_KIB: u32 = 1024;
+
+/// Let the kernel read ahead in 1 MiB requests instead of its default 128 KiB: FUSE can only
+/// lower the device's readahead at init, so it is raised in sysfs (root only; a user's mount
+/// keeps the default). Fewer, larger requests cost fewer round trips through the daemon
+/// (a 2 GiB `cat` 5.8 -> 5.3 s in client mode here, two runs each).
+fn raise_read_ahead(canonical: Option<&std::path::Path>) {
+    let Some(dev) = canonical.and_then(sys::mount_device) else {
+        return;
+    };
+    match sys::set_read_ahead(&dev, KERNEL_READ_AHEAD_KIB) {
+        Ok(()) => tracing::debug!(dev, kib = KERNEL_READ_AHEAD_KIB, "kernel readahead raised"),
+        Err(e) => tracing::debug!(dev, error = %e, "kernel readahead left at its default"),
+    }
 }
 
 /// SIGINT or SIGTERM unmounts (the FUSE session then ends, after `destroy` has flushed).

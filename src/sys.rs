@@ -133,6 +133,29 @@ pub fn is_mount_point(path: &std::path::Path) -> bool {
         .any(|m| m == want)
 }
 
+/// The device (`MAJ:MIN`) of the newest mount at `canon`, a canonical path taken before
+/// mounting there (resolving it afterwards would ask the mount itself, which may not serve
+/// yet).
+pub fn mount_device(canon: &std::path::Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = canon.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let dev = f.nth(2)?;
+            (f.nth(1)? == want).then(|| dev.to_string())
+        })
+        .last()
+}
+
+/// Set the kernel's readahead for device `dev` (`MAJ:MIN`), KiB. Root only (sysfs).
+pub fn set_read_ahead(dev: &str, kib: u32) -> std::io::Result<()> {
+    std::fs::write(
+        format!("/sys/class/bdi/{dev}/read_ahead_kb"),
+        kib.to_string(),
+    )
+}
+
 /// Unmount the filesystem at `path`: umount(2) as root, else the setuid `fusermount3 -u`
 /// (as libfuse does for users).
 pub fn unmount(path: &std::path::Path) -> std::io::Result<()> {
