@@ -139,13 +139,11 @@ pub fn is_mount_point(path: &std::path::Path) -> bool {
 pub fn mount_device(canon: &std::path::Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = canon.to_string_lossy().replace(' ', "\\040");
-    info.lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let dev = f.nth(2)?;
-            (f.nth(1)? == want).then(|| dev.to_string())
-        })
-        .last()
+    info.lines().rev().find_map(|l| {
+        let mut f = l.split(' ');
+        let dev = f.nth(2)?;
+        (f.nth(1)? == want).then(|| dev.to_string())
+    })
 }
 
 /// Set the kernel's readahead for device `dev` (`MAJ:MIN`), KiB. Root only (sysfs).
