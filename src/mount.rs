@@ -261,6 +261,15 @@ fn open_disk_cache(
     plan: &MountPlan,
     client: bool,
 ) -> std::result::Result<Arc<DiskCache>, String> {
+    // Inside the mount, the cache would write through the mount it serves.
+    let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    if abs(&cfg.dir).starts_with(abs(&plan.mountpoint)) {
+        return Err(format!(
+            "cache directory {} is inside the mount point {}: put it on a local file system",
+            cfg.dir.display(),
+            plan.mountpoint.display()
+        ));
+    }
     let endpoint = plan.s3.endpoint().unwrap_or_else(|| "aws".to_string());
     let scope = format!("{endpoint}\n{}\n{}", plan.s3.bucket, plan.fs.prefix);
     let contents = |key: &std::path::Path| match client {

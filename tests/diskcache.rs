@@ -192,6 +192,24 @@ fn the_budget_holds_and_a_second_mount_of_the_directory_is_refused() {
     let msg = String::from_utf8_lossy(&out.stderr);
     assert!(msg.contains("in use by another sealfs mount"), "{msg}");
     assert!(!is_mounted(second.path()));
+
+    // A cache directory inside the mount point would write through the mount itself.
+    let third = tempfile::tempdir().unwrap();
+    let out = sealfs()
+        .args([
+            "mount",
+            &format!("s3://{}/{}", bucket(), unique("diskcache-in")),
+        ])
+        .arg(third.path())
+        .args(["--endpoint-url", &endpoint(), "--force-path-style"])
+        .arg("--cache-dir")
+        .arg(third.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("is inside the mount point"), "{msg}");
+    assert!(!is_mounted(third.path()));
 }
 
 #[test]
