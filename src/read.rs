@@ -101,10 +101,6 @@ impl Fetcher {
         })
     }
 
-    pub fn disk(&self) -> Option<&Arc<DiskCache>> {
-        self.disk.as_ref()
-    }
-
     /// `open_object` through the disk cache: a header kept there is used (its key commitment
     /// and file id checked again, as for one fetched) instead of a GET; one fetched is kept,
     /// with the blocks of a small object fetched whole. Empty files always go to the bucket
@@ -123,11 +119,10 @@ impl Fetcher {
             let expect = expect_id.map(str::to_string);
             let check = move |_, head: Bytes| {
                 check_header(&ring2, &v2, expect.as_deref(), &head)
-                    .map(|_| head)
+                    .map(|codec| (codec, head))
                     .map_err(|e| e.to_string())
             };
-            if let Some(head) = disk.get_run(vec![id], check).await.pop() {
-                let codec = check_header(ring, v, expect_id, &head)?;
+            if let Some((codec, head)) = disk.get_run(vec![id], check).await.pop() {
                 return Ok(Opened {
                     codec,
                     blocks: None,

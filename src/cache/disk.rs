@@ -292,17 +292,19 @@ impl DiskCache {
     }
 
     /// Whether `id` is cached (no recency update).
-    pub fn contains(&self, id: &EntryId) -> bool {
+    #[cfg(test)]
+    fn contains(&self, id: &EntryId) -> bool {
         self.index.lock().lru.contains(id)
     }
 
-    /// The bodies of the leading run of `ids` that the cache holds, each read back, checked
-    /// here (`read_entry`) and then by `check` (given its position in `ids`; client mode
-    /// authenticates the block there), in one blocking task. The run ends at the first miss;
-    /// an entry found bad is deleted and ends it too.
-    pub async fn get_run<F>(self: &Arc<Self>, ids: Vec<EntryId>, mut check: F) -> Vec<Bytes>
+    /// What `check` makes of the bodies of the leading run of `ids` that the cache holds, each
+    /// read back, checked here (`read_entry`) and then by `check` (given its position in
+    /// `ids`; client mode authenticates the block there), in one blocking task. The run ends
+    /// at the first miss; an entry found bad is deleted and ends it too.
+    pub async fn get_run<T, F>(self: &Arc<Self>, ids: Vec<EntryId>, mut check: F) -> Vec<T>
     where
-        F: FnMut(usize, Bytes) -> Result<Bytes, String> + Send + 'static,
+        T: Send + 'static,
+        F: FnMut(usize, Bytes) -> Result<T, String> + Send + 'static,
     {
         let m = crate::metrics::global();
         let me = self.clone();
