@@ -520,6 +520,31 @@ fn mount_failures_are_clear_and_leave_nothing_mounted() {
     let msg = String::from_utf8_lossy(&out.stderr);
     assert!(msg.contains("no AWS credentials"), "{msg}");
     assert_eq!(msg.trim().lines().count(), 1, "{msg}");
+    // An off-host plain-http endpoint named only by AWS_ENDPOINT_URL_S3 is refused for SSE-C
+    // like one given with --endpoint-url (the check once saw only AWS_ENDPOINT_URL).
+    let key = dir.path().join("ssec.key");
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let m = tempfile::tempdir().unwrap();
+    let out = Command::new("env")
+        .args(["-u", "AWS_ENDPOINT_URL"])
+        .arg("AWS_ENDPOINT_URL_S3=http://192.0.2.1:9000")
+        .arg(env!("CARGO_BIN_EXE_sealfs"))
+        .args(["mount", &format!("s3://{}", bucket())])
+        .arg(m.path())
+        .args([
+            "--force-path-style",
+            "--encryption",
+            "sse-c",
+            "--sse-c-key-file",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("--allow-plain-http-sse-c"), "{msg}");
+    assert!(!is_mounted(m.path()));
 }
 
 #[test]

@@ -62,6 +62,24 @@ impl S3Config {
     }
 }
 
+/// The endpoint the client will use, as the SDK resolves it: the typed option, else the
+/// S3-specific setting (`AWS_ENDPOINT_URL_S3`, a profile's `s3 = endpoint_url`), else the
+/// global one. `SdkConfig::endpoint_url` alone misses the S3-specific ones, which would
+/// take an `http://` endpoint for AWS's https default (unsigned bodies, SSE-C keys unchecked).
+fn resolved_endpoint(config: &S3Config, sdk: &aws_types::SdkConfig) -> Option<String> {
+    if let Some(url) = &config.endpoint_url {
+        return Some(url.clone());
+    }
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id("S3")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok();
+    key.and_then(|key| sdk.service_config()?.load_config(key))
+        .or_else(|| sdk.endpoint_url().map(str::to_string))
+}
+
 /// Whether `endpoint` is plain http to a host other than this machine.
 pub fn plain_http_off_host(endpoint: &str) -> bool {
     let Some(rest) = endpoint.strip_prefix("http://") else {
@@ -155,7 +173,8 @@ impl S3Store {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         let sdk = loader.load().await;
-        let endpoint = config.endpoint_url.as_deref().or(sdk.endpoint_url());
+        let endpoint = resolved_endpoint(config, &sdk);
+        let endpoint = endpoint.as_deref();
         if let (Sse::C(_), Some(url)) = (&config.sse, endpoint) {
             if plain_http_off_host(url) && !config.allow_plain_http_sse_c {
                 return Err(StoreError::BadRequest(format!(
