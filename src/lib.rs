@@ -7,9 +7,11 @@
 //! (async filesystem logic) -> `inode` / `read` / `write` / `cache` / `dirindex` -> `layout`
 //! (paths <-> keys), `meta` (attributes <-> object metadata), `crypto` (format, codec,
 //! keyrings, modes, key providers; `kms` implements the KMS one) and `store` (the only module
-//! that touches aws-sdk-s3). `setup` and `tools` serve `mount` and `commands`; `progress` shows how far a tool got. `sys` holds the
+//! that touches aws-sdk-s3); `body` (an object body kept in the segments it arrived in) is a leaf
+//! both of those use. `setup` and `tools` serve `mount` and `commands`; `progress` shows how far a tool got. `sys` holds the
 //! few raw system calls of process setup.
 
+pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod commands;

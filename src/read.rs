@@ -22,7 +22,7 @@ use crate::cache::{self, BlockCache, BlockKey, Lookup};
 use crate::crypto::codec::FileCodec;
 use crate::crypto::format::{cipher_size, FormatError, BLOCK_PLAIN, HEADER_LEN};
 use crate::crypto::keys::Keyring;
-use crate::store::{ObjectStore, StoreError};
+use crate::store::{Body, ObjectStore, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct ReadConfig {
@@ -126,16 +126,18 @@ impl Fetcher {
                 return Ok(Opened {
                     codec,
                     blocks: None,
-                    fetched: head,
+                    fetched: head.into(),
                 });
             }
         }
         let opened = open_object(&self.store, ring, v, expect_id, whole_up_to).await?;
         if let Some(disk) = disk {
-            let head = opened.fetched.slice(..HEADER_LEN as usize);
+            let head = opened.fetched.slice(0..HEADER_LEN as usize);
             let mut keep = vec![(disk.id(&v.key, &v.etag, HEADER_ENTRY), head)];
             if opened.blocks.is_some() {
-                let body = opened.fetched.slice(HEADER_LEN as usize..);
+                let body = opened
+                    .fetched
+                    .sub(HEADER_LEN as usize..opened.fetched.len());
                 let n = crate::crypto::format::block_count(v.size);
                 keep.extend(disk_entries(disk, v, &opened.codec, 0..n, &body, &[]));
             }
@@ -176,9 +178,9 @@ pub async fn get_pinned(
     store: &Arc<dyn ObjectStore>,
     v: &Version,
     fetch: std::ops::Range<u64>,
-) -> Result<Bytes, ReadError> {
+) -> Result<Body, ReadError> {
     let raw = store
-        .get_range(&v.key, fetch.clone(), Some(&v.etag))
+        .get_body(&v.key, fetch.clone(), Some(&v.etag))
         .await
         .map_err(|e| match e {
             StoreError::PreconditionFailed(m) | StoreError::NotFound(m) => ReadError::Changed(m),
@@ -197,7 +199,7 @@ pub struct Opened {
     pub codec: FileCodec,
     pub blocks: Option<Vec<Bytes>>,
     /// The object bytes this came from: the header, or the whole object.
-    pub fetched: Bytes,
+    pub fetched: Body,
 }
 
 /// The codec of version `v` from its header bytes `head` (`open_object`'s checks).
@@ -241,22 +243,22 @@ pub async fn open_object(
     };
     // A shorter object than its size says (a foreign one in a client prefix) fails in the
     // header check below, as a format error rather than a "changed" one.
-    let head = match store.get_range(&v.key, 0..fetch, Some(&v.etag)).await {
+    let head = match store.get_body(&v.key, 0..fetch, Some(&v.etag)).await {
         Ok(h) => h,
-        Err(StoreError::InvalidRange(_)) => Bytes::new(),
+        Err(StoreError::InvalidRange(_)) => Body::default(),
         Err(StoreError::PreconditionFailed(m) | StoreError::NotFound(m)) => {
             return Err(ReadError::Changed(m))
         }
         Err(e) => return Err(e.into()),
     };
-    let codec = check_header(ring, v, expect_id, &head)?;
+    let codec = check_header(ring, v, expect_id, &head.slice(0..HEADER_LEN as usize))?;
     let blocks = if whole {
         if head.len() as u64 != fetch {
             return Err(corrupt(FormatError::BadSize(head.len() as u64)));
         }
         let n = crate::crypto::format::block_count(v.size);
-        let body = head.slice(HEADER_LEN as usize..);
-        Some(codec.decode_blocks(body, 0, n, v.size).map_err(corrupt)?)
+        let body = head.sub(HEADER_LEN as usize..head.len());
+        Some(codec.decode_blocks(&body, 0, n, v.size).map_err(corrupt)?)
     } else {
         None
     };
@@ -286,7 +288,7 @@ async fn fetch_blocks(
         let plain = from * BLOCK_PLAIN..(end * BLOCK_PLAIN).min(v.size);
         let raw = get_pinned(&f.store, v, codec.fetch_range(&plain, v.size)).await?;
         let fetched = codec
-            .decode_blocks(raw.clone(), from, end, v.size)
+            .decode_blocks(&raw, from, end, v.size)
             .map_err(|error| ReadError::Corrupt {
                 key: v.key.clone(),
                 error,
@@ -324,7 +326,7 @@ async fn from_disk(
             return Err("wrong length".to_string());
         }
         let mut plain = codec
-            .decode_blocks(body, i, i + 1, size)
+            .decode_blocks(&body.into(), i, i + 1, size)
             .map_err(|e| e.to_string())?;
         Ok(plain.pop().unwrap_or_default())
     };
@@ -345,7 +347,7 @@ fn disk_entries(
     v: &Version,
     codec: &FileCodec,
     range: std::ops::Range<u64>,
-    raw: &Bytes,
+    raw: &Body,
     plain: &[Bytes],
 ) -> Vec<(EntryId, Bytes)> {
     let id = |i| disk.id(&v.key, &v.etag, i);

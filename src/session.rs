@@ -451,6 +451,14 @@ impl ObjectStore for Marked {
     ) -> Result<Bytes> {
         self.inner.get_range(key, range, if_match).await
     }
+    async fn get_body(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<crate::store::Body> {
+        self.inner.get_body(key, range, if_match).await
+    }
     async fn put_if(&self, key: &str, body: Bytes, meta: &UserMeta, e: &Expect) -> Result<String> {
         self.inner.put_if(key, body, meta, e).await
     }

@@ -239,25 +239,35 @@ impl FileKeys {
         last: bool,
         sealed: &[u8],
     ) -> Result<Vec<u8>, FormatError> {
-        if (sealed.len() as u64) < BLOCK_OVERHEAD || (sealed.len() as u64) > BLOCK_CIPHER {
+        let nonce = sealed.get(..NONCE_LEN as usize).unwrap_or_default();
+        let rest = sealed.get(NONCE_LEN as usize..).unwrap_or_default();
+        self.open_block_in(index, last, nonce, rest.to_vec())
+    }
+
+    /// Open one sealed block given as its `nonce` and the rest of it (ciphertext and tag)
+    /// in `buf`, which becomes the plaintext: decrypted in place, so a block copied once out
+    /// of a response body is never copied or zeroed again.
+    pub fn open_block_in(
+        &self,
+        index: u64,
+        last: bool,
+        nonce: &[u8],
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, FormatError> {
+        let sealed_len = (nonce.len() + buf.len()) as u64;
+        if nonce.len() as u64 != NONCE_LEN || !(BLOCK_OVERHEAD..=BLOCK_CIPHER).contains(&sealed_len)
+        {
             return Err(FormatError::BadBlock(index));
         }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN as usize);
-        let (body, tag) = rest.split_at(rest.len() - TAG_LEN as usize);
         let nonce =
             Nonce::try_assume_unique_for_key(nonce).map_err(|_| FormatError::BadBlock(index))?;
-        // Decrypted straight into the block's own buffer (no copy of the ciphertext first).
-        let mut plain = vec![0u8; body.len()];
-        self.cipher
-            .open_separate_gather(
-                nonce,
-                Aad::from(self.aad(index, last)),
-                body,
-                tag,
-                &mut plain,
-            )
-            .map_err(|_| FormatError::BadBlock(index))?;
-        Ok(plain)
+        let plain_len = self
+            .cipher
+            .open_in_place(nonce, Aad::from(self.aad(index, last)), &mut buf)
+            .map_err(|_| FormatError::BadBlock(index))?
+            .len();
+        buf.truncate(plain_len);
+        Ok(buf)
     }
 }
 

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, Expect, ListObject, ListPage, ObjectMeta, ObjectStore, ObjectVersion,
+    Body, CompletedPart, Expect, ListObject, ListPage, ObjectMeta, ObjectStore, ObjectVersion,
     PendingUpload, Result, StoreError, UserMeta, VersionPage,
 };
 
@@ -134,6 +134,13 @@ impl ObjectStore for AsOf {
         self.inner
             .get_version(key, &v.version_id, range.start..end)
             .await
+    }
+
+    async fn get_body(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Body> {
+        match self.covers(key) {
+            false => self.inner.get_body(key, range, if_match).await,
+            true => self.get_range(key, range, if_match).await.map(Body::from),
+        }
     }
 
     async fn put_if(&self, key: &str, _: Bytes, _: &UserMeta, _: &Expect) -> Result<String> {

@@ -21,7 +21,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Unit;
 
 use super::{
-    CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Op, PendingUpload, Result,
+    Body, CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Op, PendingUpload, Result,
     StoreError, UserMeta,
 };
 
@@ -240,6 +240,17 @@ impl ObjectStore for Counted {
         }
         let body = (self.counters)
             .time(Op::Get, self.inner.get_range(key, range, if_match))
+            .await?;
+        self.counters.bytes_in.inc_by(body.len() as u64);
+        Ok(body)
+    }
+
+    async fn get_body(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Body> {
+        if range.is_empty() {
+            return self.inner.get_body(key, range, if_match).await;
+        }
+        let body = (self.counters)
+            .time(Op::Get, self.inner.get_body(key, range, if_match))
             .await?;
         self.counters.bytes_in.inc_by(body.len() as u64);
         Ok(body)

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::{
-    CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Op, Result, StoreError, UserMeta,
+    Body, CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Op, Result, StoreError,
+    UserMeta,
 };
 
 type Rule = Box<dyn FnMut(Op, &str) -> bool + Send>;
@@ -83,6 +84,10 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     ) -> Result<Bytes> {
         self.check(Op::Get, key)?;
         self.inner.get_range(key, range, if_match).await
+    }
+    async fn get_body(&self, key: &str, range: Range<u64>, tag: Option<&str>) -> Result<Body> {
+        self.check(Op::Get, key)?;
+        self.inner.get_body(key, range, tag).await
     }
     async fn put_if(&self, key: &str, body: Bytes, meta: &UserMeta, e: &Expect) -> Result<String> {
         self.check(Op::Put, key)?;

@@ -37,6 +37,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use crate::body::Body;
+
 /// User metadata (`x-amz-meta-*`), keys without the prefix, lower case.
 pub type UserMeta = BTreeMap<String, String>;
 
@@ -258,6 +260,11 @@ pub trait ObjectStore: Send + Sync + 'static {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> Result<Bytes>;
+    /// `get_range` as the server delivered it: the segments are kept apart, so a reader
+    /// that copies blocks out of the body copies each byte once (see `crate::body`).
+    async fn get_body(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Body> {
+        self.get_range(key, range, if_match).await.map(Body::from)
+    }
     /// Single PUT; returns the new ETag.
     async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {
         self.put_if(key, body, meta, &Expect::Anything).await

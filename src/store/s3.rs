@@ -29,7 +29,7 @@ use convert::{classify, encode_key, root_cause, to_map, to_time};
 
 use super::sse::{CustomerKey, Sse};
 use super::{
-    CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Result, StoreError, UserMeta,
+    Body, CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Result, StoreError, UserMeta,
     VersionPage,
 };
 use crate::sdk::AwsSettings;
@@ -391,9 +391,9 @@ impl S3Store {
         version: Option<&str>,
         range: Range<u64>,
         if_match: Option<&str>,
-    ) -> Result<Bytes> {
+    ) -> Result<Body> {
         if range.is_empty() {
-            return Ok(Bytes::new());
+            return Ok(Body::default());
         }
         let range = &range;
         let out = self
@@ -417,7 +417,8 @@ impl S3Store {
             .await
             .map_err(|_| StoreError::Unreachable(format!("{key}: body: timeout")))?
             .map_err(|e| StoreError::Unreachable(format!("{key}: body: {e}")))?;
-        Ok(body.into_bytes())
+        // Segments as received: joining them here would copy every byte once more.
+        Ok(Body::new(body.into_segments()))
     }
 }
 
@@ -433,6 +434,13 @@ impl ObjectStore for S3Store {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> Result<Bytes> {
+        Ok(self
+            .get_range_at(key, None, range, if_match)
+            .await?
+            .into_bytes())
+    }
+
+    async fn get_body(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Body> {
         self.get_range_at(key, None, range, if_match).await
     }
 
@@ -694,7 +702,10 @@ impl ObjectStore for S3Store {
     }
 
     async fn get_version(&self, key: &str, version_id: &str, range: Range<u64>) -> Result<Bytes> {
-        self.get_range_at(key, Some(version_id), range, None).await
+        Ok(self
+            .get_range_at(key, Some(version_id), range, None)
+            .await?
+            .into_bytes())
     }
 }
 
