@@ -39,6 +39,10 @@ use upload::{drain, flatten, join_one, Upload};
 
 use crate::store::{self, CompletedPart, Expect, ObjectMeta, ObjectStore, StoreError, UserMeta};
 
+/// A sequential writer's extent smaller than this grows as a `Vec` does; past it, it gets its
+/// whole part's capacity (so a small file never reserves a part).
+const STREAM_MIN: usize = 64 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct WriteConfig {
     /// Plaintext bytes per multipart part; files up to this size go in one PUT.
@@ -434,9 +438,10 @@ impl Writer {
         let p = self.cfg.part_size;
         loop {
             let ce = self.committed_end;
-            // Only once data exists past the part: the part holding the file's end is always
-            // sealed at checkpoint, when the final size (and so the last block) is known.
-            let full = self.dirty.get(&ce).is_some_and(|v| v.len() as u64 > p);
+            // Only once the file extends past the part: the part holding the file's end is
+            // always sealed at checkpoint, when the final size (and so the last block) is known.
+            let full =
+                self.size > ce + p && self.dirty.get(&ce).is_some_and(|v| v.len() as u64 >= p);
             let pressure_limit = if self.dirty_bytes > self.cfg.max_dirty.max(p) {
                 let last_end = self
                     .dirty
@@ -605,7 +610,7 @@ impl Writer {
     }
 
     fn insert_dirty(&mut self, offset: u64, data: &[u8]) {
-        if data.is_empty() {
+        if data.is_empty() || self.append_streaming(offset, data) {
             return;
         }
         let end = offset + data.len() as u64;
@@ -648,6 +653,37 @@ impl Writer {
         merged[at..at + data.len()].copy_from_slice(data);
         self.dirty_bytes += merged.len() as u64;
         self.dirty.insert(start, merged);
+    }
+
+    /// The sequential writer's path: `data` continues the last extent, which starts at a part
+    /// boundary at or after `committed_end` (or starts one there). Extents are then kept one
+    /// per part: filled to the part's end, the rest starting the next part's extent, each
+    /// given the part's capacity once it outgrows `STREAM_MIN`, so no reallocation copies
+    /// what was written (doubling copied each byte about twice) and a part is taken whole.
+    /// False, having done nothing, for any other write.
+    fn append_streaming(&mut self, offset: u64, data: &[u8]) -> bool {
+        let p = self.cfg.part_size;
+        let start = match self.dirty.iter().next_back() {
+            Some((&s, v)) if s + v.len() as u64 == offset && (v.len() as u64) < p => s,
+            None => offset,
+            Some(_) => return false,
+        };
+        if start % p != 0 || start < self.committed_end {
+            return false;
+        }
+        let (mut at, mut rest) = (start, data);
+        while !rest.is_empty() {
+            let v = self.dirty.entry(at).or_default();
+            let n = rest.len().min((p as usize).saturating_sub(v.len()));
+            if v.capacity() < v.len() + n && v.len() + n > STREAM_MIN {
+                v.reserve_exact(p as usize - v.len());
+            }
+            v.extend_from_slice(&rest[..n]);
+            self.dirty_bytes += n as u64;
+            rest = &rest[n..];
+            at += p;
+        }
+        true
     }
 
     fn trim_dirty(&mut self, size: u64) {
