@@ -249,10 +249,7 @@ fn as_of_on_a_bucket_without_versions_is_refused() {
         .args(["--as-of", "2026-01-01T00:00:00Z"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let msg = String::from_utf8_lossy(&out.stderr);
-    assert!(msg.contains("--as-of 2026-01-01T00:00:00Z"), "{msg}");
-    assert!(!is_mounted(dir.path()));
+    assert_mount_refused(&out, "--as-of 2026-01-01T00:00:00Z", dir.path());
     let out = sealfs()
         .args(["mount", "s3://b/p", "/nonexistent", "--as-of", "yesterday"])
         .output()

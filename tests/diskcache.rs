@@ -188,10 +188,7 @@ fn the_budget_holds_and_a_second_mount_of_the_directory_is_refused() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let msg = String::from_utf8_lossy(&out.stderr);
-    assert!(msg.contains("in use by another sealfs mount"), "{msg}");
-    assert!(!is_mounted(second.path()));
+    assert_mount_refused(&out, "in use by another sealfs mount", second.path());
 
     // A cache directory inside the mount point would write through the mount itself.
     let third = tempfile::tempdir().unwrap();
@@ -206,10 +203,7 @@ fn the_budget_holds_and_a_second_mount_of_the_directory_is_refused() {
         .arg(third.path().join("cache"))
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let msg = String::from_utf8_lossy(&out.stderr);
-    assert!(msg.contains("is inside the mount point"), "{msg}");
-    assert!(!is_mounted(third.path()));
+    assert_mount_refused(&out, "is inside the mount point", third.path());
 }
 
 #[test]

@@ -541,10 +541,7 @@ fn mount_failures_are_clear_and_leave_nothing_mounted() {
         .arg(&key)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let msg = String::from_utf8_lossy(&out.stderr);
-    assert!(msg.contains("--allow-plain-http-sse-c"), "{msg}");
-    assert!(!is_mounted(m.path()));
+    assert_mount_refused(&out, "--allow-plain-http-sse-c", m.path());
 }
 
 #[test]

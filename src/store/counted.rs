@@ -235,14 +235,9 @@ impl ObjectStore for Counted {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> Result<Bytes> {
-        if range.is_empty() {
-            return self.inner.get_range(key, range, if_match).await;
-        }
-        let body = (self.counters)
-            .time(Op::Get, self.inner.get_range(key, range, if_match))
-            .await?;
-        self.counters.bytes_in.inc_by(body.len() as u64);
-        Ok(body)
+        // One place counts GETs: `get_body`, whose segments are joined here (as the SDK
+        // would have joined them).
+        Ok(self.get_body(key, range, if_match).await?.into_bytes())
     }
 
     async fn get_body(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Body> {

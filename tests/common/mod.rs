@@ -537,6 +537,15 @@ pub fn is_mounted(path: &Path) -> bool {
     sealfs::sys::is_mount_point(path)
 }
 
+/// A `sealfs mount` that must fail: it exits non-zero, says `expect` on stderr, and leaves
+/// nothing mounted at `mnt`.
+pub fn assert_mount_refused(out: &std::process::Output, expect: &str, mnt: &Path) {
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "mounted; stderr: {msg}");
+    assert!(msg.contains(expect), "{msg}");
+    assert!(!is_mounted(mnt));
+}
+
 pub fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
     r.expect_err("expected an error")
         .raw_os_error()
