@@ -38,7 +38,7 @@ use crate::store::{ObjectMeta, ObjectStore, StoreError};
 /// cheaper than keeping an object per directory).
 pub(super) const MIN_FILES: usize = 8;
 /// HEADs kept in flight ahead of a sequential stat of a directory's entries.
-const LOOKAHEAD: usize = 32;
+pub(super) const LOOKAHEAD: usize = 32;
 const SETTLE: Duration = Duration::from_secs(2);
 /// Quiet time before the index is written (lookups still learning entries delay it).
 pub(super) const WRITE_AFTER: Duration = Duration::from_secs(1);
@@ -70,6 +70,9 @@ pub(super) struct DirAttrs {
     /// The listed files' stored names in the order of their plaintext names (the order `ls`
     /// stats them, and of lookahead).
     order: Vec<String>,
+    /// Each stored name's place in `order`. In client mode stored names are ciphertext, so
+    /// `order` is not sorted by them and cannot be searched by them.
+    rank: HashMap<String, usize>,
     index: OnceCell<HashMap<String, IndexEntry>>,
     cells: Mutex<HashMap<String, Cell>>,
     learned: Mutex<HashMap<String, IndexEntry>>,
@@ -90,7 +93,12 @@ impl DirAttrs {
         known: HashMap<String, IndexEntry>,
         pending: Pending,
     ) -> Self {
-        let order = files.iter().map(|(name, _)| name.clone()).collect();
+        let order: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
+        let rank = order
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
         let files = files.into_iter().collect();
         Self {
             at: Instant::now(),
@@ -100,6 +108,7 @@ impl DirAttrs {
             writable,
             files: Mutex::new(files),
             order,
+            rank,
             // What an earlier listing of the directory knew stays true of the same versions.
             index: match known.is_empty() {
                 true => OnceCell::new(),
@@ -246,10 +255,10 @@ impl DirAttrs {
 
     /// Start HEADs for the listed files after `name` that nobody resolved yet.
     fn look_ahead(self: &Arc<Self>, name: &str) {
-        let start = match self.order.binary_search_by(|n| n.as_str().cmp(name)) {
-            Ok(i) => i + 1,
-            Err(i) => i,
+        let Some(&at) = self.rank.get(name) else {
+            return;
         };
+        let start = at + 1;
         for next in self.order.iter().skip(start).take(LOOKAHEAD) {
             if self.cells.lock().contains_key(next) {
                 continue;

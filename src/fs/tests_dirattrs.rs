@@ -187,3 +187,56 @@ async fn changes_made_here_are_not_answered_from_the_listing() {
     assert_eq!(fs.lookup(ROOT_INO, "f1").await.unwrap().attr.perm, 0o400);
     assert_eq!(listed[1].1.perm, 0o640);
 }
+
+/// In client mode the stored names are ciphertext: their order is not the plaintext order
+/// `ls` stats in. Lookahead must follow the listing's plaintext order, found by name, not by
+/// searching the stored names as if they were sorted.
+#[tokio::test(start_paused = true)]
+async fn lookahead_follows_plaintext_order_when_stored_names_are_not_sorted() {
+    use super::dirattrs::{DirAttrs, Listed, LOOKAHEAD};
+    use crate::store::UserMeta;
+    let mem = Arc::new(MemStore::new());
+    let counted = Counted::new(mem.clone());
+    let counters = counted.counters();
+    let store: Arc<dyn ObjectStore> = Arc::new(counted);
+    // Plaintext order as the listing sorted it: stored names descending.
+    let order: Vec<String> = (0..40).rev().map(|i| format!("k{i:02}")).collect();
+    let mut files = Vec::new();
+    for name in &order {
+        let etag = store
+            .put(
+                &format!("d/{name}"),
+                bytes::Bytes::from_static(b"x"),
+                &UserMeta::default(),
+            )
+            .await
+            .unwrap();
+        let listed = Listed {
+            etag,
+            size: 1,
+            modified: std::time::SystemTime::now(),
+        };
+        files.push((name.clone(), listed));
+    }
+    let attrs = Arc::new(DirAttrs::new(
+        store,
+        "d/".into(),
+        "d/.index".into(),
+        false,
+        files,
+        Default::default(),
+        Default::default(),
+    ));
+    // Two HEADs by hand, then the third lookup starts the lookahead after itself.
+    for name in &order[..3] {
+        assert!(attrs.resolve(name).await.unwrap().unwrap().is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    for name in &order[3..3 + LOOKAHEAD] {
+        assert!(
+            attrs.resolved_now(name).is_some(),
+            "{name} was not looked ahead"
+        );
+    }
+    assert_eq!(count(&counters, Op::Head), 3 + LOOKAHEAD as u64);
+}
