@@ -664,7 +664,10 @@ impl Writer {
     fn append_streaming(&mut self, offset: u64, data: &[u8]) -> bool {
         let p = self.cfg.part_size;
         let start = match self.dirty.iter().next_back() {
+            // A full last extent (a write ended exactly on the part's end, as 1 MiB writes do
+            // with 8 MiB parts) is left whole: this write starts the next part's.
             Some((&s, v)) if s + v.len() as u64 == offset && (v.len() as u64) < p => s,
+            Some((&s, v)) if s + v.len() as u64 == offset => offset,
             None => offset,
             Some(_) => return false,
         };

@@ -130,33 +130,48 @@ async fn sequential_write_streams_parts_before_close() {
 
 #[tokio::test]
 async fn a_sequential_writer_fills_one_buffer_per_part_and_never_regrows_it() {
-    let mem = Arc::new(MemStore::new());
     let p = 256 * 1024;
     let cfg = WriteConfig {
         part_size: p,
         max_dirty: 4 * p,
         ..small_cfg()
     };
-    let mut w = Writer::new(mem.clone(), cfg, None, FileCodec::Plain);
     let meta = UserMeta::new();
-    let chunk = 100_000u64; // crosses part ends at varying points
     let total = 5 * p + 12_345;
     let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
-    for at in (0..total).step_by(chunk as usize) {
-        let end = (at + chunk).min(total);
-        w.write(KEY, &meta, at, &data[at as usize..end as usize])
-            .await
-            .unwrap();
-        for (&start, v) in &w.dirty {
-            assert_eq!(start % p, 0, "extents start at part boundaries");
-            assert!(v.len() as u64 <= p, "an extent never spans two parts");
-            // Doubling past the part (what a growing Vec does) would copy it all again.
-            assert!(v.capacity() as u64 <= p, "capacity {} > part", v.capacity());
+    // 100,000 crosses part ends at varying points; p / 4 ends exactly on them, as 1 MiB FUSE
+    // writes do with 8 MiB parts.
+    for chunk in [100_000u64, p / 4] {
+        let mem = Arc::new(MemStore::new());
+        let mut w = Writer::new(mem.clone(), cfg.clone(), None, FileCodec::Plain);
+        for at in (0..total).step_by(chunk as usize) {
+            let end = (at + chunk).min(total);
+            w.write(KEY, &meta, at, &data[at as usize..end as usize])
+                .await
+                .unwrap();
+            for (&start, v) in &w.dirty {
+                assert_eq!(start % p, 0, "extents start at part boundaries");
+                assert!(v.len() as u64 <= p, "an extent never spans two parts");
+                // Doubling past the part (what a growing Vec does) would copy it all again.
+                assert!(v.capacity() as u64 <= p, "capacity {} > part", v.capacity());
+            }
+            assert!(w.dirty.len() <= 2);
         }
-        assert!(w.dirty.len() <= 2);
+        w.checkpoint(KEY, &meta).await.unwrap();
+        assert_eq!(&mem.raw(KEY).unwrap()[..], &data[..]);
     }
-    w.checkpoint(KEY, &meta).await.unwrap();
-    assert_eq!(&mem.raw(KEY).unwrap()[..], &data[..]);
+    // Without the pump taking parts between writes: a write that starts right after a full
+    // part starts the next part's buffer, rather than growing the full one past the part.
+    let mut w = Writer::new(Arc::new(MemStore::new()), cfg, None, FileCodec::Plain);
+    for at in (0..2 * p).step_by(p as usize / 4) {
+        w.insert_dirty(at, &data[at as usize..(at + p / 4) as usize]);
+    }
+    let extents: Vec<_> = w
+        .dirty
+        .iter()
+        .map(|(&s, v)| (s, v.len() as u64, v.capacity() as u64))
+        .collect();
+    assert_eq!(extents, [(0, p, p), (p, p, p)]);
 }
 
 #[tokio::test]
