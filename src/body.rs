@@ -43,21 +43,19 @@ impl Body {
         self.starts.partition_point(|&s| s <= at) - 1
     }
 
-    /// The pieces of `range` (clamped to the body), in order, as views of the segments.
-    fn pieces(&self, range: Range<usize>) -> impl Iterator<Item = &[u8]> {
+    /// The parts of `range` (clamped to the body), in order: each segment it touches, with
+    /// the range within that segment.
+    fn spans(&self, range: Range<usize>) -> impl Iterator<Item = (&Bytes, Range<usize>)> {
         let (lo, hi) = (range.start.min(self.len), range.end.min(self.len));
-        let first = if lo < hi { self.segment_of(lo) } else { 0 };
-        let count = if lo < hi { self.segments.len() } else { 0 };
+        let first = match lo < hi {
+            true => self.segment_of(lo),
+            false => self.segments.len(),
+        };
         self.segments[first..]
             .iter()
             .zip(&self.starts[first..])
-            .take(count)
             .take_while(move |(_, &start)| start < hi)
-            .map(move |(seg, &start)| {
-                let from = lo.saturating_sub(start);
-                let to = (hi - start).min(seg.len());
-                &seg[from..to]
-            })
+            .map(move |(seg, &start)| (seg, lo.saturating_sub(start)..(hi - start).min(seg.len())))
     }
 
     /// Bytes `range` (clamped to the body): a view of the segment when it lies in one, a
@@ -78,26 +76,13 @@ impl Body {
 
     /// Bytes `range` (clamped to the body) as a body of their own; no copy.
     pub fn sub(&self, range: Range<usize>) -> Body {
-        let (lo, hi) = (range.start.min(self.len), range.end.min(self.len));
-        if lo >= hi {
-            return Body::default();
-        }
-        let first = self.segment_of(lo);
-        Body::new(
-            self.segments[first..]
-                .iter()
-                .zip(&self.starts[first..])
-                .take_while(|(_, &start)| start < hi)
-                .map(|(seg, &start)| {
-                    seg.slice(lo.saturating_sub(start)..(hi - start).min(seg.len()))
-                }),
-        )
+        Body::new(self.spans(range).map(|(seg, r)| seg.slice(r)))
     }
 
     /// Append bytes `range` (clamped to the body) to `out`.
     pub fn extend_into(&self, range: Range<usize>, out: &mut Vec<u8>) {
-        for piece in self.pieces(range) {
-            out.extend_from_slice(piece);
+        for (seg, r) in self.spans(range) {
+            out.extend_from_slice(&seg[r]);
         }
     }
 
