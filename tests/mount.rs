@@ -121,6 +121,9 @@ fn a_file_larger_than_the_multipart_threshold_streams_and_reads_back() {
         }
         f.sync_all().unwrap();
     }
+    // The preferred I/O size is one FUSE request: cp and cat size their buffers by it (at
+    // 4 KiB, cp wrote 128 KiB at a time, eight round trips through FUSE per MiB).
+    assert_eq!(fs::metadata(m.p("big")).unwrap().blksize(), 1 << 20);
     let obj = m.head("big");
     assert_eq!(obj.size, m.object_size(data.len() as u64));
     // Multipart ETags end in -PARTS (SSE-C ETags are opaque, so only without SSE-C).
