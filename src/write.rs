@@ -33,8 +33,10 @@ use tokio::task::JoinSet;
 use crate::crypto::codec::FileCodec;
 use crate::crypto::format::FormatError;
 mod conflict;
+mod pool;
 mod upload;
 pub use conflict::{Lost, LostData, OnConflict};
+pub use pool::PartPool;
 use upload::{drain, flatten, join_one, Upload};
 
 use crate::store::{self, CompletedPart, Expect, ObjectMeta, ObjectStore, StoreError, UserMeta};
@@ -75,6 +77,17 @@ impl WriteConfig {
     /// The largest file this configuration can store: S3's 10,000 parts of `part_size`.
     pub fn max_plain_size(&self) -> u64 {
         self.part_size.saturating_mul(store::MAX_PARTS)
+    }
+
+    /// Capacity of a part buffer: a whole part, sealed (the larger of its two forms).
+    pub fn part_buffer(&self) -> usize {
+        crate::crypto::format::cipher_size(self.part_size) as usize
+    }
+
+    /// The part buffers a mount's writers share: enough spares for one sequential writer (a
+    /// part being filled, `max_inflight` uploading, one being sealed).
+    pub fn pool(&self) -> Arc<PartPool> {
+        PartPool::new(self.part_buffer(), self.max_inflight + 2)
     }
 
     /// `plain_size` bytes fit in one object, or `TooLarge` (EFBIG).
@@ -130,6 +143,8 @@ pub struct Writer {
     upload: Option<Upload>,
     committed_end: u64,
     state: WriterState,
+    /// Where part buffers come from and go back to (shared by a mount's writers).
+    pool: Arc<PartPool>,
 }
 
 /// Where a writer stands against its base object.
@@ -155,10 +170,12 @@ impl Writer {
         codec: FileCodec,
     ) -> Self {
         let size = base.as_ref().map_or(0, |b| b.size);
+        let pool = PartPool::new(cfg.part_buffer(), 0);
         Self {
             store,
             codec,
             cfg,
+            pool,
             base_valid: size,
             base,
             size,
@@ -168,6 +185,15 @@ impl Writer {
             committed_end: 0,
             state: WriterState::Clean,
         }
+    }
+
+    /// Take part buffers from `pool` (a mount's, `WriteConfig::pool`) rather than allocate
+    /// each: see `pool` for why.
+    pub fn with_pool(mut self, pool: Arc<PartPool>) -> Self {
+        if pool.capacity() == self.cfg.part_buffer() {
+            self.pool = pool;
+        }
+        self
     }
 
     pub fn size(&self) -> u64 {
@@ -320,7 +346,7 @@ impl Writer {
         let p = self.cfg.part_size;
         let etag = if self.upload.is_none() && self.size <= p {
             let body = self.assemble(0..self.size).await?;
-            let body = self.codec.encode(0, &body, self.size);
+            let body = self.codec.encode(0, Bytes::from(body), self.size);
             let expected = self.expect_at(key);
             match self.store.put_if(key, body.clone(), meta, &expected).await {
                 Ok(etag) => etag,
@@ -484,7 +510,7 @@ impl Writer {
             None => Some(self.take_part_bytes(range.clone()).await?),
         };
         self.drop_dirty_below(range.end);
-        let store = self.store.clone();
+        let (store, pool) = (self.store.clone(), self.pool.clone());
         let (codec, size) = (self.codec.clone(), self.size);
         let up = self.upload.as_mut().expect("upload started before parts");
         let (key, id) = (up.key.clone(), up.id.clone());
@@ -501,7 +527,15 @@ impl Writer {
                     // Sealed here, in the part's own task: parts in flight seal in parallel,
                     // and the application's write does not wait for the cipher.
                     m.parts_uploaded.inc();
-                    let body = codec.encode(range.start, &plain, size);
+                    let body = match codec {
+                        FileCodec::Plain => pool.lease(plain),
+                        FileCodec::Client(_) => {
+                            let mut sealed = pool.take();
+                            codec.seal_into(range.start, &plain, size, &mut sealed);
+                            pool.give(plain);
+                            pool.lease(sealed)
+                        }
+                    };
                     let _in_flight = crate::metrics::InFlight::new(&m.parts_in_flight);
                     store.upload_part(&key, &id, number, body).await?
                 }
@@ -523,7 +557,7 @@ impl Writer {
 
     /// The bytes of `range`: taken without copying when one dirty extent starts there and
     /// covers it (the sequential case), assembled otherwise.
-    async fn take_part_bytes(&mut self, range: Range<u64>) -> Result<Bytes> {
+    async fn take_part_bytes(&mut self, range: Range<u64>) -> Result<Vec<u8>> {
         let len = (range.end - range.start) as usize;
         if let Some(v) = self.dirty.get(&range.start) {
             if v.len() >= len {
@@ -533,10 +567,10 @@ impl Writer {
                 if !rest.is_empty() {
                     self.dirty.insert(range.end, rest);
                 }
-                return Ok(Bytes::from(v));
+                return Ok(v);
             }
         }
-        Ok(Bytes::from(self.assemble(range).await?))
+        self.assemble(range).await
     }
 
     /// Base bytes (only those not overwritten) + dirty extents + zeros.
@@ -679,7 +713,10 @@ impl Writer {
             let v = self.dirty.entry(at).or_default();
             let n = rest.len().min((p as usize).saturating_sub(v.len()));
             if v.capacity() < v.len() + n && v.len() + n > STREAM_MIN {
-                v.reserve_exact(p as usize - v.len());
+                let mut part = self.pool.take();
+                part.reserve_exact(p as usize);
+                part.extend_from_slice(v);
+                *v = part;
             }
             v.extend_from_slice(&rest[..n]);
             self.dirty_bytes += n as u64;

@@ -50,6 +50,7 @@ impl Fs {
             size: v.size,
         });
         Writer::new(self.store.clone(), self.cfg.write.clone(), base, codec)
+            .with_pool(self.parts.clone())
     }
 
     /// Codec for a new file in this mount's mode.

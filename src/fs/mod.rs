@@ -160,6 +160,8 @@ pub struct Fs {
     /// Directories whose listing held names that are not this prefix's (logged once each).
     foreign_logged: Mutex<std::collections::HashSet<String>>,
     root_attr: Mutex<Attr>,
+    /// Part buffers shared by this mount's writers (`write::PartPool`).
+    parts: Arc<crate::write::PartPool>,
 }
 
 impl Fs {
@@ -189,6 +191,7 @@ impl Fs {
                 None => meta::MetaCodec::plain(&cfg.prefix),
             }),
             foreign_logged: Mutex::new(Default::default()),
+            parts: cfg.write.pool(),
             cfg,
             root_attr: Mutex::new(root_attr),
         }

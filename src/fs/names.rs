@@ -102,7 +102,7 @@ impl Fs {
             .meta
             .encode(&key, attr, meta::file_id_of(Some(codec)), None);
         let size = body.len() as u64;
-        let body = codec.encode(0, body, size);
+        let body = codec.encode(0, Bytes::copy_from_slice(body), size);
         match self
             .store
             .put_if(&key, body, &m, &self.expect(Expect::Absent))

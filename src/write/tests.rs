@@ -153,7 +153,8 @@ async fn a_sequential_writer_fills_one_buffer_per_part_and_never_regrows_it() {
                 assert_eq!(start % p, 0, "extents start at part boundaries");
                 assert!(v.len() as u64 <= p, "an extent never spans two parts");
                 // Doubling past the part (what a growing Vec does) would copy it all again.
-                assert!(v.capacity() as u64 <= p, "capacity {} > part", v.capacity());
+                let cap = v.capacity();
+                assert!(cap <= cfg.part_buffer(), "capacity {cap} > a part buffer");
             }
             assert!(w.dirty.len() <= 2);
         }
@@ -162,16 +163,70 @@ async fn a_sequential_writer_fills_one_buffer_per_part_and_never_regrows_it() {
     }
     // Without the pump taking parts between writes: a write that starts right after a full
     // part starts the next part's buffer, rather than growing the full one past the part.
-    let mut w = Writer::new(Arc::new(MemStore::new()), cfg, None, FileCodec::Plain);
+    let mut w = Writer::new(
+        Arc::new(MemStore::new()),
+        cfg.clone(),
+        None,
+        FileCodec::Plain,
+    );
     for at in (0..2 * p).step_by(p as usize / 4) {
         w.insert_dirty(at, &data[at as usize..(at + p / 4) as usize]);
     }
     let extents: Vec<_> = w
         .dirty
         .iter()
-        .map(|(&s, v)| (s, v.len() as u64, v.capacity() as u64))
+        .map(|(&s, v)| (s, v.len() as u64, v.capacity()))
         .collect();
-    assert_eq!(extents, [(0, p, p), (p, p, p)]);
+    let b = cfg.part_buffer();
+    assert_eq!(extents, [(0, p, b), (p, p, b)]);
+}
+
+#[tokio::test]
+async fn part_buffers_go_back_to_the_mounts_pool_in_both_modes() {
+    let p = 256 * 1024;
+    let cfg = WriteConfig {
+        part_size: p,
+        max_dirty: 4 * p,
+        ..small_cfg()
+    };
+    let meta = UserMeta::new();
+    let data: Vec<u8> = (0..5 * p + 7).map(|i| (i % 251) as u8).collect();
+    let ring = Keyring::new_single(Secret([9; 32]));
+    for codec in [FileCodec::Plain, ring.new_file()] {
+        let pool = cfg.pool();
+        let mem = Arc::new(MemStore::new());
+        let mut w = Writer::new(mem.clone(), cfg.clone(), None, codec).with_pool(pool.clone());
+        for (i, chunk) in data.chunks(p as usize / 4).enumerate() {
+            w.write(KEY, &meta, (i as u64) * p / 4, chunk)
+                .await
+                .unwrap();
+        }
+        w.checkpoint(KEY, &meta).await.unwrap();
+        // Staging buffers (and, sealed, the bodies) of the uploaded parts came back.
+        assert!(pool.spares() >= 2, "{} spares", pool.spares());
+        assert!(pool.spares() <= cfg.max_inflight + 2);
+        let stored = mem.raw(KEY).unwrap();
+        let plain = match stored.len() == data.len() {
+            true => stored.to_vec(),
+            false => ring.open_object(&stored).unwrap(),
+        };
+        assert_eq!(plain, data);
+    }
+    // A pool for another part size is not used (its buffers would be too small).
+    let other = WriteConfig {
+        part_size: 2 * p,
+        ..cfg.clone()
+    }
+    .pool();
+    let w = Writer::new(
+        Arc::new(MemStore::new()),
+        cfg.clone(),
+        None,
+        FileCodec::Plain,
+    )
+    .with_pool(other.clone());
+    assert!(!Arc::ptr_eq(&w.pool, &other));
+    assert_eq!(w.pool.capacity(), cfg.part_buffer());
 }
 
 #[tokio::test]
@@ -256,7 +311,7 @@ async fn run_client(initial: Option<Vec<u8>>, ops: Vec<Op>) {
     let codec = ring.new_file();
     let base = match &initial {
         Some(data) => {
-            let body = codec.encode(0, data, data.len() as u64);
+            let body = codec.encode(0, Bytes::copy_from_slice(data), data.len() as u64);
             let etag = mem.put(KEY, body, &meta).await.unwrap();
             Some(Base {
                 key: KEY.into(),

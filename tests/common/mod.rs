@@ -393,7 +393,10 @@ impl Prefix {
                     }
                     None => UserMeta::new(),
                 };
-                (codec.encode(0, data, data.len() as u64), meta)
+                (
+                    codec.encode(0, Bytes::copy_from_slice(data), data.len() as u64),
+                    meta,
+                )
             }
             None => (Bytes::copy_from_slice(data), UserMeta::new()),
         };
