@@ -139,61 +139,47 @@ impl Drop for Lease {
 mod tests {
     use super::*;
 
-    #[test]
-    fn buffers_come_back_and_are_handed_out_again_empty() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let pool = PartPool::new(1024, 2);
-            let mut a = pool.take();
-            assert_eq!(a.capacity(), 1024);
-            a.extend_from_slice(b"secret part");
-            let at = a.as_ptr();
-            let body = pool.lease(a);
-            let again = body.clone();
-            drop(body);
-            assert_eq!(pool.spares(), 0, "a clone of the body is still out");
-            assert_eq!(&again[..], b"secret part");
-            drop(again);
-            assert_eq!(pool.spares(), 1);
-            let b = pool.take();
-            assert_eq!((b.as_ptr(), b.len(), b.capacity()), (at, 0, 1024));
-            // Foreign buffers and buffers beyond `keep` are not kept.
-            pool.give(Vec::with_capacity(10));
-            for _ in 0..3 {
-                pool.give(Vec::with_capacity(1024));
-            }
-            assert_eq!(pool.spares(), 2);
-        });
+    #[tokio::test(start_paused = true)]
+    async fn buffers_come_back_and_are_handed_out_again_empty() {
+        let pool = PartPool::new(1024, 2);
+        let mut a = pool.take();
+        assert_eq!(a.capacity(), 1024);
+        a.extend_from_slice(b"secret part");
+        let at = a.as_ptr();
+        let body = pool.lease(a);
+        let again = body.clone();
+        drop(body);
+        assert_eq!(pool.spares(), 0, "a clone of the body is still out");
+        assert_eq!(&again[..], b"secret part");
+        drop(again);
+        assert_eq!(pool.spares(), 1);
+        let b = pool.take();
+        assert_eq!((b.as_ptr(), b.len(), b.capacity()), (at, 0, 1024));
+        // Foreign buffers and buffers beyond `keep` are not kept.
+        pool.give(Vec::with_capacity(10));
+        for _ in 0..3 {
+            pool.give(Vec::with_capacity(1024));
+        }
+        assert_eq!(pool.spares(), 2);
     }
 
-    #[test]
-    fn spares_are_dropped_after_a_pause_in_writing_not_while_it_goes_on() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let pool = PartPool::new(64, 4);
-            pool.give(pool.take());
-            for _ in 0..3 {
-                // In use: each period sees a take, so the spare stays.
-                tokio::time::sleep(IDLE / 2 + Duration::from_millis(1)).await;
-                pool.give(pool.take());
-                assert_eq!(pool.spares(), 1);
-            }
-            tokio::time::sleep(IDLE * 3).await;
-            assert_eq!(pool.spares(), 0);
-            // A new burst of writing starts a new trimmer.
+    #[tokio::test(start_paused = true)]
+    async fn spares_are_dropped_after_a_pause_in_writing_not_while_it_goes_on() {
+        let pool = PartPool::new(64, 4);
+        pool.give(pool.take());
+        for _ in 0..3 {
+            // In use: each period sees a take, so the spare stays.
+            tokio::time::sleep(IDLE / 2 + Duration::from_millis(1)).await;
             pool.give(pool.take());
             assert_eq!(pool.spares(), 1);
-            tokio::time::sleep(IDLE * 3).await;
-            assert_eq!(pool.spares(), 0);
-        });
+        }
+        tokio::time::sleep(IDLE * 3).await;
+        assert_eq!(pool.spares(), 0);
+        // A new burst of writing starts a new trimmer.
+        pool.give(pool.take());
+        assert_eq!(pool.spares(), 1);
+        tokio::time::sleep(IDLE * 3).await;
+        assert_eq!(pool.spares(), 0);
     }
 
     #[test]

@@ -128,14 +128,20 @@ async fn sequential_write_streams_parts_before_close() {
     assert_eq!(&mem.raw(KEY).unwrap()[..], &want[..]);
 }
 
-#[tokio::test]
-async fn a_sequential_writer_fills_one_buffer_per_part_and_never_regrows_it() {
+/// Parts of 256 KiB, room for four of them dirty.
+fn streaming_cfg() -> (u64, WriteConfig) {
     let p = 256 * 1024;
     let cfg = WriteConfig {
         part_size: p,
         max_dirty: 4 * p,
         ..small_cfg()
     };
+    (p, cfg)
+}
+
+#[tokio::test]
+async fn a_sequential_writer_fills_one_buffer_per_part_and_never_regrows_it() {
+    let (p, cfg) = streaming_cfg();
     let meta = UserMeta::new();
     let total = 5 * p + 12_345;
     let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
@@ -183,12 +189,7 @@ async fn a_sequential_writer_fills_one_buffer_per_part_and_never_regrows_it() {
 
 #[tokio::test]
 async fn part_buffers_go_back_to_the_mounts_pool_in_both_modes() {
-    let p = 256 * 1024;
-    let cfg = WriteConfig {
-        part_size: p,
-        max_dirty: 4 * p,
-        ..small_cfg()
-    };
+    let (p, cfg) = streaming_cfg();
     let meta = UserMeta::new();
     let data: Vec<u8> = (0..5 * p + 7).map(|i| (i % 251) as u8).collect();
     let ring = Keyring::new_single(Secret([9; 32]));
