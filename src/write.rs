@@ -30,7 +30,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
-use crate::crypto::codec::FileCodec;
+use crate::crypto::codec::{seal_part, FileCodec};
 use crate::crypto::format::FormatError;
 mod conflict;
 mod pool;
@@ -529,9 +529,9 @@ impl Writer {
                     m.parts_uploaded.inc();
                     let body = match codec {
                         FileCodec::Plain => pool.lease(plain),
-                        FileCodec::Client(_) => {
+                        FileCodec::Client(keys) => {
                             let mut sealed = pool.take();
-                            codec.seal_into(range.start, &plain, size, &mut sealed);
+                            seal_part(&keys, range.start, &plain, size, &mut sealed);
                             pool.give(plain);
                             pool.lease(sealed)
                         }

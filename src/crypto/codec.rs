@@ -138,35 +138,13 @@ impl FileCodec {
     /// whose final size is `size`; `start` is a multiple of the block size. Owned, so that a
     /// plain-mode part (8 MiB by default) goes out as it is rather than copied once more.
     pub fn encode(&self, start: u64, plain: Bytes, size: u64) -> Bytes {
-        if let FileCodec::Plain = self {
-            return plain;
-        }
-        let mut out = Vec::with_capacity(cipher_size(plain.len() as u64) as usize);
-        self.seal_into(start, &plain, size, &mut out);
-        Bytes::from(out)
-    }
-
-    /// `encode` appending to `out` (for callers that reuse their buffers); client mode only:
-    /// a plain part has nothing to seal, and copying it here would be a waste.
-    pub fn seal_into(&self, start: u64, plain: &[u8], size: u64, out: &mut Vec<u8>) {
-        let FileCodec::Client(keys) = self else {
-            debug_assert!(false, "seal_into is for client mode");
-            return out.extend_from_slice(plain);
+        let keys = match self {
+            FileCodec::Plain => return plain,
+            FileCodec::Client(k) => k,
         };
-        debug_assert_eq!(start % BLOCK_PLAIN, 0);
-        let n = block_count(size);
-        if start == 0 {
-            out.extend_from_slice(keys.header_bytes());
-        }
-        let first = start / BLOCK_PLAIN;
-        let mut chunks: Vec<&[u8]> = plain.chunks(BLOCK_PLAIN as usize).collect();
-        if chunks.is_empty() {
-            chunks.push(&[]); // an empty file still has its (empty) last block
-        }
-        for (k, chunk) in chunks.into_iter().enumerate() {
-            let i = first + k as u64;
-            keys.seal(i, i + 1 == n, chunk, out);
-        }
+        let mut out = Vec::with_capacity(cipher_size(plain.len() as u64) as usize);
+        seal_part(keys, start, &plain, size, &mut out);
+        Bytes::from(out)
     }
 
     /// Object bytes of plaintext part `range` in an object of a file of `size` bytes.
@@ -217,6 +195,25 @@ pub fn plain_size_of(client: bool, object: u64) -> Option<u64> {
         plain_size(object).ok()
     } else {
         Some(object)
+    }
+}
+
+/// A client-mode part, sealed and appended to `out` (`FileCodec::encode` without its buffer:
+/// for callers that reuse theirs). Plain mode has nothing to seal: its part goes out as is.
+pub fn seal_part(keys: &FileKeys, start: u64, plain: &[u8], size: u64, out: &mut Vec<u8>) {
+    debug_assert_eq!(start % BLOCK_PLAIN, 0);
+    let n = block_count(size);
+    if start == 0 {
+        out.extend_from_slice(keys.header_bytes());
+    }
+    let first = start / BLOCK_PLAIN;
+    let mut chunks: Vec<&[u8]> = plain.chunks(BLOCK_PLAIN as usize).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]); // an empty file still has its (empty) last block
+    }
+    for (k, chunk) in chunks.into_iter().enumerate() {
+        let i = first + k as u64;
+        keys.seal(i, i + 1 == n, chunk, out);
     }
 }
 
