@@ -9,6 +9,9 @@
 //! - Sequential reads grow a readahead window (doubling up to `max_window`, reset by a seek) and
 //!   fetch it ahead in background GETs of `chunk` bytes, at most `max_gets` in flight per mount,
 //!   into the cache; the reader waits for a block being fetched instead of fetching it again.
+//!   Readahead GETs never cross a multiple of `chunk` (plaintext): the writer cuts parts at the
+//!   same multiples, so each GET reads one part of the object. The window is topped up as soon
+//!   as a chunk of it has been read, so the GETs in flight are staggered.
 //! - Readahead failures are dropped: the reader then fetches the block itself and returns the
 //!   error it gets (EIO for a block that does not authenticate), never unverified bytes.
 
@@ -489,15 +492,18 @@ impl Reader {
     ) {
         let nblocks = version.size.div_ceil(BLOCK_PLAIN);
         let window_blocks = self.window / BLOCK_PLAIN;
-        let target = (from + window_blocks).min(nblocks);
-        // Top up in chunks once half the window has been consumed.
-        if self.ahead_until >= from + window_blocks / 2 || self.ahead_until >= nblocks {
+        let chunk_blocks = (f.cfg.chunk / BLOCK_PLAIN).max(1);
+        let target = (from + window_blocks)
+            .next_multiple_of(chunk_blocks)
+            .min(nblocks);
+        // Top up as soon as a chunk of the window has been consumed.
+        let low = (window_blocks / 2).max(window_blocks.saturating_sub(chunk_blocks));
+        if self.ahead_until >= from + low || self.ahead_until >= nblocks {
             return;
         }
-        let chunk_blocks = (f.cfg.chunk / BLOCK_PLAIN).max(1);
         let mut start = self.ahead_until.max(from);
         while start < target {
-            let end = (start + chunk_blocks).min(target);
+            let end = (start + 1).next_multiple_of(chunk_blocks).min(target);
             let missing: Vec<u64> = (start..end)
                 .filter(|&k| !f.cache.is_present(&block_key(version, ids.0, ids.1, k)))
                 .collect();
@@ -558,10 +564,11 @@ mod tests {
         Arc<crate::store::counted::Counters>,
         Version,
         Vec<u8>,
+        Arc<MemStore>,
     ) {
         let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
         let mem = Arc::new(MemStore::new());
-        let counted = Counted::new(mem);
+        let counted = Counted::new(mem.clone());
         let counters = counted.counters();
         let store: Arc<dyn ObjectStore> = Arc::new(counted);
         let etag = tokio::runtime::Handle::current().block_on(async {
@@ -583,7 +590,7 @@ mod tests {
             etag,
             size: size as u64,
         };
-        (Fetcher::new(store, cfg), counters, v, data)
+        (Fetcher::new(store, cfg), counters, v, data, mem)
     }
 
     fn gets(c: &crate::store::counted::Counters) -> u64 {
@@ -593,7 +600,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn sequential_reads_stream_in_few_gets_and_rereads_hit_the_cache() {
         let size = 10 * 1024 * 1024 + 123;
-        let (f, counters, v, data) = tokio::task::block_in_place(|| setup(size));
+        let (f, counters, v, data, _) = tokio::task::block_in_place(|| setup(size));
         let mut r = Reader::new(f.config());
         let mut out = Vec::new();
         let mut off = 0;
@@ -643,5 +650,38 @@ mod tests {
         let stale = r4.read(&f, &gone, &FileCodec::Plain, 9_000_000, 4096).await;
         assert!(matches!(stale, Err(ReadError::Changed(_))), "not Changed");
         assert_eq!(gets(&counters), before.0 + 2);
+    }
+
+    /// Readahead GETs follow the object's parts (chunk-aligned, as the writer cuts them: a
+    /// range across a part boundary made Garage read one of its blocks twice) and are issued a
+    /// chunk at a time as the reader advances, so that they do not all end together.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn readahead_gets_are_chunk_aligned_and_keep_the_window_full() {
+        let size = 10 * 1024 * 1024 + 123;
+        let (f, _, v, data, mem) = tokio::task::block_in_place(|| setup(size));
+        let (chunk, window) = (f.config().chunk, f.config().max_window);
+        let mut r = Reader::new(f.config());
+        let mut off = 0;
+        while off < size as u64 {
+            let b = r
+                .read(&f, &v, &FileCodec::Plain, off, 128 * 1024)
+                .await
+                .unwrap();
+            assert_eq!(&b[..], &data[off as usize..off as usize + b.len()]);
+            off += b.len() as u64;
+            let ahead = (r.ahead_until * BLOCK_PLAIN).saturating_sub(off);
+            if r.window == window && r.ahead_until * BLOCK_PLAIN < size as u64 {
+                assert!(ahead >= window - chunk, "{ahead} bytes ahead at {off}");
+            }
+        }
+        let reads = mem.ranges_read();
+        assert!(reads.len() > 10, "{reads:?}");
+        for g in &reads {
+            assert_eq!(
+                g.start / chunk,
+                (g.end - 1) / chunk,
+                "GET {g:?} spans a boundary"
+            );
+        }
     }
 }

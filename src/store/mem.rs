@@ -40,6 +40,8 @@ pub struct MemStore {
     uploads: Mutex<HashMap<String, Upload>>,
     counter: AtomicU64,
     ignore_conditions: std::sync::atomic::AtomicBool,
+    /// Every range read, in order (tests of which GETs a reader makes).
+    reads: Mutex<Vec<Range<u64>>>,
 }
 
 impl MemStore {
@@ -110,6 +112,11 @@ impl MemStore {
         self.objects.lock().keys().cloned().collect()
     }
 
+    /// Every non-empty range read so far, in the order asked.
+    pub fn ranges_read(&self) -> Vec<Range<u64>> {
+        self.reads.lock().clone()
+    }
+
     /// Number of multipart uploads started and neither completed nor aborted.
     pub fn pending_uploads(&self) -> usize {
         self.uploads.lock().len()
@@ -165,6 +172,7 @@ impl ObjectStore for MemStore {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
+        self.reads.lock().push(range.clone());
         slice(&obj.data, range, key)
     }
 
