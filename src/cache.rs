@@ -7,8 +7,10 @@
 //! - Only plaintext that authenticated (client mode) or came from a pinned GET (plain mode) is
 //!   inserted; nothing is ever written to local disk.
 //! - Concurrent misses of the same block are fetched once: a fetch registers its blocks as
-//!   pending, later readers wait for it and then read the cache. A failed fetch leaves no
-//!   entry, so each waiter fetches again and sees its own error.
+//!   pending, later readers wait for it and then read the cache. Each block leaves the pending
+//!   set as soon as it is in (a reader waits for its block, not for the whole GET). A failed
+//!   fetch leaves no entry for the blocks it did not finish, so each waiter fetches again and
+//!   sees its own error.
 //! - Cached bytes never exceed the budget (each block is its own allocation, so the count is
 //!   the memory held).
 //!
@@ -35,33 +37,58 @@ pub struct BlockKey {
 /// What a lookup found.
 pub enum Lookup {
     Hit(Bytes),
-    /// Another fetch is bringing the block: wait on it, then look again.
-    Pending(watch::Receiver<bool>),
+    /// Another fetch is bringing the block: wait on it (`wait`), then look again.
+    Pending(watch::Receiver<()>),
     Miss,
 }
 
-/// A registered fetch: marks its blocks done (success or not) when dropped.
+/// A registered fetch: its blocks are pending until `complete`d; those left are marked done
+/// (failed) when it is dropped. Every change is announced on `progress`.
 pub struct Fetch {
     cache: Arc<BlockCache>,
     keys: Vec<BlockKey>,
-    done: watch::Sender<bool>,
+    progress: watch::Sender<()>,
+    /// Tells this fetch's pending entries from a later fetch's of the same key.
+    ours: watch::Receiver<()>,
+}
+
+impl Fetch {
+    /// Block `k` is in: cache it and wake its waiters now, before the rest of the fetch.
+    pub fn complete(&self, k: BlockKey, block: Bytes) {
+        let mut inner = self.cache.inner.lock();
+        if inner
+            .pending
+            .get(&k)
+            .is_some_and(|rx| rx.same_channel(&self.ours))
+        {
+            inner.pending.remove(&k);
+        }
+        self.cache.insert_locked(&mut inner, k, block);
+        // Under the lock, as `lookup` marks what a waiter has seen: no wake-up is lost.
+        self.progress.send_modify(|_| {});
+    }
 }
 
 impl Drop for Fetch {
     fn drop(&mut self) {
         let mut inner = self.cache.inner.lock();
         for k in &self.keys {
-            inner.pending.remove(k);
+            if inner
+                .pending
+                .get(k)
+                .is_some_and(|rx| rx.same_channel(&self.ours))
+            {
+                inner.pending.remove(k);
+            }
         }
-        drop(inner);
-        let _ = self.done.send(true);
+        self.progress.send_modify(|_| {});
     }
 }
 
 struct Inner {
     lru: LruCache<BlockKey, Bytes>,
     bytes: u64,
-    pending: HashMap<BlockKey, watch::Receiver<bool>>,
+    pending: HashMap<BlockKey, watch::Receiver<()>>,
 }
 
 pub struct BlockCache {
@@ -91,7 +118,9 @@ impl BlockCache {
         match inner.pending.get(k) {
             Some(rx) => {
                 m.cache_hits.inc();
-                Lookup::Pending(rx.clone())
+                let mut rx = rx.clone();
+                rx.borrow_and_update(); // wait for the next change, not an earlier one
+                Lookup::Pending(rx)
             }
             None => {
                 m.cache_misses.inc();
@@ -108,7 +137,7 @@ impl BlockCache {
 
     /// Register a fetch of `keys` (those not already cached or pending are claimed).
     pub fn start_fetch(self: &Arc<Self>, keys: Vec<BlockKey>) -> Fetch {
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(());
         let mut inner = self.inner.lock();
         let mut claimed = Vec::with_capacity(keys.len());
         for k in keys {
@@ -120,17 +149,21 @@ impl BlockCache {
         Fetch {
             cache: self.clone(),
             keys: claimed,
-            done: tx,
+            progress: tx,
+            ours: rx,
         }
     }
 
     pub fn insert(&self, k: BlockKey, block: Bytes) {
+        self.insert_locked(&mut self.inner.lock(), k, block);
+    }
+
+    fn insert_locked(&self, inner: &mut Inner, k: BlockKey, block: Bytes) {
         let len = block.len() as u64;
         if len > self.budget {
             return;
         }
         let m = crate::metrics::global();
-        let mut inner = self.inner.lock();
         let before = inner.bytes;
         if let Some(old) = inner.lru.put(k, block) {
             inner.bytes -= old.len() as u64;
@@ -165,10 +198,10 @@ impl Drop for BlockCache {
     }
 }
 
-/// Wait until a pending fetch is done (it may have failed or its blocks been evicted since:
-/// look again).
-pub async fn wait(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|done| *done).await;
+/// Wait until a pending fetch has made progress: a block in, or the fetch over. Then look
+/// again: the block may still be coming, in, evicted since, or failed.
+pub async fn wait(mut rx: watch::Receiver<()>) {
+    let _ = rx.changed().await;
 }
 
 #[cfg(test)]
@@ -212,13 +245,32 @@ mod tests {
             panic!("pending")
         };
         let waiter = tokio::spawn(wait(rx));
-        c.insert(key(1), Bytes::from_static(b"data"));
-        drop(fetch);
+        fetch.complete(key(1), Bytes::from_static(b"data"));
+        // Woken by its own block, while the rest of the fetch is still out.
         waiter.await.unwrap();
         assert!(matches!(c.lookup(&key(1)), Lookup::Hit(_)));
+        assert!(matches!(c.lookup(&key(0)), Lookup::Pending(_)));
+        drop(fetch);
         assert!(
             matches!(c.lookup(&key(0)), Lookup::Miss),
             "a failed block is not left pending"
         );
+    }
+
+    #[test]
+    fn an_ended_fetch_leaves_a_later_fetch_of_the_same_block_pending() {
+        let c = BlockCache::new(4);
+        let a = c.start_fetch(vec![key(0), key(1)]);
+        a.complete(key(0), Bytes::from_static(b"aaaa"));
+        c.insert(key(2), Bytes::from_static(b"cccc")); // evicts block 0
+        let b = c.start_fetch(vec![key(0)]);
+        drop(a);
+        assert!(matches!(c.lookup(&key(0)), Lookup::Pending(_)), "b's claim");
+        assert!(
+            matches!(c.lookup(&key(1)), Lookup::Miss),
+            "a's unfinished block"
+        );
+        drop(b);
+        assert!(matches!(c.lookup(&key(0)), Lookup::Miss));
     }
 }

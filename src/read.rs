@@ -21,11 +21,14 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::cache::disk::{DiskCache, DiskCacheConfig, EntryId};
-use crate::cache::{self, BlockCache, BlockKey, Lookup};
+use crate::cache::{self, BlockCache, BlockKey, Fetch, Lookup};
 use crate::crypto::codec::FileCodec;
 use crate::crypto::format::{cipher_size, FormatError, BLOCK_PLAIN, HEADER_LEN};
 use crate::crypto::keys::Keyring;
-use crate::store::{Body, ObjectStore, StoreError};
+use crate::store::{Body, ObjectStore, OnSegment, StoreError};
+
+mod cut;
+use cut::{block_plain, BlockCutter};
 
 #[derive(Debug, Clone)]
 pub struct ReadConfig {
@@ -182,8 +185,18 @@ pub async fn get_pinned(
     v: &Version,
     fetch: std::ops::Range<u64>,
 ) -> Result<Body, ReadError> {
+    get_pinned_with(store, v, fetch, &mut |_| {}).await
+}
+
+/// `get_pinned`, showing `seen` each segment of the body as it arrives.
+async fn get_pinned_with(
+    store: &Arc<dyn ObjectStore>,
+    v: &Version,
+    fetch: std::ops::Range<u64>,
+    seen: OnSegment<'_>,
+) -> Result<Body, ReadError> {
     let raw = store
-        .get_body(&v.key, fetch.clone(), Some(&v.etag))
+        .get_body_with(&v.key, fetch.clone(), Some(&v.etag), seen)
         .await
         .map_err(|e| match e {
             StoreError::PreconditionFailed(m) | StoreError::NotFound(m) => ReadError::Changed(m),
@@ -272,37 +285,43 @@ pub async fn open_object(
     })
 }
 
-/// Blocks `first..end` of `v`, each inserted into the cache: the leading run the disk cache
-/// holds (each authenticated), the rest with one GET (then kept on disk).
+/// Blocks `first..end` of `v`, each put in the cache through `claim` as soon as it is in:
+/// the leading run the disk cache holds (each authenticated), the rest with one GET, cut
+/// into blocks while its body arrives (then kept on disk).
 async fn fetch_blocks(
     f: &Fetcher,
     v: &Version,
     codec: &FileCodec,
     ids: (&Arc<str>, &Arc<str>),
-    first: u64,
-    end: u64,
+    (first, end): (u64, u64),
+    claim: &Fetch,
 ) -> Result<Vec<Bytes>, ReadError> {
     let mut blocks = match &f.disk {
         Some(disk) => from_disk(disk, v, codec, first, end).await,
         None => Vec::new(),
     };
+    for (i, b) in (first..).zip(&blocks) {
+        claim.complete(block_key(v, ids.0, ids.1, i), b.clone());
+    }
     let from = first + blocks.len() as u64;
     if from < end {
         let plain = from * BLOCK_PLAIN..(end * BLOCK_PLAIN).min(v.size);
-        let raw = get_pinned(&f.store, v, codec.fetch_range(&plain, v.size)).await?;
-        let fetched = codec
-            .decode_blocks(&raw, from, end, v.size)
-            .map_err(|error| ReadError::Corrupt {
-                key: v.key.clone(),
-                error,
-            })?;
+        let mut cutter = BlockCutter::new(codec, v.size, from, end);
+        let mut fetched = Vec::with_capacity((end - from) as usize);
+        let mut keep = |i, b: Bytes| {
+            claim.complete(block_key(v, ids.0, ids.1, i), b.clone());
+            fetched.push(b);
+        };
+        let fetch = codec.fetch_range(&plain, v.size);
+        let raw = get_pinned_with(&f.store, v, fetch, &mut |s| cutter.push(s, &mut keep)).await?;
+        cutter.finish().map_err(|error| ReadError::Corrupt {
+            key: v.key.clone(),
+            error,
+        })?;
         if let Some(disk) = &f.disk {
             disk.put(disk_entries(disk, v, codec, from..end, &raw, &fetched));
         }
         blocks.extend(fetched);
-    }
-    for (i, b) in (first..end).zip(&blocks) {
-        f.cache.insert(block_key(v, ids.0, ids.1, i), b.clone());
     }
     Ok(blocks)
 }
@@ -334,11 +353,6 @@ async fn from_disk(
         Ok(plain.pop().unwrap_or_default())
     };
     disk.get_run(ids, check).await
-}
-
-/// Plaintext range of block `i` of a file of `size` bytes.
-fn block_plain(i: u64, size: u64) -> std::ops::Range<u64> {
-    i * BLOCK_PLAIN..((i + 1) * BLOCK_PLAIN).min(size)
 }
 
 /// What the disk cache keeps of blocks `range` of `v`: in client mode each block's object
@@ -440,13 +454,15 @@ impl Reader {
             }
             let found = match lookup {
                 Lookup::Hit(b) => Some(b),
-                Lookup::Pending(rx) => {
+                Lookup::Pending(mut rx) => loop {
+                    // Woken by any progress of that fetch: the block may still be coming.
                     cache::wait(rx).await;
                     match f.cache.lookup(&key) {
-                        Lookup::Hit(b) => Some(b),
-                        _ => None,
+                        Lookup::Hit(b) => break Some(b),
+                        Lookup::Pending(again) => rx = again,
+                        Lookup::Miss => break None,
                     }
-                }
+                },
                 Lookup::Miss => None,
             };
             let blocks = match found {
@@ -460,8 +476,8 @@ impl Reader {
                     let keys = (i..j)
                         .map(|k| block_key(version, &object, &etag, k))
                         .collect();
-                    let _claim = f.cache.start_fetch(keys);
-                    fetch_blocks(f, version, codec, (&object, &etag), i, j).await?
+                    let claim = f.cache.start_fetch(keys);
+                    fetch_blocks(f, version, codec, (&object, &etag), (i, j), &claim).await?
                 }
             };
             for b in blocks {
@@ -521,7 +537,8 @@ impl Reader {
                     let Ok(_permit) = f.gets.clone().acquire_owned().await else {
                         return;
                     };
-                    if let Err(err) = fetch_blocks(&f, &v, &codec, (&o, &e), lo, hi + 1).await {
+                    let run = (lo, hi + 1);
+                    if let Err(err) = fetch_blocks(&f, &v, &codec, (&o, &e), run, &claim).await {
                         tracing::debug!(key = %v.key, error = %err, "readahead failed");
                     }
                     drop(claim);
@@ -551,137 +568,4 @@ pub async fn read_range(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::counted::Counted;
-    use crate::store::mem::MemStore;
-    use crate::store::UserMeta;
-
-    fn setup(
-        size: usize,
-    ) -> (
-        Arc<Fetcher>,
-        Arc<crate::store::counted::Counters>,
-        Version,
-        Vec<u8>,
-        Arc<MemStore>,
-    ) {
-        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-        let mem = Arc::new(MemStore::new());
-        let counted = Counted::new(mem.clone());
-        let counters = counted.counters();
-        let store: Arc<dyn ObjectStore> = Arc::new(counted);
-        let etag = tokio::runtime::Handle::current().block_on(async {
-            store
-                .put("f", Bytes::from(data.clone()), &UserMeta::new())
-                .await
-                .unwrap()
-        });
-        let cfg = ReadConfig {
-            min_window: 256 * 1024,
-            max_window: 2 * 1024 * 1024,
-            chunk: 512 * 1024,
-            max_gets: 4,
-            cache_bytes: 64 * 1024 * 1024,
-            disk: None,
-        };
-        let v = Version {
-            key: "f".into(),
-            etag,
-            size: size as u64,
-        };
-        (Fetcher::new(store, cfg), counters, v, data, mem)
-    }
-
-    fn gets(c: &crate::store::counted::Counters) -> u64 {
-        c.count(crate::store::Op::Get)
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn sequential_reads_stream_in_few_gets_and_rereads_hit_the_cache() {
-        let size = 10 * 1024 * 1024 + 123;
-        let (f, counters, v, data, _) = tokio::task::block_in_place(|| setup(size));
-        let mut r = Reader::new(f.config());
-        let mut out = Vec::new();
-        let mut off = 0;
-        while off < size as u64 {
-            let b = r
-                .read(&f, &v, &FileCodec::Plain, off, 128 * 1024)
-                .await
-                .unwrap();
-            off += b.len() as u64;
-            out.extend_from_slice(&b);
-        }
-        assert_eq!(out, data);
-        let streamed = gets(&counters);
-        assert!(streamed <= 30, "{streamed} GETs for 10 MiB");
-        // A second reader of the same version: all from the cache.
-        let mut r2 = Reader::new(f.config());
-        let again = r2
-            .read(&f, &v, &FileCodec::Plain, 0, size as u64)
-            .await
-            .unwrap();
-        assert_eq!(&again[..], &data[..]);
-        assert_eq!(gets(&counters), streamed);
-        // A random read of 4 KiB in a new version costs one GET, of one block.
-        let new: Vec<u8> = data.iter().map(|b| b ^ 0xff).collect();
-        let etag = f
-            .store
-            .put("f", Bytes::from(new.clone()), &UserMeta::new())
-            .await
-            .unwrap();
-        let v2 = Version { etag, ..v.clone() };
-        let before = (gets(&counters), counters.snapshot().1);
-        let mut r3 = Reader::new(f.config());
-        let got = r3
-            .read(&f, &v2, &FileCodec::Plain, 5_000_000, 4096)
-            .await
-            .unwrap();
-        assert_eq!(&got[..], &new[5_000_000..5_004_096]);
-        assert_eq!(gets(&counters), before.0 + 1);
-        assert_eq!(counters.snapshot().1 - before.1, BLOCK_PLAIN);
-        // A version the bucket no longer has (and the cache never saw): one GET, which the
-        // server refuses, and an error, never bytes of another version.
-        let gone = Version {
-            etag: "\"gone\"".into(),
-            ..v.clone()
-        };
-        let mut r4 = Reader::new(f.config());
-        let stale = r4.read(&f, &gone, &FileCodec::Plain, 9_000_000, 4096).await;
-        assert!(matches!(stale, Err(ReadError::Changed(_))), "not Changed");
-        assert_eq!(gets(&counters), before.0 + 2);
-    }
-
-    /// Readahead GETs follow the object's parts (chunk-aligned, as the writer cuts them: a
-    /// range across a part boundary made Garage read one of its blocks twice) and are issued a
-    /// chunk at a time as the reader advances, so that they do not all end together.
-    #[tokio::test(flavor = "multi_thread")]
-    async fn readahead_gets_are_chunk_aligned_and_keep_the_window_full() {
-        let size = 10 * 1024 * 1024 + 123;
-        let (f, _, v, data, mem) = tokio::task::block_in_place(|| setup(size));
-        let (chunk, window) = (f.config().chunk, f.config().max_window);
-        let mut r = Reader::new(f.config());
-        let mut off = 0;
-        while off < size as u64 {
-            let b = r
-                .read(&f, &v, &FileCodec::Plain, off, 128 * 1024)
-                .await
-                .unwrap();
-            assert_eq!(&b[..], &data[off as usize..off as usize + b.len()]);
-            off += b.len() as u64;
-            let ahead = (r.ahead_until * BLOCK_PLAIN).saturating_sub(off);
-            if r.window == window && r.ahead_until * BLOCK_PLAIN < size as u64 {
-                assert!(ahead >= window - chunk, "{ahead} bytes ahead at {off}");
-            }
-        }
-        let reads = mem.ranges_read();
-        assert!(reads.len() > 10, "{reads:?}");
-        for g in &reads {
-            assert_eq!(
-                g.start / chunk,
-                (g.end - 1) / chunk,
-                "GET {g:?} spans a boundary"
-            );
-        }
-    }
-}
+mod tests;

@@ -451,13 +451,14 @@ impl ObjectStore for Marked {
     ) -> Result<Bytes> {
         self.inner.get_range(key, range, if_match).await
     }
-    async fn get_body(
+    async fn get_body_with(
         &self,
         key: &str,
         range: std::ops::Range<u64>,
         if_match: Option<&str>,
+        seen: crate::store::OnSegment<'_>,
     ) -> Result<crate::store::Body> {
-        self.inner.get_body(key, range, if_match).await
+        self.inner.get_body_with(key, range, if_match, seen).await
     }
     async fn put_if(&self, key: &str, body: Bytes, meta: &UserMeta, e: &Expect) -> Result<String> {
         self.inner.put_if(key, body, meta, e).await

@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use super::{
     Body, CompletedPart, Expect, ListObject, ListPage, ObjectMeta, ObjectStore, ObjectVersion,
-    PendingUpload, Result, StoreError, UserMeta, VersionPage,
+    OnSegment, PendingUpload, Result, StoreError, UserMeta, VersionPage,
 };
 
 /// One page of a listing of the view, like S3's default.
@@ -136,11 +136,20 @@ impl ObjectStore for AsOf {
             .await
     }
 
-    async fn get_body(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Body> {
-        match self.covers(key) {
-            false => self.inner.get_body(key, range, if_match).await,
-            true => self.get_range(key, range, if_match).await.map(Body::from),
+    async fn get_body_with(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        seen: OnSegment<'_>,
+    ) -> Result<Body> {
+        if !self.covers(key) {
+            return self.inner.get_body_with(key, range, if_match, seen).await;
         }
+        Ok(super::shown(
+            self.get_range(key, range, if_match).await?,
+            seen,
+        ))
     }
 
     async fn put_if(&self, key: &str, _: Bytes, _: &UserMeta, _: &Expect) -> Result<String> {

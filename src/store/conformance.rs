@@ -53,6 +53,16 @@ pub async fn check(s: &dyn ObjectStore, prefix: &str) {
         "GET clamps"
     );
     assert!(get(3..3, None).await.unwrap().is_empty(), "empty range");
+    // A body shown while it arrives: the segments shown, in order, are the body returned.
+    let mut shown = Vec::new();
+    let body = s
+        .get_body_with(&key("a"), 2..11, None, &mut |seg| {
+            shown.extend_from_slice(seg)
+        })
+        .await
+        .unwrap();
+    assert_eq!(&shown[..], b"llo world", "segments shown");
+    assert_eq!(&body.into_bytes()[..], b"llo world", "body after segments");
     assert_eq!(
         &s.get_range(&key("a"), 0..5, Some(&etag)).await.unwrap()[..],
         b"hello",

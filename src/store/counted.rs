@@ -21,8 +21,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Unit;
 
 use super::{
-    Body, CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Op, PendingUpload, Result,
-    StoreError, UserMeta,
+    Body, CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, OnSegment, Op, PendingUpload,
+    Result, StoreError, UserMeta,
 };
 
 /// How a request ended, as the metrics label it.
@@ -240,12 +240,21 @@ impl ObjectStore for Counted {
         Ok(self.get_body(key, range, if_match).await?.into_bytes())
     }
 
-    async fn get_body(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Body> {
+    async fn get_body_with(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        seen: OnSegment<'_>,
+    ) -> Result<Body> {
         if range.is_empty() {
-            return self.inner.get_body(key, range, if_match).await;
+            return self.inner.get_body_with(key, range, if_match, seen).await;
         }
         let body = (self.counters)
-            .time(Op::Get, self.inner.get_body(key, range, if_match))
+            .time(
+                Op::Get,
+                self.inner.get_body_with(key, range, if_match, seen),
+            )
             .await?;
         self.counters.bytes_in.inc_by(body.len() as u64);
         Ok(body)

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::{
-    Body, CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Op, Result, StoreError,
-    UserMeta,
+    Body, CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, OnSegment, Op, Result,
+    StoreError, UserMeta,
 };
 
 type Rule = Box<dyn FnMut(Op, &str) -> bool + Send>;
@@ -85,9 +85,15 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         self.check(Op::Get, key)?;
         self.inner.get_range(key, range, if_match).await
     }
-    async fn get_body(&self, key: &str, range: Range<u64>, tag: Option<&str>) -> Result<Body> {
+    async fn get_body_with(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        tag: Option<&str>,
+        seen: OnSegment<'_>,
+    ) -> Result<Body> {
         self.check(Op::Get, key)?;
-        self.inner.get_body(key, range, tag).await
+        self.inner.get_body_with(key, range, tag, seen).await
     }
     async fn put_if(&self, key: &str, body: Bytes, meta: &UserMeta, e: &Expect) -> Result<String> {
         self.check(Op::Put, key)?;

@@ -80,6 +80,17 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Shown each segment of a GET's body as it arrives (`ObjectStore::get_body_with`).
+pub type OnSegment<'a> = &'a mut (dyn FnMut(&Bytes) + Send);
+
+/// A body that came in one piece, shown to `seen` as its one segment.
+fn shown(body: Bytes, seen: OnSegment<'_>) -> Body {
+    if !body.is_empty() {
+        seen(&body);
+    }
+    Body::from(body)
+}
+
 /// A request run as a task (a part upload, a parallel copy) that panicked or was cancelled.
 impl From<tokio::task::JoinError> for StoreError {
     fn from(e: tokio::task::JoinError) -> Self {
@@ -263,7 +274,20 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// `get_range` as the server delivered it: the segments are kept apart, so a reader
     /// that copies blocks out of the body copies each byte once (see `crate::body`).
     async fn get_body(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Body> {
-        self.get_range(key, range, if_match).await.map(Body::from)
+        self.get_body_with(key, range, if_match, &mut |_| {}).await
+    }
+    /// `get_body`, showing `seen` each segment as it arrives, so that a reader can use the
+    /// first bytes of a large body while the rest is still coming. An error may come after
+    /// some segments were shown; the caller must not rely on them being the whole range.
+    /// Stores (and wrappers) that deliver bodies override this one, not `get_body`.
+    async fn get_body_with(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        seen: OnSegment<'_>,
+    ) -> Result<Body> {
+        Ok(shown(self.get_range(key, range, if_match).await?, seen))
     }
     /// Single PUT; returns the new ETag.
     async fn put(&self, key: &str, body: Bytes, meta: &UserMeta) -> Result<String> {

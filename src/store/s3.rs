@@ -29,8 +29,8 @@ use convert::{classify, encode_key, root_cause, to_map, to_time};
 
 use super::sse::{CustomerKey, Sse};
 use super::{
-    Body, CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, Result, StoreError, UserMeta,
-    VersionPage,
+    Body, CompletedPart, Expect, ListPage, ObjectMeta, ObjectStore, OnSegment, Result, StoreError,
+    UserMeta, VersionPage,
 };
 use crate::sdk::AwsSettings;
 
@@ -391,6 +391,7 @@ impl S3Store {
         version: Option<&str>,
         range: Range<u64>,
         if_match: Option<&str>,
+        seen: OnSegment<'_>,
     ) -> Result<Body> {
         if range.is_empty() {
             return Ok(Body::default());
@@ -413,12 +414,25 @@ impl S3Store {
             })
             .await?;
         // The SDK's attempt timeout ends when the headers arrive; bound the body too.
-        let body = tokio::time::timeout(self.timeout, out.body.collect())
-            .await
-            .map_err(|_| StoreError::Unreachable(format!("{key}: body: timeout")))?
-            .map_err(|e| StoreError::Unreachable(format!("{key}: body: {e}")))?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut body = out.body;
         // Segments as received: joining them here would copy every byte once more.
-        Ok(Body::new(body.into_segments()))
+        let mut segments = Vec::new();
+        loop {
+            let next = tokio::time::timeout_at(deadline, body.next())
+                .await
+                .map_err(|_| StoreError::Unreachable(format!("{key}: body: timeout")))?;
+            match next {
+                None => break,
+                Some(Err(e)) => return Err(StoreError::Unreachable(format!("{key}: body: {e}"))),
+                Some(Ok(segment)) if segment.is_empty() => {}
+                Some(Ok(segment)) => {
+                    seen(&segment);
+                    segments.push(segment);
+                }
+            }
+        }
+        Ok(Body::new(segments))
     }
 }
 
@@ -435,13 +449,19 @@ impl ObjectStore for S3Store {
         if_match: Option<&str>,
     ) -> Result<Bytes> {
         Ok(self
-            .get_range_at(key, None, range, if_match)
+            .get_range_at(key, None, range, if_match, &mut |_| {})
             .await?
             .into_bytes())
     }
 
-    async fn get_body(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Body> {
-        self.get_range_at(key, None, range, if_match).await
+    async fn get_body_with(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        seen: OnSegment<'_>,
+    ) -> Result<Body> {
+        self.get_range_at(key, None, range, if_match, seen).await
     }
 
     async fn put_if(
@@ -703,7 +723,7 @@ impl ObjectStore for S3Store {
 
     async fn get_version(&self, key: &str, version_id: &str, range: Range<u64>) -> Result<Bytes> {
         Ok(self
-            .get_range_at(key, Some(version_id), range, None)
+            .get_range_at(key, Some(version_id), range, None, &mut |_| {})
             .await?
             .into_bytes())
     }
