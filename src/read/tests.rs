@@ -45,22 +45,31 @@ fn gets(c: &crate::store::counted::Counters) -> u64 {
     c.count(crate::store::Op::Get)
 }
 
+/// Read all of `v` in 128 KiB reads, as one sequential reader; `after` sees the reader and
+/// the offset reached after each read.
+async fn read_through(
+    f: &Arc<Fetcher>,
+    v: &Version,
+    mut after: impl FnMut(&Reader, u64),
+) -> Vec<u8> {
+    let mut r = Reader::new(f.config());
+    let mut out = Vec::new();
+    while (out.len() as u64) < v.size {
+        let b = r
+            .read(f, v, &FileCodec::Plain, out.len() as u64, 128 * 1024)
+            .await
+            .unwrap();
+        out.extend_from_slice(&b);
+        after(&r, out.len() as u64);
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sequential_reads_stream_in_few_gets_and_rereads_hit_the_cache() {
     let size = 10 * 1024 * 1024 + 123;
     let (f, counters, v, data, _) = tokio::task::block_in_place(|| setup(size));
-    let mut r = Reader::new(f.config());
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off < size as u64 {
-        let b = r
-            .read(&f, &v, &FileCodec::Plain, off, 128 * 1024)
-            .await
-            .unwrap();
-        off += b.len() as u64;
-        out.extend_from_slice(&b);
-    }
-    assert_eq!(out, data);
+    assert_eq!(read_through(&f, &v, |_, _| {}).await, data);
     let streamed = gets(&counters);
     assert!(streamed <= 30, "{streamed} GETs for 10 MiB");
     // A second reader of the same version: all from the cache.
@@ -108,20 +117,14 @@ async fn readahead_gets_are_chunk_aligned_and_keep_the_window_full() {
     let size = 10 * 1024 * 1024 + 123;
     let (f, _, v, data, mem) = tokio::task::block_in_place(|| setup(size));
     let (chunk, window) = (f.config().chunk, f.config().max_window);
-    let mut r = Reader::new(f.config());
-    let mut off = 0;
-    while off < size as u64 {
-        let b = r
-            .read(&f, &v, &FileCodec::Plain, off, 128 * 1024)
-            .await
-            .unwrap();
-        assert_eq!(&b[..], &data[off as usize..off as usize + b.len()]);
-        off += b.len() as u64;
+    let out = read_through(&f, &v, |r, off| {
         let ahead = (r.ahead_until * BLOCK_PLAIN).saturating_sub(off);
         if r.window == window && r.ahead_until * BLOCK_PLAIN < size as u64 {
             assert!(ahead >= window - chunk, "{ahead} bytes ahead at {off}");
         }
-    }
+    })
+    .await;
+    assert_eq!(out, data);
     let reads = mem.ranges_read();
     assert!(reads.len() > 10, "{reads:?}");
     for g in &reads {
