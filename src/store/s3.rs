@@ -164,6 +164,9 @@ macro_rules! sse_c_source {
     };
 }
 
+// Declared after the macros above, which it uses.
+mod reads;
+
 impl S3Store {
     pub async fn connect(config: &S3Config) -> Result<Self> {
         let (mut loader, _) = crate::sdk::loader(&config.aws)
@@ -344,95 +347,6 @@ impl S3Store {
 
     fn copy_source(&self, key: &str) -> String {
         format!("{}/{}", self.bucket, encode_key(key))
-    }
-}
-
-impl S3Store {
-    /// HEAD of the current object, or of `version`.
-    async fn head_at(&self, key: &str, version: Option<&str>) -> Result<Option<ObjectMeta>> {
-        let found = self
-            .with_read_keys(|k| async move {
-                let req = (self.client.head_object().bucket(&self.bucket).key(key))
-                    .set_version_id(version.map(str::to_string));
-                sse_c_read!(k, req)
-                    .send()
-                    .await
-                    .map_err(|e| classify(e, key))
-            })
-            .await;
-        let out = match found {
-            Ok(out) => out,
-            Err(StoreError::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        Ok(Some(ObjectMeta {
-            key: key.to_string(),
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-            etag: out.e_tag().unwrap_or("").to_string(),
-            last_modified: to_time(out.last_modified()),
-            user: out
-                .metadata()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.to_lowercase(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
-            sse_c_key_md5: out.sse_customer_key_md5().map(str::to_string),
-            content_type: out.content_type().map(str::to_string),
-        }))
-    }
-
-    /// GET of `range` of the current object, or of `version` (an id from ListObjectVersions).
-    async fn get_range_at(
-        &self,
-        key: &str,
-        version: Option<&str>,
-        range: Range<u64>,
-        if_match: Option<&str>,
-        seen: OnSegment<'_>,
-    ) -> Result<Body> {
-        if range.is_empty() {
-            return Ok(Body::default());
-        }
-        let range = &range;
-        let out = self
-            .with_read_keys(|k| async move {
-                let req = self
-                    .client
-                    .get_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .range(format!("bytes={}-{}", range.start, range.end - 1))
-                    .set_version_id(version.map(str::to_string))
-                    .set_if_match(if_match.map(str::to_string));
-                sse_c_read!(k, req)
-                    .send()
-                    .await
-                    .map_err(|e| classify(e, key))
-            })
-            .await?;
-        // The SDK's attempt timeout ends when the headers arrive; bound the body too.
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut body = out.body;
-        // Segments as received: joining them here would copy every byte once more.
-        let mut segments = Vec::new();
-        loop {
-            let next = tokio::time::timeout_at(deadline, body.next())
-                .await
-                .map_err(|_| StoreError::Unreachable(format!("{key}: body: timeout")))?;
-            match next {
-                None => break,
-                Some(Err(e)) => return Err(StoreError::Unreachable(format!("{key}: body: {e}"))),
-                Some(Ok(segment)) if segment.is_empty() => {}
-                Some(Ok(segment)) => {
-                    seen(&segment);
-                    segments.push(segment);
-                }
-            }
-        }
-        Ok(Body::new(segments))
     }
 }
 
