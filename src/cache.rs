@@ -56,16 +56,17 @@ impl Fetch {
     /// Block `k` is in: cache it and wake its waiters now, before the rest of the fetch.
     pub fn complete(&self, k: BlockKey, block: Bytes) {
         let mut inner = self.cache.inner.lock();
-        if inner
-            .pending
-            .get(&k)
-            .is_some_and(|rx| rx.same_channel(&self.ours))
-        {
-            inner.pending.remove(&k);
-        }
+        self.release(&mut inner, &k);
         self.cache.insert_locked(&mut inner, k, block);
         // Under the lock, as `lookup` marks what a waiter has seen: no wake-up is lost.
         self.progress.send_modify(|_| {});
+    }
+
+    /// `k` is no longer pending on this fetch (a later fetch's claim on it stays).
+    fn release(&self, inner: &mut Inner, k: &BlockKey) {
+        if (inner.pending.get(k)).is_some_and(|rx| rx.same_channel(&self.ours)) {
+            inner.pending.remove(k);
+        }
     }
 }
 
@@ -73,13 +74,7 @@ impl Drop for Fetch {
     fn drop(&mut self) {
         let mut inner = self.cache.inner.lock();
         for k in &self.keys {
-            if inner
-                .pending
-                .get(k)
-                .is_some_and(|rx| rx.same_channel(&self.ours))
-            {
-                inner.pending.remove(k);
-            }
+            self.release(&mut inner, k);
         }
         self.progress.send_modify(|_| {});
     }
