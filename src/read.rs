@@ -6,12 +6,17 @@
 //!   of two versions; an overwrite by another writer surfaces as `ReadError::Changed` (ESTALE).
 //! - Reads are served in whole 64 KiB blocks from the cache (`cache::BlockCache`, keyed by
 //!   version and block). A random read fetches only the blocks it needs, with one GET.
-//! - Sequential reads grow a readahead window (doubling up to `max_window`, reset by a seek) and
-//!   fetch it ahead in background GETs of `chunk` bytes, at most `max_gets` in flight per mount,
-//!   into the cache; the reader waits for a block being fetched instead of fetching it again.
-//!   Readahead GETs never cross a multiple of `chunk` (plaintext): the writer cuts parts at the
-//!   same multiples, so each GET reads one part of the object. The window is topped up as soon
-//!   as a chunk of it has been read, so the GETs in flight are staggered.
+//! - A run of near-contiguous reads is a stream once it starts at offset 0 or has read
+//!   `STREAM_AFTER` bytes; only a stream reads ahead. A random read that the kernel splits
+//!   around pages it already holds looks contiguous for a piece or two, and must not pull in
+//!   megabytes it will never use.
+//! - A stream grows a readahead window (doubling up to `max_window`, reset by a seek) and
+//!   fetches it ahead in background GETs of `chunk` bytes, at most `max_gets` in flight per
+//!   mount, into the cache; the reader waits for a block being fetched instead of fetching it
+//!   again. Readahead GETs never cross a multiple of `chunk` (plaintext): the writer cuts parts
+//!   at the same multiples, so each GET reads one part of the object. Once the window is a chunk
+//!   or more, it ends on such a multiple and is topped up as soon as a chunk of it has been
+//!   read, so the GETs in flight are staggered.
 //! - Readahead failures are dropped: the reader then fetches the block itself and returns the
 //!   error it gets (EIO for a block that does not authenticate), never unverified bytes.
 
@@ -386,9 +391,33 @@ fn disk_entries(
     }
 }
 
+/// Bytes a run of reads that did not start at offset 0 must have read before it reads ahead:
+/// four of the kernel's 64 KiB random reads split into pieces stay below it, two 128 KiB
+/// streaming reads reach it.
+pub const STREAM_AFTER: u64 = 256 * 1024;
+
+/// How far a read may start from where the last one ended and still continue its run: the
+/// kernel's own readahead delivers a stream's reads slightly out of order.
+const RUN_SLACK: u64 = 2 * 1024 * 1024;
+
+/// The reads of one handle since its last seek (plaintext offsets).
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: u64,
+    /// The furthest end of a read in the run.
+    next: u64,
+}
+
+impl Run {
+    fn is_stream(&self) -> bool {
+        self.start == 0 || self.next.saturating_sub(self.start) >= STREAM_AFTER
+    }
+}
+
 pub struct Reader {
     window: u64,
-    next_offset: u64,
+    /// `None` until the first read.
+    run: Option<Run>,
     /// Blocks below this index have had readahead issued (for the version in `ids`).
     ahead_until: u64,
     ids: Option<(Arc<str>, Arc<str>)>,
@@ -398,10 +427,38 @@ impl Reader {
     pub fn new(cfg: &ReadConfig) -> Self {
         Self {
             window: cfg.min_window,
-            next_offset: 0,
+            run: None,
             ahead_until: 0,
             ids: None,
         }
+    }
+
+    /// Count the read `offset..end` into the run it continues, or start a new run; true when
+    /// the run is (now) a stream, which reads ahead.
+    fn note(&mut self, cfg: &ReadConfig, offset: u64, end: u64) -> bool {
+        let continues = match &self.run {
+            Some(run) => offset.abs_diff(run.next) <= RUN_SLACK,
+            None => offset == 0,
+        };
+        match &mut self.run {
+            Some(run) if continues => {
+                run.next = run.next.max(end);
+                self.window = (self.window * 2).min(cfg.max_window);
+            }
+            _ => {
+                self.run = Some(Run {
+                    start: offset,
+                    next: end,
+                });
+                self.window = if continues {
+                    (cfg.min_window * 2).min(cfg.max_window)
+                } else {
+                    cfg.min_window
+                };
+                self.ahead_until = 0;
+            }
+        }
+        continues && self.run.is_some_and(|run| run.is_stream())
     }
 
     pub async fn read(
@@ -428,20 +485,10 @@ impl Reader {
                 ids
             }
         };
-        // The kernel's own readahead can deliver sequential reads slightly out of order.
-        let sequential = offset.abs_diff(self.next_offset) <= 2 * 1024 * 1024;
-        let cfg = &f.cfg;
-        if sequential {
-            self.window = (self.window * 2).min(cfg.max_window);
-            self.next_offset = self.next_offset.max(end);
-        } else {
-            self.window = cfg.min_window;
-            self.ahead_until = 0;
-            self.next_offset = end;
-        }
+        let stream = self.note(&f.cfg, offset, end);
         let first = offset / BLOCK_PLAIN;
         let last = (end - 1) / BLOCK_PLAIN;
-        if sequential {
+        if stream {
             self.read_ahead(f, version, codec, (&object, &etag), last + 1);
         }
         let mut parts: Vec<Bytes> = Vec::new();
@@ -449,7 +496,7 @@ impl Reader {
         while i <= last {
             let key = block_key(version, &object, &etag, i);
             let lookup = f.cache.lookup(&key);
-            if sequential && !matches!(lookup, Lookup::Miss) {
+            if stream && !matches!(lookup, Lookup::Miss) {
                 crate::metrics::global().readahead_hits.inc();
             }
             let found = match lookup {
@@ -509,9 +556,13 @@ impl Reader {
         let nblocks = version.size.div_ceil(BLOCK_PLAIN);
         let window_blocks = self.window / BLOCK_PLAIN;
         let chunk_blocks = (f.cfg.chunk / BLOCK_PLAIN).max(1);
-        let target = (from + window_blocks)
-            .next_multiple_of(chunk_blocks)
-            .min(nblocks);
+        // A window of a chunk or more ends where a part does; a smaller one (a young stream)
+        // fetches no more than itself.
+        let target = match from + window_blocks {
+            end if window_blocks >= chunk_blocks => end.next_multiple_of(chunk_blocks),
+            end => end,
+        }
+        .min(nblocks);
         // Top up as soon as a chunk of the window has been consumed.
         let low = (window_blocks / 2).max(window_blocks.saturating_sub(chunk_blocks));
         if self.ahead_until >= from + low || self.ahead_until >= nblocks {

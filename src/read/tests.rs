@@ -135,3 +135,38 @@ async fn readahead_gets_are_chunk_aligned_and_keep_the_window_full() {
         );
     }
 }
+
+/// A 64 KiB random read that the kernel splits around a page it already holds arrives as
+/// two pieces that look contiguous: they must fetch their own blocks and nothing ahead (they
+/// made every such read pull in up to a chunk). A run that goes on past `STREAM_AFTER`, or
+/// one from offset 0, is a stream and reads ahead.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_stream_reads_ahead() {
+    let size = 10 * 1024 * 1024;
+    let (f, counters, v, data, _) = tokio::task::block_in_place(|| setup(size));
+    let fetched = || counters.snapshot().1;
+    let mut r = Reader::new(f.config());
+    let at = 5 * BLOCK_PLAIN;
+    for (off, len) in [(at, 12 * 1024), (at + 16 * 1024, 48 * 1024)] {
+        let got = r.read(&f, &v, &FileCodec::Plain, off, len).await.unwrap();
+        assert_eq!(&got[..], &data[off as usize..(off + len) as usize]);
+    }
+    assert_eq!(fetched(), BLOCK_PLAIN, "a split random read fetched ahead");
+    assert_eq!(r.ahead_until, 0);
+    // The same run goes on to STREAM_AFTER: now it reads ahead.
+    let mut off = at + BLOCK_PLAIN;
+    while off < at + STREAM_AFTER {
+        r.read(&f, &v, &FileCodec::Plain, off, BLOCK_PLAIN)
+            .await
+            .unwrap();
+        off += BLOCK_PLAIN;
+    }
+    assert!(
+        r.ahead_until * BLOCK_PLAIN > off,
+        "no readahead after {off}"
+    );
+    // A new handle reading from offset 0 streams from its first read.
+    let mut r0 = Reader::new(f.config());
+    r0.read(&f, &v, &FileCodec::Plain, 0, 4096).await.unwrap();
+    assert!(r0.ahead_until > 1, "no readahead from offset 0");
+}
