@@ -440,22 +440,20 @@ impl Reader {
             Some(run) => offset.abs_diff(run.next) <= RUN_SLACK,
             None => offset == 0,
         };
+        if continues {
+            self.window = (self.window * 2).min(cfg.max_window);
+        } else {
+            self.window = cfg.min_window;
+            self.ahead_until = 0;
+        }
         match &mut self.run {
-            Some(run) if continues => {
-                run.next = run.next.max(end);
-                self.window = (self.window * 2).min(cfg.max_window);
-            }
+            Some(run) if continues => run.next = run.next.max(end),
+            // A first read at offset 0 starts the run it continues.
             _ => {
                 self.run = Some(Run {
                     start: offset,
                     next: end,
-                });
-                self.window = if continues {
-                    (cfg.min_window * 2).min(cfg.max_window)
-                } else {
-                    cfg.min_window
-                };
-                self.ahead_until = 0;
+                })
             }
         }
         continues && self.run.is_some_and(|run| run.is_stream())
@@ -558,9 +556,11 @@ impl Reader {
         let chunk_blocks = (f.cfg.chunk / BLOCK_PLAIN).max(1);
         // A window of a chunk or more ends where a part does; a smaller one (a young stream)
         // fetches no more than itself.
-        let target = match from + window_blocks {
-            end if window_blocks >= chunk_blocks => end.next_multiple_of(chunk_blocks),
-            end => end,
+        let window_end = from + window_blocks;
+        let target = if window_blocks >= chunk_blocks {
+            window_end.next_multiple_of(chunk_blocks)
+        } else {
+            window_end
         }
         .min(nblocks);
         // Top up as soon as a chunk of the window has been consumed.
