@@ -308,7 +308,7 @@ impl DiskCache {
     {
         let m = crate::metrics::global();
         let me = self.clone();
-        let read = tokio::task::spawn_blocking(move || {
+        let read = move || {
             let mut out = Vec::new();
             for (n, id) in ids.into_iter().enumerate() {
                 if me.index.lock().lru.get(&id).is_none() {
@@ -332,8 +332,8 @@ impl DiskCache {
                 }
             }
             out
-        });
-        read.await.unwrap_or_default()
+        };
+        blocking(read).await
     }
 
     fn read_entry(&self, id: &EntryId) -> Result<Bytes, &'static str> {
@@ -461,6 +461,18 @@ impl DiskCache {
             self.account(-(size as i64));
             crate::metrics::global().disk_cache_evictions.inc();
         }
+    }
+}
+
+/// Run `f`, which reads local disk: on a multi-threaded runtime in place (on a FUSE thread,
+/// which owns its request, directly; on a worker, after handing its other tasks to another
+/// thread), saving the two thread wake-ups of a trip through the blocking pool; elsewhere (a
+/// current-thread runtime, as in tests) on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Vec<T> + Send + 'static) -> Vec<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => tokio::task::spawn_blocking(f).await.unwrap_or_default(),
     }
 }
 
