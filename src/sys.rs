@@ -224,6 +224,52 @@ pub fn fs_space(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
     Ok((st.f_blocks as u64 * unit, st.f_bavail as u64 * unit))
 }
 
+/// Free the bytes `offset..offset + len` of `file` (they read as zeros afterwards) without
+/// changing its length. Where the file system cannot punch holes, the range is overwritten with
+/// zeros instead: it reads the same, but keeps its disk space.
+pub fn punch_hole(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: the descriptor is open for the duration of the call.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset as i64, len as i64) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => {
+            let end = file.metadata()?.len().min(offset + len);
+            let zeros = vec![0u8; end.saturating_sub(offset) as usize];
+            file.write_all_at(&zeros, offset)
+        }
+        _ => Err(e),
+    }
+}
+
+/// Where the next bytes of `file` that are not a hole start, at or after `offset`; `None` when
+/// only holes follow. A file system that does not track holes reports every byte as data.
+pub fn next_data(file: &File, offset: u64) -> std::io::Result<Option<u64>> {
+    seek(file, offset, libc::SEEK_DATA)
+}
+
+/// Where the next hole of `file` starts at or after `offset` (its end counts as one).
+pub fn next_hole(file: &File, offset: u64) -> std::io::Result<u64> {
+    Ok(seek(file, offset, libc::SEEK_HOLE)?.unwrap_or(offset))
+}
+
+fn seek(file: &File, offset: u64, whence: i32) -> std::io::Result<Option<u64>> {
+    // SAFETY: the descriptor is open for the duration of the call.
+    let at = unsafe { libc::lseek(file.as_raw_fd(), offset as i64, whence) };
+    if at >= 0 {
+        return Ok(Some(at as u64));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENXIO) => Ok(None),
+        _ => Err(e),
+    }
+}
+
 /// This machine's host name (for names that say where something came from), "host" if unknown.
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];

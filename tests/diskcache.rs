@@ -31,7 +31,7 @@ fn stat(text: &str, name: &str) -> u64 {
 }
 
 fn cache_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(dir.join("blocks"))
+    std::fs::read_dir(dir.join("segments"))
         .map(|d| d.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default()
 }
@@ -86,11 +86,9 @@ fn client_mode_blocks_come_back_from_disk_after_a_remount_and_damage_is_refetche
 
     // After a remount: no GET at all, headers and blocks come from the directory.
     let m = m.remount(&args(&opts));
-    assert!(
-        cache_files(&dir).len() >= 3 * 16 + 2,
-        "{:?}",
-        cache_files(&dir).len()
-    );
+    // Both files are under the 128 blocks of a segment: one segment of blocks and one
+    // holding the header, each.
+    assert_eq!(cache_files(&dir).len(), 4, "{:?}", cache_files(&dir));
     check(&m, &[("big", &big), ("small", &small)]);
     let warm = stats(&m);
     assert_eq!(stat(&warm, "GET"), 0, "{warm}");
@@ -109,8 +107,10 @@ fn client_mode_blocks_come_back_from_disk_after_a_remount_and_damage_is_refetche
     check(&m, &[("small", &replaced)]);
     assert!(stat(&stats(&m), "GET") >= 1);
 
-    // Damage while unmounted: a byte flipped in every entry, one entry cut short. Each is
-    // detected (the block fails authentication, or the length check), dropped and fetched.
+    // Damage while unmounted: a byte flipped in the first entry of every segment file, and
+    // segments of blocks cut short at 2 MiB (`big`'s: the entry there torn, those after it
+    // gone). Each is detected (the block fails authentication, or the length check), dropped
+    // and fetched.
     m.unmount();
     // The daemon writes what it still holds before it exits and lets go of the directory.
     eventually(
@@ -126,22 +126,22 @@ fn client_mode_blocks_come_back_from_disk_after_a_remount_and_damage_is_refetche
                 .success()
         },
     );
-    let files = cache_files(&dir);
-    for (n, f) in files.iter().enumerate() {
-        let mut raw = std::fs::read(f).unwrap();
-        if n == 0 {
-            raw.truncate(raw.len() / 2);
-        } else {
-            let at = raw.len() - 30;
-            raw[at] ^= 0x40;
+    for f in cache_files(&dir) {
+        let mut raw = std::fs::read(&f).unwrap();
+        // Slots before the first entry are holes; its body starts after its 46-byte header.
+        let first = raw.iter().position(|&b| b != 0).unwrap();
+        raw[first + 46 + 10] ^= 0x40;
+        // A header's segment holds it in its last slot: that one is kept whole.
+        if first == 0 {
+            raw.truncate(raw.len().min(2 << 20));
         }
-        std::fs::write(f, &raw).unwrap();
+        std::fs::write(&f, &raw).unwrap();
     }
     let m = m.remount(&args(&opts));
     check(&m, &[("big", &big), ("small", &replaced)]);
     let after = stats(&m);
     // At least the headers of both files and the first block of `big` were looked up, found
-    // bad and dropped. (Hits are possible: blocks fetched again by readahead and evicted
+    // bad and dropped (`small`'s block comes whole with its header). (Hits are possible: blocks fetched again by readahead and evicted
     // from the 1 MiB memory cache come back from the directory, freshly written.)
     assert!(stat(&after, "disk_cache_dropped") >= 3, "{after}");
     assert!(stat(&after, "GET") >= 2, "{after}");
@@ -169,9 +169,11 @@ fn the_budget_holds_and_a_second_mount_of_the_directory_is_refused() {
     eventually(Duration::from_secs(30), "entries evicted", || {
         stat(&stats(&m), "disk_cache_evictions") > 0
     });
+    // Segment files are sparse: what they take is their allocated blocks.
+    use std::os::unix::fs::MetadataExt;
     let used: u64 = cache_files(&dir)
         .iter()
-        .map(|f| std::fs::metadata(f).unwrap().len().div_ceil(4096) * 4096)
+        .map(|f| std::fs::metadata(f).unwrap().blocks() * 512)
         .sum();
     assert!(used <= 1 << 20, "{used} bytes on disk");
     assert!(stat(&stats(&m), "disk_cache_bytes") <= 1 << 20);

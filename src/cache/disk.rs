@@ -3,7 +3,7 @@
 //! local disk instead of the bucket. It sits under the memory cache: `read` asks it on a
 //! memory miss, before a GET.
 //!
-//! What a cache file holds (`docs/CONFIGURATION.md`, "The disk cache"):
+//! What an entry holds (`docs/CONFIGURATION.md`, "The disk cache"):
 //! - client mode (`Contents::AsFetched`): a block's bytes exactly as the bucket holds them,
 //!   i.e. ciphertext; `read` authenticates every block it takes from here with the file's
 //!   keys, like a block from the bucket, and drops the entry when it fails.
@@ -11,22 +11,38 @@
 //!   with AES-256-GCM under a key that never leaves this machine (`crypto::local`, a 0600 file
 //!   in the directory), bound to the entry's identity. No plaintext is written either way.
 //!
+//! Where (`segment`): the entries of 128 consecutive blocks of one object version share a
+//! segment file, one fixed-size slot each, so that a random read costs one `pread` of a file
+//! already open rather than opening (after a cold start: reading the inode of) a file per
+//! block, which was most of its cost.
+//!
 //! Invariants:
-//! - An entry is named by a hash of the mount's scope (endpoint, bucket, prefix), the object
-//!   key, its ETag and the block index, and the file repeats that id: a changed object (new
-//!   ETag) never finds an old entry, and a file renamed or copied onto another name is refused.
-//! - A file is written under `tmp/` and renamed into `blocks/`, so a crash leaves at worst a
-//!   stray temporary (deleted at the next open) or a short file; a file whose length, magic,
-//!   id or seal is wrong is deleted and reported as a miss, never served.
-//! - Entries' bytes (rounded up to 4 KiB, the file system's allocation unit) stay within the
-//!   budget: the least recently used are deleted first. Order survives a remount through the
-//!   files' modification times, which a hit refreshes.
+//! - A segment is named by a hash of the mount's scope (endpoint, bucket, prefix), the object
+//!   key, its ETag and the block index / 128, and each slot repeats that name and its number: a
+//!   changed object (new ETag) never finds an old entry, and a file renamed or copied onto
+//!   another name is refused.
+//! - The index says a slot is present only after its bytes are written; a slot whose header,
+//!   length, name or seal is wrong is punched out (reads as a hole) and reported as a miss,
+//!   never served. A crash mid-write leaves at worst such a slot. A mount takes which slots
+//!   hold bytes from the files' maps of holes, without reading them (a 10 GiB cache would
+//!   cost ~160,000 reads); each entry is checked when it is read.
+//! - Entries' bytes (each rounded up to 4 KiB, the file system's allocation unit; slots are
+//!   4 KiB-aligned so that punching one frees exactly its pages) stay within the budget: slots
+//!   of the least recently used segment go first. Order survives a remount through the
+//!   segments' modification times, which a hit refreshes.
+//! - A write holds `changing` shared, a drop or an eviction exclusively, so a slot is never
+//!   marked present in a file that an eviction has just deleted, while writes of different
+//!   blocks run in parallel. Readers do not take it (a slot removed under a reader reads as a
+//!   hole: a quiet miss).
 //! - One mount uses a directory at a time (an exclusive `flock` on `lock`, released by the
 //!   kernel when the process ends, cleanly or not); a second is refused with a message after
 //!   waiting `LOCK_WAIT` for the holder to exit (a remount right after an unmount).
 //! - Caching never fails a read: a write that fails (full disk) is skipped with one warning,
 //!   and at most `MAX_PENDING` bytes wait to be written (beyond that, blocks are not cached).
 
+mod segment;
+
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -36,11 +52,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use lru::LruCache;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::keys::KeyError;
 use crate::crypto::local::LocalKey;
+use segment::{Read, Segment, SegmentId, SLOTS};
 
 /// Budget when only the directory is given (less when the file system has less room).
 pub const DEFAULT_BUDGET: u64 = 10 << 30;
@@ -48,10 +65,8 @@ pub const DEFAULT_BUDGET: u64 = 10 << 30;
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Bytes of blocks waiting to be written before more are skipped.
 const MAX_PENDING: u64 = 64 << 20;
-const MAGIC: &[u8; 8] = b"sealfsc1";
-const HEADER: usize = 8 + 1 + 32 + 4;
-const KIND_AS_FETCHED: u8 = 1;
-const KIND_SEALED: u8 = 2;
+/// Segment files kept open: 512 MiB of blocks read at random without reopening one.
+const OPEN_FILES: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct DiskCacheConfig {
@@ -86,24 +101,21 @@ pub enum DiskCacheError {
     Key(#[from] KeyError),
 }
 
-/// Names an entry: a hash of scope, key, ETag and block index.
+/// Names an entry: its segment and its slot there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EntryId([u8; 32]);
+pub struct EntryId {
+    segment: SegmentId,
+    slot: u8,
+}
 
 impl EntryId {
-    fn file_name(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    fn parse(name: &str) -> Option<Self> {
-        let mut id = [0u8; 32];
-        hex::decode_to_slice(name, &mut id).ok()?;
-        Some(Self(id))
+    fn name(&self) -> String {
+        format!("{}#{}", self.segment.file_name(), self.slot)
     }
 }
 
 struct Index {
-    lru: LruCache<EntryId, u64>,
+    lru: LruCache<SegmentId, Segment>,
     bytes: u64,
 }
 
@@ -113,19 +125,30 @@ pub struct DiskCache {
     budget: u64,
     contents: Contents,
     index: Mutex<Index>,
+    /// Open segment files; readers open one only if it exists, writers create it.
+    files: Mutex<LruCache<SegmentId, Arc<File>>>,
+    /// Held while what a segment file holds changes: shared by writes, exclusively by drops
+    /// and evictions.
+    changing: RwLock<()>,
     pending: AtomicU64,
     warned_full: AtomicBool,
     /// Holds the directory's lock for the cache's life.
-    _lock: std::fs::File,
+    _lock: File,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DiskCacheError + '_ {
     move |e| DiskCacheError::Io(path.display().to_string(), e)
 }
 
-/// Bytes a file of `len` bytes takes on disk.
-fn on_disk(len: u64) -> u64 {
-    len.div_ceil(4096) * 4096
+fn private_dir(d: &Path) -> Result<(), DiskCacheError> {
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(d)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(e),
+        })
+        .map_err(io(d))
 }
 
 impl DiskCache {
@@ -159,39 +182,31 @@ impl DiskCache {
         }
         let lock = Self::lock(dir, wait)?;
         let contents = contents(&dir.join("local.key"))?;
-        let (blocks, tmp) = (dir.join("blocks"), dir.join("tmp"));
-        for d in [&blocks, &tmp] {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(d)
-                .or_else(|e| match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => Ok(()),
-                    _ => Err(e),
-                })
-                .map_err(io(d))?;
+        // The layout of earlier versions (a file per block), and its temporaries.
+        for old in ["blocks", "tmp"] {
+            let _ = std::fs::remove_dir_all(dir.join(old));
         }
-        // Temporaries of a process that died while writing.
-        for e in std::fs::read_dir(&tmp).map_err(io(&tmp))?.flatten() {
-            let _ = std::fs::remove_file(e.path());
-        }
-        let (mut found, mut bytes) = (Vec::new(), 0u64);
-        for e in std::fs::read_dir(&blocks).map_err(io(&blocks))?.flatten() {
-            let name = e.file_name();
-            match (name.to_str().and_then(EntryId::parse), e.metadata()) {
-                (Some(id), Ok(md)) if md.is_file() => {
-                    let used = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    bytes += on_disk(md.len());
-                    found.push((used, id, on_disk(md.len())));
-                }
-                _ => {
+        let segments = dir.join("segments");
+        private_dir(&segments)?;
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(&segments)
+            .map_err(io(&segments))?
+            .flatten()
+        {
+            let id = e.file_name().to_str().and_then(SegmentId::parse);
+            let kept = id.and_then(|id| Some((id, segment::scan(&e.path()).ok()??)));
+            match kept {
+                Some((id, (seg, used))) => found.push((used, id, seg)),
+                None => {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
         }
         found.sort_by_key(|(used, ..)| *used);
-        let mut lru = LruCache::unbounded();
-        for (_, id, size) in found {
-            lru.put(id, size);
+        let (mut lru, mut bytes) = (LruCache::unbounded(), 0);
+        for (_, id, seg) in found {
+            bytes += seg.bytes();
+            lru.put(id, seg);
         }
         let (total, avail) = crate::sys::fs_space(dir).map_err(io(dir))?;
         let budget = match cfg.budget {
@@ -211,6 +226,10 @@ impl DiskCache {
             budget,
             contents,
             index: Mutex::new(Index { lru, bytes: 0 }),
+            files: Mutex::new(LruCache::new(
+                std::num::NonZeroUsize::new(OPEN_FILES).expect("nonzero"),
+            )),
+            changing: RwLock::new(()),
             pending: AtomicU64::new(0),
             warned_full: AtomicBool::new(false),
             _lock: lock,
@@ -220,7 +239,7 @@ impl DiskCache {
         Ok(cache)
     }
 
-    fn lock(dir: &Path, wait: Duration) -> Result<std::fs::File, DiskCacheError> {
+    fn lock(dir: &Path, wait: Duration) -> Result<File, DiskCacheError> {
         let path = dir.join("lock");
         let mut f = std::fs::OpenOptions::new()
             .read(true)
@@ -277,12 +296,32 @@ impl DiskCache {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
         }
-        h.update(index.to_le_bytes());
-        EntryId(h.finalize().into())
+        h.update((index / SLOTS).to_le_bytes());
+        EntryId {
+            segment: SegmentId(h.finalize().into()),
+            slot: (index % SLOTS) as u8,
+        }
     }
 
-    fn path(&self, id: &EntryId) -> PathBuf {
-        self.dir.join("blocks").join(id.file_name())
+    fn path(&self, id: &SegmentId) -> PathBuf {
+        self.dir.join("segments").join(id.file_name())
+    }
+
+    /// Segment `id`'s file, open for reading and writing; created only if `create`.
+    fn file(&self, id: &SegmentId, create: bool) -> std::io::Result<Arc<File>> {
+        if let Some(f) = self.files.lock().get(id) {
+            return Ok(f.clone());
+        }
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.path(id))?;
+        let f = Arc::new(f);
+        self.files.lock().put(*id, f.clone());
+        Ok(f)
     }
 
     fn account(&self, delta: i64) {
@@ -294,13 +333,14 @@ impl DiskCache {
     /// Whether `id` is cached (no recency update).
     #[cfg(test)]
     fn contains(&self, id: &EntryId) -> bool {
-        self.index.lock().lru.contains(id)
+        let index = self.index.lock();
+        index.lru.peek(&id.segment).is_some_and(|s| s.has(id.slot))
     }
 
     /// What `check` makes of the bodies of the leading run of `ids` that the cache holds, each
-    /// read back, checked here (`read_entry`) and then by `check` (given its position in
-    /// `ids`; client mode authenticates the block there), in one blocking task. The run ends
-    /// at the first miss; an entry found bad is deleted and ends it too.
+    /// read back, checked here (`segment::read`) and then by `check` (given its position in
+    /// `ids`; client mode authenticates the block there). The run ends at the first miss; an
+    /// entry found bad is deleted and ends it too.
     pub async fn get_run<T, F>(self: &Arc<Self>, ids: Vec<EntryId>, mut check: F) -> Vec<T>
     where
         T: Send + 'static,
@@ -311,14 +351,15 @@ impl DiskCache {
         let read = move || {
             let mut out = Vec::new();
             for (n, id) in ids.into_iter().enumerate() {
-                if me.index.lock().lru.get(&id).is_none() {
-                    m.disk_cache_misses.inc();
-                    break;
-                }
-                let checked = me
-                    .read_entry(&id)
-                    .map_err(str::to_string)
-                    .and_then(|body| check(n, body));
+                let found = match me.lookup(&id) {
+                    None => Read::Absent,
+                    Some(touch) => me.read_entry(&id, touch),
+                };
+                let checked = match found {
+                    Read::Absent => Err(None),
+                    Read::Bad(why) => Err(Some(why.to_string())),
+                    Read::Entry(body) => check(n, body).map_err(Some),
+                };
                 match checked {
                     Ok(body) => {
                         m.disk_cache_hits.inc();
@@ -326,7 +367,11 @@ impl DiskCache {
                     }
                     Err(why) => {
                         m.disk_cache_misses.inc();
-                        me.drop_entry(&id, &why);
+                        match why {
+                            Some(why) => me.drop_entry(&id, &why),
+                            // Removed since the index was asked (dropped or evicted).
+                            None => me.forget(&id),
+                        }
                         break;
                     }
                 }
@@ -336,45 +381,73 @@ impl DiskCache {
         blocking(read).await
     }
 
-    fn read_entry(&self, id: &EntryId) -> Result<Bytes, &'static str> {
-        let path = self.path(id);
-        let mut f = std::fs::File::open(&path).map_err(|_| "unreadable")?;
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut f, &mut raw).map_err(|_| "unreadable")?;
-        // Keep recently used entries last in the order the next mount rebuilds.
-        let _ = f.set_modified(SystemTime::now());
-        if raw.len() < HEADER || &raw[..8] != MAGIC || raw[9..41] != id.0 {
-            return Err("not an entry of this name (torn or foreign)");
-        }
-        let len = u32::from_le_bytes(raw[41..45].try_into().expect("4 bytes")) as usize;
-        if raw.len() != HEADER + len {
-            return Err("length does not match (torn write)");
-        }
-        match (&self.contents, raw[8]) {
-            (Contents::AsFetched, KIND_AS_FETCHED) => {
-                Ok(Bytes::from(raw).slice(HEADER..HEADER + len))
+    /// Whether the index holds `id`, marking its segment most recently used; `Some(true)`
+    /// when that changed the order, which the segment's modification time then records.
+    fn lookup(&self, id: &EntryId) -> Option<bool> {
+        let mut index = self.index.lock();
+        let was_first = index.lru.peek_mru().map(|(s, _)| *s) == Some(id.segment);
+        let seg = index.lru.get(&id.segment)?;
+        seg.has(id.slot).then_some(!was_first)
+    }
+
+    fn read_entry(&self, id: &EntryId, touch: bool) -> Read {
+        let file = match self.file(&id.segment, false) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Absent,
+            Err(_) => return Read::Bad("unreadable"),
+        };
+        let read = segment::read(&file, id, |kind, header, body| {
+            match (&self.contents, kind) {
+                (Contents::AsFetched, segment::KIND_AS_FETCHED) => Ok(body),
+                (Contents::Sealed(key), segment::KIND_SEALED) => key
+                    .open(header, &body)
+                    .map(Bytes::from)
+                    .map_err(|_| "does not authenticate under the local key"),
+                _ => Err("kept in another mode"),
             }
-            (Contents::Sealed(key), KIND_SEALED) => key
-                .open(&raw[..HEADER], &raw[HEADER..])
-                .map(Bytes::from)
-                .map_err(|_| "does not authenticate under the local key"),
-            _ => Err("kept in another mode"),
+        });
+        if touch && matches!(read, Read::Entry(_)) {
+            // Keep recently used segments last in the order the next mount rebuilds.
+            let _ = file.set_modified(SystemTime::now());
         }
+        read
     }
 
     /// Delete entry `id`: it was found bad (`why`), here or by the reader that authenticated it.
     pub fn drop_entry(&self, id: &EntryId, why: &str) {
-        tracing::warn!(entry = %id.file_name(), why, "disk cache: dropped a bad entry; fetching the block from the bucket");
+        tracing::warn!(entry = %id.name(), why, "disk cache: dropped a bad entry; fetching the block from the bucket");
         crate::metrics::global().disk_cache_dropped.inc();
         self.forget(id);
     }
 
+    /// Remove entry `id` from the index and its bytes from its segment.
     fn forget(&self, id: &EntryId) {
-        let size = self.index.lock().lru.pop(id);
-        if let Some(size) = size {
-            let _ = std::fs::remove_file(self.path(id));
-            self.account(-(size as i64));
+        let _changing = self.changing.write();
+        self.remove_slot(&id.segment, id.slot);
+    }
+
+    /// Punch out `slot` of segment `seg` and unlist it; a segment left empty is deleted.
+    /// Called with `changing` held exclusively.
+    fn remove_slot(&self, seg: &SegmentId, slot: u8) {
+        let (size, empty) = {
+            let mut index = self.index.lock();
+            let Some(s) = index.lru.peek_mut(seg) else {
+                return;
+            };
+            let size = s.take(slot);
+            let empty = s.is_empty();
+            if empty {
+                index.lru.pop(seg);
+            }
+            (size, empty)
+        };
+        if empty {
+            self.files.lock().pop(seg);
+            let _ = std::fs::remove_file(self.path(seg));
+        } else if let Ok(f) = self.file(seg, false) {
+            let _ = segment::punch(&f, slot);
         }
+        self.account(-(size as i64));
     }
 
     /// Store `entries` (id and body) in the background; skipped when too much is waiting.
@@ -397,71 +470,82 @@ impl DiskCache {
         });
     }
 
-    /// Write entry `id`, replacing one of that name: blocks are fetched from the bucket only
+    /// Write entry `id`, replacing one in its slot: blocks are fetched from the bucket only
     /// when the run read from here stopped before them, so an entry already there may be one
     /// that has not been checked yet (and may be bad).
     fn write_entry(&self, id: EntryId, body: &[u8]) {
-        let mut buf = Vec::with_capacity(HEADER + body.len() + LocalKey::OVERHEAD);
-        buf.extend_from_slice(MAGIC);
-        let kind = match self.contents {
-            Contents::AsFetched => KIND_AS_FETCHED,
-            Contents::Sealed(_) => KIND_SEALED,
-        };
-        buf.push(kind);
-        buf.extend_from_slice(&id.0);
-        let len = match &self.contents {
-            Contents::AsFetched => body.len(),
-            Contents::Sealed(_) => body.len() + LocalKey::OVERHEAD,
-        };
-        buf.extend_from_slice(&(len as u32).to_le_bytes());
-        match &self.contents {
-            Contents::AsFetched => buf.extend_from_slice(body),
+        let sealed;
+        let (kind, body) = match &self.contents {
+            Contents::AsFetched => (segment::KIND_AS_FETCHED, body),
             Contents::Sealed(key) => {
-                let aad = buf.clone();
-                key.seal(&aad, body, &mut buf);
+                let header = segment::header(segment::KIND_SEALED, &id, sealed_len(body));
+                let mut out = Vec::with_capacity(sealed_len(body));
+                key.seal(&header, body, &mut out);
+                sealed = out;
+                (segment::KIND_SEALED, &sealed[..])
             }
-        }
-        let name = id.file_name();
-        let tmp = self
-            .dir
-            .join("tmp")
-            .join(format!("{name}.{}", crate::sys::random_hex::<4>()));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(&buf))
-            .and_then(|_| std::fs::rename(&tmp, self.path(&id)));
+        };
+        let Some(entry) = segment::entry(kind, &id, body) else {
+            tracing::debug!(
+                len = body.len(),
+                "disk cache: entry larger than a slot; not cached"
+            );
+            return;
+        };
+        let changing = self.changing.read();
+        let written = self
+            .file(&id.segment, true)
+            .and_then(|f| segment::write(&f, id.slot, &entry));
         if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
+            if let Ok(f) = self.file(&id.segment, false) {
+                let _ = segment::punch(&f, id.slot);
+            }
             if !self.warned_full.swap(true, Ordering::Relaxed) {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "disk cache: cannot write an entry; blocks that cannot be written are not cached (reads are unaffected)");
             }
             return;
         }
-        let size = on_disk(buf.len() as u64);
-        let replaced = self.index.lock().lru.put(id, size);
-        self.account(size as i64 - replaced.unwrap_or(0) as i64);
-        self.evict();
+        let replaced = self
+            .index
+            .lock()
+            .lru
+            .get_or_insert_mut(id.segment, Segment::default)
+            .put(id.slot, entry.len());
+        self.account(segment::on_disk(entry.len()) as i64 - replaced as i64);
+        drop(changing);
+        if self.bytes() > self.budget {
+            self.evict();
+        }
     }
 
-    /// Delete least recently used entries until the rest fit the budget.
+    /// Delete slots of the least recently used segments until the rest fit the budget.
     fn evict(&self) {
+        let changing = self.changing.write();
+        self.evict_locked(&changing);
+    }
+
+    fn evict_locked(&self, _changing: &RwLockWriteGuard<'_, ()>) {
         loop {
             let victim = {
-                let mut index = self.index.lock();
+                let index = self.index.lock();
                 if index.bytes <= self.budget {
                     return;
                 }
-                index.lru.pop_lru()
+                index
+                    .lru
+                    .peek_lru()
+                    .and_then(|(id, s)| Some((*id, s.first()?)))
             };
-            let Some((id, size)) = victim else { return };
-            let _ = std::fs::remove_file(self.path(&id));
-            self.account(-(size as i64));
+            let Some((seg, slot)) = victim else { return };
+            self.remove_slot(&seg, slot);
             crate::metrics::global().disk_cache_evictions.inc();
         }
     }
+}
+
+/// Length of `body` sealed under the local key.
+fn sealed_len(body: &[u8]) -> usize {
+    body.len() + LocalKey::OVERHEAD
 }
 
 /// Run `f`, which reads local disk: on a multi-threaded runtime in place (on a FUSE thread,

@@ -26,7 +26,7 @@ fn ok(_: usize, b: Bytes) -> Result<Bytes, String> {
 }
 
 fn files(c: &DiskCache) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(c.dir().join("blocks"))
+    let mut v: Vec<_> = std::fs::read_dir(c.dir().join("segments"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -34,7 +34,8 @@ fn files(c: &DiskCache) -> Vec<PathBuf> {
     v
 }
 
-#[tokio::test]
+// On the mount's kind of runtime, where entries are read in place (`block_in_place`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_survive_a_reopen_and_another_version_misses() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = cfg(tmp.path(), None);
@@ -44,6 +45,7 @@ async fn entries_survive_a_reopen_and_another_version_misses() {
         c.write_entry(*id, &vec![n as u8; 1000]);
     }
     assert_eq!(c.bytes(), 3 * 4096);
+    assert_eq!(files(&c).len(), 1, "one segment holds consecutive blocks");
     let mode = std::fs::metadata(&cfg.dir).unwrap().mode() & 0o777;
     assert_eq!(mode, 0o700);
     drop(c);
@@ -78,22 +80,23 @@ async fn entries_survive_a_reopen_and_another_version_misses() {
 async fn torn_corrupt_and_renamed_entries_are_dropped_not_served() {
     let tmp = tempfile::tempdir().unwrap();
     let c = as_fetched(&cfg(tmp.path(), None)).unwrap();
-    let ids: Vec<_> = (0..4).map(|i| c.id("f", "e", i)).collect();
+    // Each in a segment of its own (block 0 of four files).
+    let ids: Vec<_> = (0..4).map(|i| c.id(&format!("f{i}"), "e", 0)).collect();
     for id in &ids {
         c.write_entry(*id, &[7u8; 5000]);
     }
-    let path = |id: &EntryId| c.path(id);
+    let path = |id: &EntryId| c.path(&id.segment);
     // Torn: cut short.
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(path(&ids[0]))
         .unwrap();
     f.set_len(3000).unwrap();
-    // A header byte flipped (its id).
+    // A header byte flipped (its segment's name).
     let mut raw = std::fs::read(path(&ids[1])).unwrap();
     raw[20] ^= 1;
     std::fs::write(path(&ids[1]), &raw).unwrap();
-    // Another entry's file under this one's name.
+    // Another segment's file under this one's name.
     std::fs::copy(path(&ids[3]), path(&ids[2])).unwrap();
     for id in &ids[..3] {
         assert!(
@@ -104,17 +107,56 @@ async fn torn_corrupt_and_renamed_entries_are_dropped_not_served() {
         assert!(!c.contains(id));
     }
     assert_eq!(c.get_run(vec![ids[3]], ok).await.len(), 1);
-    assert_eq!(c.bytes(), 4096 * 2);
+    assert_eq!(c.bytes(), 8192, "45 + 5000 bytes take two pages");
     // A reader that finds an entry's body fails authentication drops it the same way.
     c.drop_entry(&ids[3], "test");
     assert!(!path(&ids[3]).exists());
     assert_eq!(c.bytes(), 0);
-    // A stray temporary of a process that died while writing goes at the next open.
-    std::fs::write(c.dir().join("tmp").join("x.1"), b"partial").unwrap();
+    // The layout of earlier versions (a file per block, temporaries) goes at the next open.
+    for old in ["blocks", "tmp"] {
+        std::fs::create_dir_all(c.dir().join(old)).unwrap();
+        std::fs::write(c.dir().join(old).join("x.1"), b"partial").unwrap();
+    }
     let cfg = cfg(tmp.path(), None);
     drop(c);
     let c = as_fetched(&cfg).unwrap();
-    assert_eq!(std::fs::read_dir(c.dir().join("tmp")).unwrap().count(), 0);
+    assert!(!c.dir().join("blocks").exists() && !c.dir().join("tmp").exists());
+}
+
+#[tokio::test]
+async fn a_reopen_lists_slots_from_the_hole_map_and_bad_ones_go_when_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = cfg(tmp.path(), None);
+    let c = as_fetched(&cfg).unwrap();
+    let ids: Vec<_> = (0..4).map(|i| c.id("f", "e", i)).collect();
+    for id in &ids {
+        c.write_entry(*id, &[5u8; 100]);
+    }
+    let path = c.path(&ids[0].segment);
+    drop(c);
+    // While unmounted: slot 1's header damaged (a stray write), slot 2 punched out.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"junk", segment::offset(1)).unwrap();
+    segment::punch(&f, 2).unwrap();
+    let c = as_fetched(&cfg).unwrap();
+    assert!(c.contains(&ids[0]) && c.contains(&ids[1]) && c.contains(&ids[3]));
+    assert!(!c.contains(&ids[2]), "a hole is no entry");
+    assert_eq!(c.bytes(), 3 * 4096);
+    // The damaged one is found when read, dropped, and its pages freed.
+    let blocks = || std::fs::metadata(&path).unwrap().blocks();
+    let before = blocks();
+    assert!(c.get_run(vec![ids[1]], ok).await.is_empty());
+    assert!(!c.contains(&ids[1]));
+    assert!(blocks() < before, "the bad slot's pages are freed");
+    assert_eq!(c.bytes(), 2 * 4096);
+    // A slot that went missing under the index (punched out) is a quiet miss, not a bad entry.
+    segment::punch(&c.file(&ids[3].segment, false).unwrap(), ids[3].slot).unwrap();
+    assert!(matches!(c.read_entry(&ids[3], false), Read::Absent));
+    assert!(c.get_run(vec![ids[3]], ok).await.is_empty());
+    assert!(!c.contains(&ids[3]));
+    assert_eq!(c.bytes(), 4096);
+    let got = c.get_run(vec![ids[0]], ok).await;
+    assert_eq!(&got[0][..], &[5u8; 100][..]);
 }
 
 #[tokio::test]
@@ -122,7 +164,8 @@ async fn the_budget_holds_and_least_recently_used_go_first_across_reopens() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = cfg(tmp.path(), Some(3 * 4096));
     let c = as_fetched(&cfg).unwrap();
-    let ids: Vec<_> = (0..5).map(|i| c.id("f", "e", i)).collect();
+    // Recency is kept per segment: one entry in each.
+    let ids: Vec<_> = (0..5).map(|i| c.id(&format!("f{i}"), "e", 0)).collect();
     for id in &ids[..3] {
         c.write_entry(*id, &[1u8; 100]);
     }
@@ -137,7 +180,7 @@ async fn the_budget_holds_and_least_recently_used_go_first_across_reopens() {
     for (id, age) in [(ids[0], 3), (ids[2], 1), (ids[3], 2)] {
         let f = std::fs::File::options()
             .write(true)
-            .open(c.path(&id))
+            .open(c.path(&id.segment))
             .unwrap();
         f.set_modified(base + Duration::from_secs(age)).unwrap();
     }
@@ -188,7 +231,7 @@ async fn sealed_entries_hold_no_plaintext_and_need_their_key() {
     let id = c.id("f", "e", 0);
     let body = b"MARKER-plaintext-MARKER".repeat(100);
     c.write_entry(id, &body);
-    let raw = std::fs::read(c.path(&id)).unwrap();
+    let raw = std::fs::read(c.path(&id.segment)).unwrap();
     assert!(!raw.windows(6).any(|w| w == b"MARKER"), "plaintext on disk");
     assert_eq!(&c.get_run(vec![id], ok).await[0][..], &body[..]);
     drop(c);
@@ -203,7 +246,7 @@ async fn sealed_entries_hold_no_plaintext_and_need_their_key() {
     std::fs::remove_file(cfg.dir.join("local.key")).unwrap();
     let c = sealed(&cfg);
     assert!(c.get_run(vec![id], ok).await.is_empty());
-    assert!(!c.path(&id).exists());
+    assert!(!c.path(&id.segment).exists());
 }
 
 /// The entry name in docs/FORMAT.md, "The disk cache's files".
@@ -216,5 +259,6 @@ fn documented_entry_name_holds() {
     let c = c.unwrap();
     let id = c.id("prefix/f", "\"e\"", 0);
     let doc = include_str!("../../docs/FORMAT.md");
-    assert!(doc.contains(&id.file_name()), "{}", id.file_name());
+    let name = id.segment.file_name();
+    assert!(doc.contains(&name), "{name}");
 }
