@@ -507,7 +507,7 @@ impl Fs {
             || only_size.mtime.is_some()
             || only_size.xattrs.is_some()
         {
-            super::apply(&mut of.attr, &only_size);
+            super::setattr::apply(&mut of.attr, &only_size);
             of.mark_meta_dirty();
             tracing::debug!(%ino, ?set, "attributes of an open file changed");
         }
