@@ -288,6 +288,33 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
+    fn holes_are_found_and_punched() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        f.write_all_at(&[7u8; 300_000], 1 << 20).unwrap();
+        let len = (1 << 20) + 300_000;
+        // The first MiB was never written: a hole, as far as the file system tracks them.
+        let data = next_data(&f, 0).unwrap().unwrap();
+        assert!(data > 0 && data <= 1 << 20, "{data}");
+        assert!(next_hole(&f, data).unwrap() >= len - 4096);
+        assert_eq!(next_data(&f, len + 1).unwrap(), None);
+        punch_hole(&f, 1 << 20, 8192).unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(raw.len() as u64, len, "the length is kept");
+        assert!(raw[1 << 20..(1 << 20) + 8192].iter().all(|&b| b == 0));
+        assert_eq!(raw[(1 << 20) + 8192], 7);
+        assert!(next_data(&f, 0).unwrap().unwrap() >= (1 << 20) + 8192);
+    }
+
+    #[test]
     fn the_process_stops_being_dumpable_and_logs_are_private() {
         no_core_dumps().unwrap();
         // SAFETY: plain queries of this process's settings.
