@@ -351,11 +351,11 @@ impl DiskCache {
         let read = move || {
             let mut out = Vec::new();
             for (n, id) in ids.into_iter().enumerate() {
-                let found = match me.lookup(&id) {
-                    None => Read::Absent,
-                    Some(touch) => me.read_entry(&id, touch),
+                let Some(touch) = me.lookup(&id) else {
+                    m.disk_cache_misses.inc();
+                    break;
                 };
-                let checked = match found {
+                let checked = match me.read_entry(&id, touch) {
                     Read::Absent => Err(None),
                     Read::Bad(why) => Err(Some(why.to_string())),
                     Read::Entry(body) => check(n, body).map_err(Some),
@@ -369,7 +369,8 @@ impl DiskCache {
                         m.disk_cache_misses.inc();
                         match why {
                             Some(why) => me.drop_entry(&id, &why),
-                            // Removed since the index was asked (dropped or evicted).
+                            // Listed but gone: removed since the index was asked (dropped or
+                            // evicted), or a hole a crash left.
                             None => me.forget(&id),
                         }
                         break;
