@@ -97,6 +97,10 @@ impl Terminator {
                 };
                 let acceptor = acceptor.clone();
                 let keep = keep.clone();
+                // As production terminators do: without it Nagle holds a response's last small
+                // TLS record until the client acknowledges the rest, which the client's delayed
+                // ACK puts off by up to 40 ms.
+                let _ = client.set_nodelay(true);
                 tokio::spawn(async move {
                     // A client that refuses the certificate just closes: nothing to forward.
                     let Ok(mut tls) = acceptor.accept(client).await else {
@@ -105,6 +109,7 @@ impl Terminator {
                     let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
                     };
+                    let _ = server.set_nodelay(true);
                     if !record {
                         let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
                         return;
