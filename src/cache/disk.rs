@@ -494,13 +494,13 @@ impl DiskCache {
             return;
         };
         let changing = self.changing.read();
-        let written = self
-            .file(&id.segment, true)
-            .and_then(|f| segment::write(&f, id.slot, &entry));
-        if let Err(e) = written {
-            if let Ok(f) = self.file(&id.segment, false) {
+        // A write that fails part-way leaves no bytes behind in the slot.
+        let written = self.file(&id.segment, true).and_then(|f| {
+            segment::write(&f, id.slot, &entry).inspect_err(|_| {
                 let _ = segment::punch(&f, id.slot);
-            }
+            })
+        });
+        if let Err(e) = written {
             if !self.warned_full.swap(true, Ordering::Relaxed) {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "disk cache: cannot write an entry; blocks that cannot be written are not cached (reads are unaffected)");
             }
