@@ -128,7 +128,8 @@ impl Fetcher {
             let id = disk.id(&v.key, &v.etag, HEADER_ENTRY);
             let (ring2, v2) = (ring.clone(), v.clone());
             let expect = expect_id.map(str::to_string);
-            let check = move |_, head: Bytes| {
+            let check = move |_, head: Vec<u8>| {
+                let head = Bytes::from(head);
                 check_header(&ring2, &v2, expect.as_deref(), &head)
                     .map(|codec| (codec, head))
                     .map_err(|e| e.to_string())
@@ -346,16 +347,10 @@ async fn from_disk(
 ) -> Vec<Bytes> {
     let ids: Vec<_> = (first..end).map(|i| disk.id(&v.key, &v.etag, i)).collect();
     let (codec, size) = (codec.clone(), v.size);
-    let check = move |n: usize, body: Bytes| {
-        let i = first + n as u64;
-        let want = codec.fetch_range(&block_plain(i, size), size);
-        if body.len() as u64 != want.end - want.start {
-            return Err("wrong length".to_string());
-        }
-        let mut plain = codec
-            .decode_blocks(&body.into(), i, i + 1, size)
-            .map_err(|e| e.to_string())?;
-        Ok(plain.pop().unwrap_or_default())
+    let check = move |n: usize, body: Vec<u8>| {
+        codec
+            .decode_block(first + n as u64, size, body)
+            .map_err(|e| e.to_string())
     };
     disk.get_run(ids, check).await
 }

@@ -246,6 +246,56 @@ pub fn punch_hole(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
     }
 }
 
+/// Read from `offset` of `file` into all of `head`, then on into the spare capacity of `body`
+/// (appending to it), in one `preadv` unless the kernel returns less. So a disk-cache entry's
+/// small header lands on the stack and its body straight in the buffer that will keep it,
+/// never zeroed or copied first. Returns the bytes read: fewer than asked only at the end of
+/// the file.
+pub fn read_split_at(
+    file: &File,
+    offset: u64,
+    head: &mut [u8],
+    body: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let start = body.len();
+    let want = head.len() + body.spare_capacity_mut().len();
+    let mut done = 0;
+    while done < want {
+        let in_head = done.min(head.len());
+        let in_body = done - in_head;
+        let spare = &mut body.spare_capacity_mut()[in_body..];
+        let iov = [
+            libc::iovec {
+                iov_base: head[in_head..].as_mut_ptr().cast(),
+                iov_len: head.len() - in_head,
+            },
+            libc::iovec {
+                iov_base: spare.as_mut_ptr().cast(),
+                iov_len: spare.len(),
+            },
+        ];
+        let at = (offset + done as u64) as libc::off_t;
+        // SAFETY: the descriptor is open, and each iovec covers memory valid for writes of its
+        // length (uninitialized memory is fine: the kernel only writes to it).
+        let n = unsafe { libc::preadv(file.as_raw_fd(), iov.as_ptr(), 2, at) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        done += n as usize;
+    }
+    // SAFETY: preadv wrote the first `done - head.len()` bytes of the spare capacity (when it
+    // got past `head`), and `want` bounds them by the capacity.
+    unsafe { body.set_len(start + done.saturating_sub(head.len())) };
+    Ok(done)
+}
+
 /// Where the next bytes of `file` that are not a hole start, at or after `offset`; `None` when
 /// only holes follow. A file system that does not track holes reports every byte as data.
 pub fn next_data(file: &File, offset: u64) -> std::io::Result<Option<u64>> {
@@ -312,6 +362,40 @@ mod tests {
         assert!(raw[1 << 20..(1 << 20) + 8192].iter().all(|&b| b == 0));
         assert_eq!(raw[(1 << 20) + 8192], 7);
         assert!(next_data(&f, 0).unwrap().unwrap() >= (1 << 20) + 8192);
+    }
+
+    #[test]
+    fn a_split_read_fills_the_head_then_appends_to_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let f = File::open(&path).unwrap();
+        // Within the file: the head, then exactly the body's spare capacity.
+        let (mut head, mut body) = ([0u8; 46], Vec::with_capacity(5_000));
+        body.push(9);
+        let cap = body.capacity();
+        assert_eq!(
+            read_split_at(&f, 100, &mut head, &mut body).unwrap(),
+            46 + cap - 1
+        );
+        assert_eq!(&head[..], &bytes[100..146]);
+        assert_eq!(body[0], 9, "appended after what the body held");
+        assert_eq!(&body[1..], &bytes[146..146 + cap - 1]);
+        // Past the end: fewer bytes, and the body holds only what was read.
+        let (mut head, mut body) = ([0u8; 46], Vec::with_capacity(5_000));
+        assert_eq!(
+            read_split_at(&f, 9_000, &mut head, &mut body).unwrap(),
+            1_000
+        );
+        assert_eq!(
+            (&head[..], &body[..]),
+            (&bytes[9_000..9_046], &bytes[9_046..])
+        );
+        // Ending inside the head: the body stays empty.
+        let (mut head, mut body) = ([0u8; 46], Vec::with_capacity(64));
+        assert_eq!(read_split_at(&f, 9_990, &mut head, &mut body).unwrap(), 10);
+        assert_eq!((&head[..10], body.len()), (&bytes[9_990..], 0));
     }
 
     #[test]

@@ -339,12 +339,13 @@ impl DiskCache {
 
     /// What `check` makes of the bodies of the leading run of `ids` that the cache holds, each
     /// read back, checked here (`segment::read`) and then by `check` (given its position in
-    /// `ids`; client mode authenticates the block there). The run ends at the first miss; an
+    /// `ids`, and the body to keep or decrypt in place; client mode authenticates the block
+    /// there). The run ends at the first miss; an
     /// entry found bad is deleted and ends it too.
     pub async fn get_run<T, F>(self: &Arc<Self>, ids: Vec<EntryId>, mut check: F) -> Vec<T>
     where
         T: Send + 'static,
-        F: FnMut(usize, Bytes) -> Result<T, String> + Send + 'static,
+        F: FnMut(usize, Vec<u8>) -> Result<T, String> + Send + 'static,
     {
         let m = crate::metrics::global();
         let me = self.clone();
@@ -401,8 +402,7 @@ impl DiskCache {
             match (&self.contents, kind) {
                 (Contents::AsFetched, segment::KIND_AS_FETCHED) => Ok(body),
                 (Contents::Sealed(key), segment::KIND_SEALED) => key
-                    .open(header, &body)
-                    .map(Bytes::from)
+                    .open(header, body)
                     .map_err(|_| "does not authenticate under the local key"),
                 _ => Err("kept in another mode"),
             }

@@ -21,7 +21,7 @@ fn sealed(cfg: &DiskCacheConfig) -> Arc<DiskCache> {
     .unwrap()
 }
 
-fn ok(_: usize, b: Bytes) -> Result<Bytes, String> {
+fn ok(_: usize, b: Vec<u8>) -> Result<Vec<u8>, String> {
     Ok(b)
 }
 

@@ -134,6 +134,30 @@ impl FileCodec {
         Ok(out)
     }
 
+    /// Block `i` of a file of `size` bytes from exactly its object bytes, owned (as the disk
+    /// cache reads them): authenticated and decrypted in that buffer in client mode, which
+    /// then is the block, so a hit copies nothing more.
+    pub fn decode_block(&self, i: u64, size: u64, object: Vec<u8>) -> Result<Bytes, FormatError> {
+        let want = match self {
+            FileCodec::Plain => ((i + 1) * BLOCK_PLAIN)
+                .min(size)
+                .saturating_sub(i * BLOCK_PLAIN),
+            FileCodec::Client(_) => {
+                let r = block_range(i, size);
+                r.end - r.start
+            }
+        };
+        if object.len() as u64 != want {
+            return Err(FormatError::BadBlock(i));
+        }
+        match self {
+            FileCodec::Plain => Ok(Bytes::from(object)),
+            FileCodec::Client(keys) => keys
+                .open_block_within(i, i + 1 == block_count(size), object)
+                .map(Bytes::from),
+        }
+    }
+
     /// Object bytes of the part that holds plaintext `[start, start + plain.len())` of a file
     /// whose final size is `size`; `start` is a multiple of the block size. Owned, so that a
     /// plain-mode part (8 MiB by default) goes out as it is rather than copied once more.

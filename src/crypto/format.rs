@@ -244,6 +244,35 @@ impl FileKeys {
         self.open_block_in(index, last, nonce, rest.to_vec())
     }
 
+    /// Open one sealed block held whole (nonce, ciphertext, tag) in `buf`, which becomes the
+    /// plaintext: decrypted where it lies and moved to the front while still in the CPU's
+    /// cache, so a block read straight into its own buffer (a disk cache hit) is not copied
+    /// again.
+    pub fn open_block_within(
+        &self,
+        index: u64,
+        last: bool,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, FormatError> {
+        if !(BLOCK_OVERHEAD..=BLOCK_CIPHER).contains(&(buf.len() as u64)) {
+            return Err(FormatError::BadBlock(index));
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&buf[..NONCE_LEN as usize])
+            .map_err(|_| FormatError::BadBlock(index))?;
+        let plain_len = self
+            .cipher
+            .open_within(
+                nonce,
+                Aad::from(self.aad(index, last)),
+                &mut buf,
+                NONCE_LEN as usize..,
+            )
+            .map_err(|_| FormatError::BadBlock(index))?
+            .len();
+        buf.truncate(plain_len);
+        Ok(buf)
+    }
+
     /// Open one sealed block given as its `nonce` and the rest of it (ciphertext and tag)
     /// in `buf`, which becomes the plaintext: decrypted in place, so a block copied once out
     /// of a response body is never copied or zeroed again.

@@ -244,3 +244,35 @@ fn an_empty_block_after_a_full_last_block_is_not_a_size() {
     );
     assert_eq!(plain_size(HEADER_LEN + BLOCK_OVERHEAD), Ok(0));
 }
+
+#[test]
+fn a_block_opened_in_its_own_buffer_matches_and_is_authenticated() {
+    let keys = FileKeys::new_file(&key(4), 1);
+    let plain = sample(2 * 65536 + 10);
+    let size = plain.len() as u64;
+    let obj = seal_all(&keys, &plain);
+    let sealed = |i: u64| {
+        let r = block_range(i, size);
+        obj[r.start as usize..r.end as usize].to_vec()
+    };
+    for i in 0..3u64 {
+        let last = i == 2;
+        let want = &plain[(i * BLOCK_PLAIN) as usize..((i + 1) * BLOCK_PLAIN).min(size) as usize];
+        assert_eq!(keys.open_block(i, last, &sealed(i)).unwrap(), want);
+        assert_eq!(keys.open_block_within(i, last, sealed(i)).unwrap(), want);
+        // Another index, the wrong last flag, a flipped bit, a cut tag: refused.
+        assert!(keys.open_block_within(i + 1, last, sealed(i)).is_err());
+        assert!(keys.open_block_within(i, !last, sealed(i)).is_err());
+        let mut bad = sealed(i);
+        bad[NONCE_LEN as usize + 3] ^= 1;
+        assert_eq!(
+            keys.open_block_within(i, last, bad),
+            Err(FormatError::BadBlock(i))
+        );
+        let cut = sealed(i)[..BLOCK_OVERHEAD as usize - 1].to_vec();
+        assert_eq!(
+            keys.open_block_within(i, last, cut),
+            Err(FormatError::BadBlock(i))
+        );
+    }
+}

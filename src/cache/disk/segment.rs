@@ -8,8 +8,6 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use bytes::Bytes;
-
 use super::EntryId;
 use crate::crypto::format::BLOCK_CIPHER;
 use crate::crypto::local::LocalKey;
@@ -96,7 +94,7 @@ pub enum Read {
     Absent,
     /// Something that must not be served, and why.
     Bad(&'static str),
-    Entry(Bytes),
+    Entry(Vec<u8>),
 }
 
 /// Where `slot` starts in its segment file.
@@ -133,44 +131,32 @@ fn parse(h: &[u8], id: &EntryId) -> Option<usize> {
     (ours && len <= MAX_BODY).then_some(len)
 }
 
-/// Read up to `buf.len()` bytes at `at`, fewer only at the end of the file.
-fn read_full_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read_at(&mut buf[n..], at + n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-/// Read entry `id` from its segment `f` in one `pread`; `open` checks its kind and turns its
-/// body (given the header, a sealed body's associated data) into what the cache serves.
+/// Read entry `id` from its segment `f` in one `preadv`: its header onto the stack, its body
+/// into a buffer of its own, which `open` (given the kind and the header, a sealed body's
+/// associated data) turns into what the cache serves, in place: a hit copies the block once,
+/// from the page cache, and never zeroes a buffer.
 pub fn read(
     f: &File,
     id: &EntryId,
-    open: impl FnOnce(u8, &[u8], Bytes) -> Result<Bytes, &'static str>,
+    open: impl FnOnce(u8, &[u8], Vec<u8>) -> Result<Vec<u8>, &'static str>,
 ) -> Read {
-    let mut buf = vec![0u8; SLOT as usize];
-    let n = match read_full_at(f, &mut buf, offset(id.slot)) {
+    let mut head = [0u8; HEADER];
+    let mut body = Vec::with_capacity(MAX_BODY);
+    let n = match crate::sys::read_split_at(f, offset(id.slot), &mut head, &mut body) {
         Ok(n) => n,
         Err(_) => return Read::Bad("unreadable"),
     };
-    if buf[..HEADER.min(n)].iter().all(|&b| b == 0) {
+    if head[..HEADER.min(n)].iter().all(|&b| b == 0) {
         return Read::Absent;
     }
-    let Some(len) = (n >= HEADER).then(|| parse(&buf, id)).flatten() else {
+    let Some(len) = (n >= HEADER).then(|| parse(&head, id)).flatten() else {
         return Read::Bad("not an entry of this name (torn or foreign)");
     };
-    if n < HEADER + len {
+    if body.len() < len {
         return Read::Bad("length does not match (torn write)");
     }
-    let kind = buf[8];
-    let raw = Bytes::from(buf);
-    match open(kind, &raw[..HEADER], raw.slice(HEADER..HEADER + len)) {
+    body.truncate(len);
+    match open(head[8], &head, body) {
         Ok(body) => Read::Entry(body),
         Err(why) => Read::Bad(why),
     }
