@@ -23,7 +23,6 @@
 //!   what this writer would have stored (the PUT body, or the multipart upload, still
 //!   pending) so the caller can keep it: nothing is aborted or dropped for a conflict.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -33,17 +32,15 @@ use tokio::task::JoinSet;
 use crate::crypto::codec::{seal_part, FileCodec};
 use crate::crypto::format::FormatError;
 mod conflict;
+mod dirty;
 mod pool;
 mod upload;
 pub use conflict::{Lost, LostData, OnConflict};
+use dirty::{Dirty, Parts};
 pub use pool::PartPool;
 use upload::{drain, flatten, join_one, Upload};
 
 use crate::store::{self, CompletedPart, Expect, ObjectMeta, ObjectStore, StoreError, UserMeta};
-
-/// A sequential writer's extent smaller than this grows as a `Vec` does; past it, it gets its
-/// whole part's capacity (so a small file never reserves a part).
-const STREAM_MIN: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct WriteConfig {
@@ -138,8 +135,7 @@ pub struct Writer {
     base: Option<Base>,
     base_valid: u64,
     size: u64,
-    dirty: BTreeMap<u64, Vec<u8>>,
-    dirty_bytes: u64,
+    dirty: Dirty,
     upload: Option<Upload>,
     committed_end: u64,
     state: WriterState,
@@ -179,8 +175,7 @@ impl Writer {
             base_valid: size,
             base,
             size,
-            dirty: BTreeMap::new(),
-            dirty_bytes: 0,
+            dirty: Dirty::default(),
             upload: None,
             committed_end: 0,
             state: WriterState::Clean,
@@ -268,6 +263,16 @@ impl Writer {
         self.guard(r).await
     }
 
+    /// Hold `data` at `offset` until a part takes it.
+    fn insert_dirty(&mut self, offset: u64, data: &[u8]) {
+        let parts = Parts {
+            size: self.cfg.part_size,
+            committed_end: self.committed_end,
+            pool: &self.pool,
+        };
+        self.dirty.insert(offset, data, &parts);
+    }
+
     pub async fn truncate(&mut self, key: &str, meta: &UserMeta, new_size: u64) -> Result<()> {
         self.check()?;
         // Refused before anything changes: an extension is zeros uploaded at the next
@@ -278,7 +283,7 @@ impl Writer {
             let r = self.checkpoint_inner(key, meta).await;
             self.guard(r).await?;
         }
-        self.trim_dirty(new_size);
+        self.dirty.trim(new_size);
         self.base_valid = self.base_valid.min(new_size);
         self.size = new_size;
         self.mark_changed();
@@ -327,7 +332,6 @@ impl Writer {
             }
         }
         self.dirty.clear();
-        self.dirty_bytes = 0;
         self.committed_end = 0;
     }
 
@@ -436,7 +440,6 @@ impl Writer {
         self.base = Some(base.clone());
         self.base_valid = self.size;
         self.dirty.clear();
-        self.dirty_bytes = 0;
         self.committed_end = 0;
         self.state = WriterState::Clean;
         Ok(base)
@@ -466,14 +469,9 @@ impl Writer {
             let ce = self.committed_end;
             // Only once the file extends past the part: the part holding the file's end is
             // always sealed at checkpoint, when the final size (and so the last block) is known.
-            let full =
-                self.size > ce + p && self.dirty.get(&ce).is_some_and(|v| v.len() as u64 >= p);
-            let pressure_limit = if self.dirty_bytes > self.cfg.max_dirty.max(p) {
-                let last_end = self
-                    .dirty
-                    .iter()
-                    .next_back()
-                    .map_or(0, |(s, v)| s + v.len() as u64);
+            let full = self.size > ce + p && self.dirty.holds(ce, p);
+            let pressure_limit = if self.dirty.bytes() > self.cfg.max_dirty.max(p) {
+                let last_end = self.dirty.end();
                 (last_end / p * p).min(self.size.saturating_sub(1) / p * p)
             } else {
                 0
@@ -491,7 +489,7 @@ impl Writer {
     async fn send_part(&mut self, range: Range<u64>) -> Result<()> {
         let number = (range.start / self.cfg.part_size) as i32 + 1;
         let part_end = range.end;
-        let untouched = !self.has_dirty(range.clone());
+        let untouched = !self.dirty.touches(range.clone());
         let copy_from = match &self.base {
             Some(b)
                 if untouched
@@ -509,7 +507,7 @@ impl Writer {
             Some(_) => None,
             None => Some(self.take_part_bytes(range.clone()).await?),
         };
-        self.drop_dirty_below(range.end);
+        self.dirty.drop_below(range.end);
         let (store, pool) = (self.store.clone(), self.pool.clone());
         let (codec, size) = (self.codec.clone(), self.size);
         let up = self.upload.as_mut().expect("upload started before parts");
@@ -558,19 +556,10 @@ impl Writer {
     /// The bytes of `range`: taken without copying when one dirty extent starts there and
     /// covers it (the sequential case), assembled otherwise.
     async fn take_part_bytes(&mut self, range: Range<u64>) -> Result<Vec<u8>> {
-        let len = (range.end - range.start) as usize;
-        if let Some(v) = self.dirty.get(&range.start) {
-            if v.len() >= len {
-                let mut v = self.dirty.remove(&range.start).expect("checked above");
-                let rest = v.split_off(len);
-                self.dirty_bytes -= len as u64;
-                if !rest.is_empty() {
-                    self.dirty.insert(range.end, rest);
-                }
-                return Ok(v);
-            }
+        match self.dirty.take(range.clone()) {
+            Some(v) => Ok(v),
+            None => self.assemble(range).await,
         }
-        self.assemble(range).await
     }
 
     /// Base bytes (only those not overwritten) + dirty extents + zeros.
@@ -578,7 +567,7 @@ impl Writer {
         let mut buf = vec![0u8; (range.end - range.start) as usize];
         let base_end = range.end.min(self.base_valid);
         if let (Some(base), true) = (&self.base, range.start < base_end) {
-            let gaps = self.uncovered(range.start..base_end);
+            let gaps = self.dirty.uncovered(range.start..base_end);
             if let (Some(first), Some(last)) = (gaps.first(), gaps.last()) {
                 let span = first.start..last.end;
                 let fetch = self.codec.fetch_range(&span, base.size);
@@ -593,167 +582,8 @@ impl Writer {
                 buf[at..at + data.len()].copy_from_slice(&data);
             }
         }
-        for (&start, v) in self.dirty.range(..range.end).rev() {
-            let end = start + v.len() as u64;
-            if end <= range.start {
-                break;
-            }
-            let from = start.max(range.start);
-            let to = end.min(range.end);
-            buf[(from - range.start) as usize..(to - range.start) as usize]
-                .copy_from_slice(&v[(from - start) as usize..(to - start) as usize]);
-        }
+        self.dirty.overlay(range, &mut buf);
         Ok(buf)
-    }
-
-    /// Sub-ranges of `range` not covered by dirty extents.
-    fn uncovered(&self, range: Range<u64>) -> Vec<Range<u64>> {
-        let mut gaps = Vec::new();
-        let mut pos = range.start;
-        let first = self
-            .dirty
-            .range(..=range.start)
-            .next_back()
-            .map(|(s, v)| (*s, v.len() as u64));
-        let iter = first.into_iter().chain(
-            self.dirty
-                .range(range.start + 1..range.end)
-                .map(|(s, v)| (*s, v.len() as u64)),
-        );
-        for (s, len) in iter {
-            let e = s + len;
-            if e <= pos {
-                continue;
-            }
-            if s > pos {
-                gaps.push(pos..s.min(range.end));
-            }
-            pos = pos.max(e);
-            if pos >= range.end {
-                break;
-            }
-        }
-        if pos < range.end {
-            gaps.push(pos..range.end);
-        }
-        gaps
-    }
-
-    fn has_dirty(&self, range: Range<u64>) -> bool {
-        self.uncovered(range.clone()) != vec![range]
-    }
-
-    fn insert_dirty(&mut self, offset: u64, data: &[u8]) {
-        if data.is_empty() || self.append_streaming(offset, data) {
-            return;
-        }
-        let end = offset + data.len() as u64;
-        let nothing_after = self.dirty.range(offset..=end).next().is_none();
-        if let Some((&s, v)) = self.dirty.range_mut(..offset).next_back() {
-            let e = s + v.len() as u64;
-            // Fast paths: append to the extent that ends here, or overwrite inside one extent.
-            if e == offset && nothing_after {
-                v.extend_from_slice(data);
-                self.dirty_bytes += data.len() as u64;
-                return;
-            }
-            if end <= e {
-                let at = (offset - s) as usize;
-                v[at..at + data.len()].copy_from_slice(data);
-                return;
-            }
-        }
-        let mut start = offset;
-        let mut new_end = end;
-        let mut olds = Vec::new();
-        if let Some((&s, v)) = self.dirty.range(..offset).next_back() {
-            if s + v.len() as u64 >= offset {
-                start = s;
-                olds.push(s);
-            }
-        }
-        for (&s, v) in self.dirty.range(offset..=end) {
-            new_end = new_end.max(s + v.len() as u64);
-            olds.push(s);
-        }
-        let mut merged = vec![0u8; (new_end - start) as usize];
-        for s in olds {
-            let v = self.dirty.remove(&s).expect("listed above");
-            self.dirty_bytes -= v.len() as u64;
-            let at = (s - start) as usize;
-            merged[at..at + v.len()].copy_from_slice(&v);
-        }
-        let at = (offset - start) as usize;
-        merged[at..at + data.len()].copy_from_slice(data);
-        self.dirty_bytes += merged.len() as u64;
-        self.dirty.insert(start, merged);
-    }
-
-    /// The sequential writer's path: `data` continues the last extent, which starts at a part
-    /// boundary at or after `committed_end` (or starts one there). Extents are then kept one
-    /// per part: filled to the part's end, the rest starting the next part's extent, each
-    /// given the part's capacity once it outgrows `STREAM_MIN`, so no reallocation copies
-    /// what was written (doubling copied each byte about twice) and a part is taken whole.
-    /// False, having done nothing, for any other write.
-    fn append_streaming(&mut self, offset: u64, data: &[u8]) -> bool {
-        let p = self.cfg.part_size;
-        let start = match self.dirty.iter().next_back() {
-            // A full last extent (a write ended exactly on the part's end, as 1 MiB writes do
-            // with 8 MiB parts) is left whole: this write starts the next part's.
-            Some((&s, v)) if s + v.len() as u64 == offset && (v.len() as u64) < p => s,
-            Some((&s, v)) if s + v.len() as u64 == offset => offset,
-            None => offset,
-            Some(_) => return false,
-        };
-        if start % p != 0 || start < self.committed_end {
-            return false;
-        }
-        let (mut at, mut rest) = (start, data);
-        while !rest.is_empty() {
-            let v = self.dirty.entry(at).or_default();
-            let n = rest.len().min((p as usize).saturating_sub(v.len()));
-            if v.capacity() < v.len() + n && v.len() + n > STREAM_MIN {
-                let mut part = self.pool.take();
-                part.reserve_exact(p as usize);
-                part.extend_from_slice(v);
-                *v = part;
-            }
-            v.extend_from_slice(&rest[..n]);
-            self.dirty_bytes += n as u64;
-            rest = &rest[n..];
-            at += p;
-        }
-        true
-    }
-
-    fn trim_dirty(&mut self, size: u64) {
-        let after: Vec<u64> = self.dirty.range(size..).map(|(s, _)| *s).collect();
-        for s in after {
-            let v = self.dirty.remove(&s).expect("listed above");
-            self.dirty_bytes -= v.len() as u64;
-        }
-        if let Some((&s, v)) = self.dirty.range_mut(..size).next_back() {
-            let keep = (size - s) as usize;
-            if v.len() > keep {
-                self.dirty_bytes -= (v.len() - keep) as u64;
-                v.truncate(keep);
-            }
-        }
-    }
-
-    /// Forget dirty bytes below `end` (they are in a part now).
-    fn drop_dirty_below(&mut self, end: u64) {
-        let below: Vec<u64> = self.dirty.range(..end).map(|(s, _)| *s).collect();
-        for s in below {
-            let mut v = self.dirty.remove(&s).expect("listed above");
-            self.dirty_bytes -= v.len() as u64;
-            let e = s + v.len() as u64;
-            if e > end {
-                let rest = v.split_off((end - s) as usize);
-                self.dirty_bytes += rest.len() as u64;
-                self.dirty.insert(end, rest);
-            }
-        }
     }
 }
 

@@ -122,7 +122,7 @@ async fn sequential_write_streams_parts_before_close() {
         "parts stream while the file is open"
     );
     assert!(mem.raw(KEY).is_none(), "nothing visible before close");
-    assert!(w.dirty_bytes <= 16, "full parts leave memory");
+    assert!(w.dirty.bytes() <= 16, "full parts leave memory");
     w.checkpoint(KEY, &meta).await.unwrap();
     let want: Vec<u8> = (0..10u8).flat_map(|i| [i; 8]).collect();
     assert_eq!(&mem.raw(KEY).unwrap()[..], &want[..]);
@@ -155,14 +155,14 @@ async fn a_sequential_writer_fills_one_buffer_per_part_and_never_regrows_it() {
             w.write(KEY, &meta, at, &data[at as usize..end as usize])
                 .await
                 .unwrap();
-            for (&start, v) in &w.dirty {
+            let extents = w.dirty.shape();
+            for &(start, len, cap) in &extents {
                 assert_eq!(start % p, 0, "extents start at part boundaries");
-                assert!(v.len() as u64 <= p, "an extent never spans two parts");
+                assert!(len <= p, "an extent never spans two parts");
                 // Doubling past the part (what a growing Vec does) would copy it all again.
-                let cap = v.capacity();
                 assert!(cap <= cfg.part_buffer(), "capacity {cap} > a part buffer");
             }
-            assert!(w.dirty.len() <= 2);
+            assert!(extents.len() <= 2);
         }
         w.checkpoint(KEY, &meta).await.unwrap();
         assert_eq!(&mem.raw(KEY).unwrap()[..], &data[..]);
@@ -178,11 +178,7 @@ async fn a_sequential_writer_fills_one_buffer_per_part_and_never_regrows_it() {
     for at in (0..2 * p).step_by(p as usize / 4) {
         w.insert_dirty(at, &data[at as usize..(at + p / 4) as usize]);
     }
-    let extents: Vec<_> = w
-        .dirty
-        .iter()
-        .map(|(&s, v)| (s, v.len() as u64, v.capacity()))
-        .collect();
+    let extents = w.dirty.shape();
     let b = cfg.part_buffer();
     assert_eq!(extents, [(0, p, b), (p, p, b)]);
 }
