@@ -340,8 +340,7 @@ impl DiskCache {
     /// What `check` makes of the bodies of the leading run of `ids` that the cache holds, each
     /// read back, checked here (`segment::read`) and then by `check` (given its position in
     /// `ids`, and the body to keep or decrypt in place; client mode authenticates the block
-    /// there). The run ends at the first miss; an
-    /// entry found bad is deleted and ends it too.
+    /// there). The run ends at the first miss; an entry found bad is deleted and ends it too.
     pub async fn get_run<T, F>(self: &Arc<Self>, ids: Vec<EntryId>, mut check: F) -> Vec<T>
     where
         T: Send + 'static,

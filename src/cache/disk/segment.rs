@@ -156,6 +156,11 @@ pub fn read(
         return Read::Bad("length does not match (torn write)");
     }
     body.truncate(len);
+    // The buffer was sized for the largest body: a short one (a file's last block, a header)
+    // gives the rest back, or every cache that keeps it would hold 64 KiB and count a few bytes.
+    if body.capacity() - len >= 4096 {
+        body.shrink_to_fit();
+    }
     match open(head[8], &head, body) {
         Ok(body) => Read::Entry(body),
         Err(why) => Read::Bad(why),
