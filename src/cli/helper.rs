@@ -132,6 +132,19 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
+    use crate::mount::MountPlan;
+
+    /// The plan `sealfs mount` makes of command line `argv` for the user `ids`.
+    fn plan_of<I, T>(argv: I, ids: (u32, u32)) -> Result<MountPlan, CliError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let Command::Mount(m) = Cli::parse_from(argv).command else {
+            panic!("not a mount command line")
+        };
+        m.into_plan(ids)
+    }
 
     #[test]
     fn mount_helper_command_lines_become_sealfs_mount() {
@@ -162,43 +175,29 @@ mod tests {
         );
         let normal = args(&["sealfs", "mount", "s3://b", "/mnt", "-f"]);
         assert_eq!(helper_args(normal.clone()), normal);
-        let cli = Cli::parse_from(helper_args(args(&[
-            "mount.sealfs",
-            "s3://b/p",
-            "/mnt",
-            "-sfv",
-            "-oro,uid=3",
-        ])));
-        let Command::Mount(m) = cli.command else {
-            panic!()
-        };
-        let plan = m.into_plan((0, 0)).unwrap();
+        let plan = plan_of(
+            helper_args(args(&[
+                "mount.sealfs",
+                "s3://b/p",
+                "/mnt",
+                "-sfv",
+                "-oro,uid=3",
+            ])),
+            (0, 0),
+        )
+        .unwrap();
         assert!(plan.fs.read_only && !plan.foreground);
         assert_eq!(plan.fs.defaults.uid, 3);
     }
 
     #[test]
     fn dash_o_options_set_the_long_options() {
-        let cli = Cli::parse_from([
-            "sealfs",
-            "mount",
-            "s3://b/p",
-            "/mnt",
-            "-o",
-            "ro,allow_other,uid=7,file_mode=600",
-        ]);
-        let Command::Mount(args) = cli.command else {
-            panic!()
-        };
-        let plan = args.into_plan((1, 2)).unwrap();
+        let opts = "ro,allow_other,uid=7,file_mode=600";
+        let plan = plan_of(["sealfs", "mount", "s3://b/p", "/mnt", "-o", opts], (1, 2)).unwrap();
         assert!(plan.fs.read_only && plan.allow_other);
         assert_eq!(plan.fs.defaults.uid, 7);
         assert_eq!(plan.fs.defaults.gid, 2);
         assert_eq!(plan.fs.defaults.file_mode, 0o600);
-        let cli = Cli::parse_from(["sealfs", "mount", "s3://b", "/mnt", "-o", "bogus"]);
-        let Command::Mount(args) = cli.command else {
-            panic!()
-        };
-        assert!(args.into_plan((0, 0)).is_err());
+        assert!(plan_of(["sealfs", "mount", "s3://b", "/mnt", "-o", "bogus"], (0, 0)).is_err());
     }
 }
