@@ -1,6 +1,7 @@
 //! The AWS SDK settings S3 and KMS share: which profile, and which certificate authorities
 //! HTTPS trusts. `store::s3` and `kms` both start from `loader`, so every connection sealfs
-//! makes (S3, KMS, and the credential providers behind them) trusts the same roots.
+//! makes (S3, KMS, and the credential providers behind them) goes through `net`'s client and
+//! trusts the same roots.
 //!
 //! The SDK for Rust does not read `AWS_CA_BUNDLE` or a profile's `ca_bundle` itself; the AWS
 //! CLI and the other SDKs do, so users of a private-CA endpoint (MinIO, Ceph RGW, a company
@@ -14,10 +15,11 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use aws_config::ConfigLoader;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use aws_types::os_shim_internal::{Env, Fs};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+
+mod net;
 
 /// What the user chose for every AWS connection (`None`: the standard chain decides).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,26 +43,29 @@ pub enum TrustError {
 }
 
 /// A CA bundle and the setting that named it (for error messages and the mount's log).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Bundle {
     pub path: PathBuf,
     pub from: String,
-    pub pem: Vec<u8>,
     pub certificates: usize,
+    /// What HTTPS trusts: the bundle's certificates, each checked usable as a CA.
+    pub roots: rustls::RootCertStore,
 }
 
-/// The SDK loader for `settings`: profile chosen, HTTPS trusting the bundle the settings,
-/// environment or profile name (the system's roots when none does).
+/// The SDK loader for `settings`: profile chosen, requests through `net`'s client, HTTPS
+/// trusting the bundle the settings, environment or profile name (the system's roots when none
+/// does).
 pub async fn loader(settings: &AwsSettings) -> Result<(ConfigLoader, Option<Bundle>), TrustError> {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(p) = &settings.profile {
         loader = loader.profile_name(p);
     }
     let bundle = ca_bundle(settings, &Env::real(), &Fs::real()).await?;
-    if let Some(b) = &bundle {
-        loader = loader.http_client(https_client(&b.pem));
-    }
-    Ok((loader, bundle))
+    let roots = match &bundle {
+        Some(b) => b.roots.clone(),
+        None => net::system_roots(),
+    };
+    Ok((loader.http_client(net::client(roots)), bundle))
 }
 
 /// The mount's log line saying which CA bundle HTTPS trusts (`None`: the system's roots).
@@ -83,19 +88,6 @@ pub fn trust_hint(detail: &str) -> &'static str {
     } else {
         ""
     }
-}
-
-/// An HTTPS client trusting exactly the certificates in `pem` (already parsed by `read`).
-fn https_client(pem: &[u8]) -> aws_types::sdk_config::SharedHttpClient {
-    let trust = TrustStore::empty().with_pem_certificate(pem.to_vec());
-    let context = TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .expect("a trust store without extra server names is a valid TLS context");
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-        .tls_context(context)
-        .build_https()
 }
 
 /// The bundle to trust: `--ca-bundle`, else `AWS_CA_BUNDLE`, else the profile's `ca_bundle`.
@@ -141,7 +133,7 @@ fn read(path: &Path, from: &str) -> Result<Bundle, TrustError> {
     if certificates.is_empty() {
         return Err(fail("no PEM certificate in it".into()));
     }
-    // The same check the TLS provider makes later with `expect`: refuse here instead.
+    // A certificate rustls cannot use as a CA is refused here, naming the file.
     let mut roots = rustls::RootCertStore::empty();
     for der in &certificates {
         roots
@@ -151,8 +143,8 @@ fn read(path: &Path, from: &str) -> Result<Bundle, TrustError> {
     Ok(Bundle {
         path: path.to_path_buf(),
         from: from.to_string(),
-        pem,
         certificates: certificates.len(),
+        roots,
     })
 }
 
