@@ -11,9 +11,10 @@
 //! every read of the socket that returned bytes, one `setsockopt` per read.
 //!
 //! Invariants, as in the SDK's own client: errors are classified for its retry policy (a
-//! failed connect or I/O error is `io`, retried; a connect over its timeout is `timeout`; a
-//! request the SDK could not convert is `user`), and connecting gives up after the connect
-//! timeout the SDK's settings name.
+//! failed connect or I/O error is `io`, retried; a connect or a response over its timeout is
+//! `timeout`; a request the SDK could not convert is `user`), connecting gives up after the
+//! connect timeout the SDK's settings name, and waiting for a response's headers after their
+//! read timeout (the instance-metadata credential provider sets one).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -42,6 +43,21 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// The client for the SDK's config: HTTPS trusts exactly `roots`.
 pub fn client(roots: rustls::RootCertStore) -> SharedHttpClient {
+    let tls = tls_connector(roots);
+    // The SDK asks for a connector per request attempt: one per pair of timeouts keeps one
+    // connection pool per client, as the SDK's client does.
+    type Timeouts = (Option<Duration>, Option<Duration>);
+    let made: parking_lot::Mutex<HashMap<Timeouts, SharedHttpConnector>> = Default::default();
+    http_client_fn(move |settings, _| {
+        let (connect, read) = (settings.connect_timeout(), settings.read_timeout());
+        made.lock()
+            .entry((connect, read))
+            .or_insert_with(|| SharedHttpConnector::new(Client::new(tls.clone(), connect, read)))
+            .clone()
+    })
+}
+
+fn tls_connector(roots: rustls::RootCertStore) -> tokio_rustls::TlsConnector {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -49,29 +65,7 @@ pub fn client(roots: rustls::RootCertStore) -> SharedHttpClient {
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    // The SDK asks for a connector per request attempt: one per connect timeout keeps one
-    // connection pool per client, as the SDK's client does.
-    let made: parking_lot::Mutex<HashMap<Option<Duration>, SharedHttpConnector>> =
-        Default::default();
-    http_client_fn(move |settings, _| {
-        let timeout = settings.connect_timeout();
-        made.lock()
-            .entry(timeout)
-            .or_insert_with(|| {
-                let connect = Connect {
-                    tls: tls.clone(),
-                    timeout,
-                };
-                SharedHttpConnector::new(Client {
-                    hyper: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-                        .pool_timer(TokioTimer::new())
-                        .pool_idle_timeout(POOL_IDLE)
-                        .build(connect),
-                })
-            })
-            .clone()
-    })
+    tokio_rustls::TlsConnector::from(Arc::new(tls))
 }
 
 /// The system's certificate authorities (what HTTPS trusts without a CA bundle).
@@ -93,6 +87,28 @@ pub fn system_roots() -> rustls::RootCertStore {
 
 struct Client {
     hyper: hyper_util::client::legacy::Client<Connect, SdkBody>,
+    /// How long to wait for a response's headers once the request is sent.
+    read_timeout: Option<Duration>,
+}
+
+impl Client {
+    fn new(
+        tls: tokio_rustls::TlsConnector,
+        connect_timeout: Option<Duration>,
+        read_timeout: Option<Duration>,
+    ) -> Self {
+        let connect = Connect {
+            tls,
+            timeout: connect_timeout,
+        };
+        Client {
+            hyper: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(POOL_IDLE)
+                .build(connect),
+            read_timeout,
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -108,8 +124,16 @@ impl HttpConnector for Client {
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
         let response = self.hyper.request(request);
+        let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
-            match response.await {
+            let response = match read_timeout {
+                Some(t) => match tokio::time::timeout(t, response).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(ConnectorError::timeout(Box::new(ResponseTimedOut(t)))),
+                },
+                None => response.await,
+            };
+            match response {
                 Ok(r) => HttpResponse::try_from(r.map(SdkBody::from_body_1_x))
                     .map_err(|e| ConnectorError::other(e.into(), None)),
                 Err(e) => Err(classify(e)),
@@ -121,6 +145,10 @@ impl HttpConnector for Client {
 #[derive(Debug, thiserror::Error)]
 #[error("connecting to {0} took longer than {1:?}")]
 struct ConnectTimedOut(String, Duration);
+
+#[derive(Debug, thiserror::Error)]
+#[error("no response within {0:?} of the request")]
+struct ResponseTimedOut(Duration);
 
 /// The SDK's classification of a failed request (its client's rules, for its retries).
 fn classify(err: hyper_util::client::legacy::Error) -> ConnectorError {
@@ -392,5 +420,31 @@ mod tests {
             "the read through QuickAck re-armed TCP_QUICKACK"
         );
         server.await.unwrap();
+    }
+
+    /// A server that takes the request and never answers: the SDK gets a timeout (which its
+    /// retry policy retries) after the read timeout. Paused time: no waiting.
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_never_answers_is_a_timeout_after_the_read_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (_held, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await
+        });
+        let tls = tls_connector(rustls::RootCertStore::empty());
+        let client = Client::new(tls, None, Some(Duration::from_secs(30)));
+        let mut request = HttpRequest::new(SdkBody::empty());
+        request.set_uri(format!("http://{addr}/b/k")).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(3600), client.call(request))
+            .await
+            .expect("the read timeout ended the request, not the test's hour");
+        let err = answer.expect_err("nothing was answered");
+        assert!(err.is_timeout(), "{err:?}");
+        let why = std::error::Error::source(&err).map(|e| e.to_string());
+        assert_eq!(
+            why.as_deref(),
+            Some("no response within 30s of the request")
+        );
     }
 }
