@@ -47,9 +47,15 @@ pub enum TrustError {
 pub struct Bundle {
     pub path: PathBuf,
     pub from: String,
-    pub certificates: usize,
     /// What HTTPS trusts: the bundle's certificates, each checked usable as a CA.
     pub roots: rustls::RootCertStore,
+}
+
+impl Bundle {
+    /// How many certificates the bundle holds (every one of them is in `roots`).
+    pub fn certificates(&self) -> usize {
+        self.roots.len()
+    }
 }
 
 /// The SDK loader for `settings`: profile chosen, requests through `net`'s client, HTTPS
@@ -75,7 +81,7 @@ pub async fn trust_line(settings: &AwsSettings) -> Option<String> {
         .ok()??;
     Some(format!(
         "HTTPS trusts the {} certificate(s) in {} (from {}), not the system's roots",
-        b.certificates,
+        b.certificates(),
         b.path.display(),
         b.from
     ))
@@ -143,7 +149,6 @@ fn read(path: &Path, from: &str) -> Result<Bundle, TrustError> {
     Ok(Bundle {
         path: path.to_path_buf(),
         from: from.to_string(),
-        certificates: certificates.len(),
         roots,
     })
 }
@@ -223,8 +228,8 @@ mod tests {
         );
         let got = resolve(&none, &[], Some(&config)).unwrap().unwrap();
         assert_eq!(
-            (got.from.as_str(), got.path, got.certificates),
-            ("ca_bundle in profile default", c.into(), 1)
+            (got.from.as_str(), got.certificates(), got.path),
+            ("ca_bundle in profile default", 1, c.into())
         );
         // The selected profile: --profile, or AWS_PROFILE.
         let other = AwsSettings {
@@ -260,7 +265,7 @@ mod tests {
         );
         let none = AwsSettings::default();
         let got = resolve(&none, &[("AWS_CA_BUNDLE", two.as_str())], None);
-        assert_eq!(got.unwrap().unwrap().certificates, 2);
+        assert_eq!(got.unwrap().unwrap().certificates(), 2);
         for (path, why) in [
             ("/nonexistent/ca.pem", "No such file"),
             (empty.as_str(), "no PEM certificate"),

@@ -68,8 +68,15 @@ fn tls_connector(roots: rustls::RootCertStore) -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(tls))
 }
 
-/// The system's certificate authorities (what HTTPS trusts without a CA bundle).
+/// The system's certificate authorities (what HTTPS trusts without a CA bundle), read once
+/// per process: S3 and KMS clients both ask for them.
 pub fn system_roots() -> rustls::RootCertStore {
+    static ROOTS: std::sync::LazyLock<rustls::RootCertStore> =
+        std::sync::LazyLock::new(read_system_roots);
+    ROOTS.clone()
+}
+
+fn read_system_roots() -> rustls::RootCertStore {
     let found = rustls_native_certs::load_native_certs();
     for e in &found.errors {
         tracing::warn!(error = %e, "a system certificate store could not be read");
@@ -126,19 +133,23 @@ impl HttpConnector for Client {
         let response = self.hyper.request(request);
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
-            let response = match read_timeout {
-                Some(t) => match tokio::time::timeout(t, response).await {
-                    Ok(r) => r,
-                    Err(_) => return Err(ConnectorError::timeout(Box::new(ResponseTimedOut(t)))),
-                },
-                None => response.await,
-            };
+            let response = within(read_timeout, response)
+                .await
+                .map_err(|t| ConnectorError::timeout(Box::new(ResponseTimedOut(t))))?;
             match response {
                 Ok(r) => HttpResponse::try_from(r.map(SdkBody::from_body_1_x))
                     .map_err(|e| ConnectorError::other(e.into(), None)),
                 Err(e) => Err(classify(e)),
             }
         })
+    }
+}
+
+/// `work`'s output, or the limit it ran past (no limit: it runs to the end).
+async fn within<F: Future>(limit: Option<Duration>, work: F) -> Result<F::Output, Duration> {
+    match limit {
+        Some(t) => tokio::time::timeout(t, work).await.map_err(|_| t),
+        None => Ok(work.await),
     }
 }
 
@@ -207,13 +218,9 @@ impl tower_service::Service<http::Uri> for Connect {
                 .trim_end_matches(']')
                 .to_string();
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let connecting = TcpStream::connect((host.as_str(), port));
-            let tcp = match timeout {
-                Some(t) => tokio::time::timeout(t, connecting)
-                    .await
-                    .map_err(|_| ConnectTimedOut(format!("{host}:{port}"), t))??,
-                None => connecting.await?,
-            };
+            let tcp = within(timeout, TcpStream::connect((host.as_str(), port)))
+                .await
+                .map_err(|t| ConnectTimedOut(format!("{host}:{port}"), t))??;
             tcp.set_nodelay(true)?;
             let tcp = QuickAck(tcp);
             let stream = if https {
