@@ -103,33 +103,14 @@ impl Terminator {
                 let _ = client.set_nodelay(true);
                 tokio::spawn(async move {
                     // A client that refuses the certificate just closes: nothing to forward.
-                    let Ok(mut tls) = acceptor.accept(client).await else {
+                    let Ok(tls) = acceptor.accept(client).await else {
                         return;
                     };
-                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
                     };
                     let _ = server.set_nodelay(true);
-                    if !record {
-                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
-                        return;
-                    }
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let (mut from_client, mut to_client) = tokio::io::split(tls);
-                    let (mut from_server, mut to_server) = server.into_split();
-                    let back = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
-                        let _ = to_client.shutdown().await;
-                    });
-                    let mut buf = vec![0u8; 64 * 1024];
-                    while let Ok(n @ 1..) = from_client.read(&mut buf).await {
-                        keep.lock().extend_from_slice(&buf[..n]);
-                        if to_server.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to_server.shutdown().await;
-                    let _ = back.await;
+                    forward(tls, server, record.then_some(keep)).await;
                 });
             }
         });
@@ -139,6 +120,48 @@ impl Terminator {
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
     }
+}
+
+/// Copies one connection both ways until either side ends, keeping what the client sent in
+/// `keep` when given.
+///
+/// The upstream side acknowledges at once (`TCP_QUICKACK`, set again after every read: Linux
+/// keeps it only until the next exchange). Garage leaves Nagle on and writes a response in
+/// pieces; each piece waits for the ACK of the one before, which Linux delays by 40 ms or more
+/// on the reading side. Without this, every system behind the terminator stalls on Garage's
+/// pieces here, and the HTTPS benchmark measures those stalls instead of the clients (real S3
+/// endpoints do not trickle a response out).
+async fn forward(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    server: tokio::net::TcpStream,
+    keep: Option<Arc<parking_lot::Mutex<Vec<u8>>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut from_client, mut to_client) = tokio::io::split(tls);
+    let (mut from_server, mut to_server) = server.into_split();
+    let back = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = from_server.read(&mut buf).await {
+            let _ = socket2::SockRef::from(from_server.as_ref()).set_tcp_quickack(true);
+            // rustls keeps what the socket did not take: flush, or a response's tail waits
+            // for the next read.
+            if to_client.write_all(&buf[..n]).await.is_err() || to_client.flush().await.is_err() {
+                break;
+            }
+        }
+        let _ = to_client.shutdown().await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+        if let Some(keep) = &keep {
+            keep.lock().extend_from_slice(&buf[..n]);
+        }
+        if to_server.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to_server.shutdown().await;
+    let _ = back.await;
 }
 
 /// `http://ip:port` as a socket address (the local servers' endpoints).
