@@ -296,6 +296,44 @@ pub fn read_split_at(
     Ok(done)
 }
 
+/// Write `head` and then `body` at `offset` of `file`, in one `pwritev` unless the kernel takes
+/// less: a disk-cache entry's header and the block it keeps go to the file without first being
+/// joined in a buffer of their own (a copy of every block a cold read caches).
+pub fn write_split_at(file: &File, offset: u64, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let want = head.len() + body.len();
+    let mut done = 0;
+    while done < want {
+        let in_head = done.min(head.len());
+        let in_body = done - in_head;
+        let iov = [
+            libc::iovec {
+                iov_base: head[in_head..].as_ptr().cast_mut().cast(),
+                iov_len: head.len() - in_head,
+            },
+            libc::iovec {
+                iov_base: body[in_body..].as_ptr().cast_mut().cast(),
+                iov_len: body.len() - in_body,
+            },
+        ];
+        let at = (offset + done as u64) as libc::off_t;
+        // SAFETY: the descriptor is open, and each iovec covers memory valid for reads of its
+        // length (pwritev only reads from it).
+        let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), 2, at) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
 /// Where the next bytes of `file` that are not a hole start, at or after `offset`; `None` when
 /// only holes follow. A file system that does not track holes reports every byte as data.
 pub fn next_data(file: &File, offset: u64) -> std::io::Result<Option<u64>> {
@@ -396,6 +434,28 @@ mod tests {
         let (mut head, mut body) = ([0u8; 46], Vec::with_capacity(64));
         assert_eq!(read_split_at(&f, 9_990, &mut head, &mut body).unwrap(), 10);
         assert_eq!((&head[..10], body.len()), (&bytes[9_990..], 0));
+    }
+
+    #[test]
+    fn a_split_write_puts_the_head_then_the_body_at_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, [5u8; 200]).unwrap();
+        let f = File::options().write(true).open(&path).unwrap();
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        write_split_at(&f, 100, &[1, 2, 3], &body).unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(raw.len(), 100 + 3 + body.len());
+        assert_eq!(
+            &raw[..100],
+            &[5u8; 100][..],
+            "what precedes the offset is kept"
+        );
+        assert_eq!(&raw[100..103], &[1, 2, 3]);
+        assert_eq!(&raw[103..], &body[..]);
+        // An empty body: the head alone.
+        write_split_at(&f, 0, &[9; 4], &[]).unwrap();
+        assert_eq!(&std::fs::read(&path).unwrap()[..5], &[9, 9, 9, 9, 5]);
     }
 
     #[test]

@@ -485,33 +485,36 @@ impl DiskCache {
                 (segment::KIND_SEALED, &sealed[..])
             }
         };
-        let Some(entry) = segment::entry(kind, &id, body) else {
+        if !segment::fits(body.len()) {
             tracing::debug!(
                 len = body.len(),
                 "disk cache: entry larger than a slot; not cached"
             );
             return;
-        };
+        }
         let changing = self.changing.read();
         // A write that fails part-way leaves no bytes behind in the slot.
         let written = self.file(&id.segment, true).and_then(|f| {
-            segment::write(&f, id.slot, &entry).inspect_err(|_| {
+            segment::write(&f, kind, &id, body).inspect_err(|_| {
                 let _ = segment::punch(&f, id.slot);
             })
         });
-        if let Err(e) = written {
-            if !self.warned_full.swap(true, Ordering::Relaxed) {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "disk cache: cannot write an entry; blocks that cannot be written are not cached (reads are unaffected)");
+        let len = match written {
+            Ok(len) => len,
+            Err(e) => {
+                if !self.warned_full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "disk cache: cannot write an entry; blocks that cannot be written are not cached (reads are unaffected)");
+                }
+                return;
             }
-            return;
-        }
+        };
         let replaced = self
             .index
             .lock()
             .lru
             .get_or_insert_mut(id.segment, Segment::default)
-            .put(id.slot, entry.len());
-        self.account(segment::on_disk(entry.len()) as i64 - replaced as i64);
+            .put(id.slot, len);
+        self.account(segment::on_disk(len) as i64 - replaced as i64);
         drop(changing);
         if self.bytes() > self.budget {
             self.evict();

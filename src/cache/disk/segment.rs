@@ -4,7 +4,6 @@
 //! hole and reads as zeros: absent. This module knows the bytes; `disk` decides what is kept.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -113,17 +112,6 @@ pub fn header(kind: u8, id: &EntryId, len: usize) -> [u8; HEADER] {
     h
 }
 
-/// The bytes of an entry, header and `body`; `None` when it would not fit a slot.
-pub fn entry(kind: u8, id: &EntryId, body: &[u8]) -> Option<Vec<u8>> {
-    if body.len() > MAX_BODY {
-        return None;
-    }
-    let mut out = Vec::with_capacity(HEADER + body.len());
-    out.extend_from_slice(&header(kind, id, body.len()));
-    out.extend_from_slice(body);
-    Some(out)
-}
-
 /// The body length a header states, if it is a header of entry `id` (any kind).
 fn parse(h: &[u8], id: &EntryId) -> Option<usize> {
     let len = u32::from_le_bytes(h[42..46].try_into().ok()?) as usize;
@@ -167,9 +155,24 @@ pub fn read(
     }
 }
 
-/// Write `entry` into `slot` of `f`.
-pub fn write(f: &File, slot: u8, entry: &[u8]) -> std::io::Result<()> {
-    f.write_all_at(entry, offset(slot))
+/// Whether an entry with a body of `len` bytes fits a slot.
+pub fn fits(len: usize) -> bool {
+    len <= MAX_BODY
+}
+
+/// Write the entry of `kind` holding `body` into slot `id.slot` of `f` (header and body in
+/// one `pwritev`); returns its length. A body that does not fit is refused, never written
+/// over the next slot.
+pub fn write(f: &File, kind: u8, id: &EntryId, body: &[u8]) -> std::io::Result<usize> {
+    if !fits(body.len()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "entry larger than a slot",
+        ));
+    }
+    let head = header(kind, id, body.len());
+    crate::sys::write_split_at(f, offset(id.slot), &head, body)?;
+    Ok(HEADER + body.len())
 }
 
 /// Free `slot` of `f`: it reads as a hole afterwards.
