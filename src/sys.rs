@@ -277,18 +277,12 @@ pub fn read_split_at(
         let at = (offset + done as u64) as libc::off_t;
         // SAFETY: the descriptor is open, and each iovec covers memory valid for writes of its
         // length (uninitialized memory is fine: the kernel only writes to it).
-        let n = unsafe { libc::preadv(file.as_raw_fd(), iov.as_ptr(), 2, at) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let n =
+            interrupted_again(|| unsafe { libc::preadv(file.as_raw_fd(), iov.as_ptr(), 2, at) })?;
         if n == 0 {
             break;
         }
-        done += n as usize;
+        done += n;
     }
     // SAFETY: preadv wrote the first `done - head.len()` bytes of the spare capacity (when it
     // got past `head`), and `want` bounds them by the capacity.
@@ -318,20 +312,29 @@ pub fn write_split_at(file: &File, offset: u64, head: &[u8], body: &[u8]) -> std
         let at = (offset + done as u64) as libc::off_t;
         // SAFETY: the descriptor is open, and each iovec covers memory valid for reads of its
         // length (pwritev only reads from it).
-        let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), 2, at) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let n =
+            interrupted_again(|| unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), 2, at) })?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        done += n as usize;
+        done += n;
     }
     Ok(())
+}
+
+/// The bytes a `preadv`/`pwritev` moved, calling it again when a signal interrupted it (which
+/// moves nothing).
+fn interrupted_again(mut call: impl FnMut() -> libc::ssize_t) -> std::io::Result<usize> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// Where the next bytes of `file` that are not a hole start, at or after `offset`; `None` when
